@@ -1,0 +1,185 @@
+"""From a dataset to padded batches: optional time grid, encoding, collation, bucketing.
+
+A batch is a dict of tensors in grud's one vocabulary:
+
+Shape:
+    values: (B, T, F) normalised, 0 where unobserved (never NaN)
+    mask: (B, T, F) 1.0 = observed
+    delta: (B, T, F) hours since the variable was last observed (Che et al. 2018, eq. 2)
+    times: (B, T) hours since each series' time 0; 0 at padded steps
+    lengths: (B,) int64 number of real steps
+    static: (B, S) normalised, 0 where unknown
+    target: (B,) float (binary) or int64 (multi-class), when the dataset has labels
+    index: (B,) int64 position of each series in its dataset
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from grud.data import masking
+from grud.data.dataset import IrregularDataset
+from grud.data.transforms import FittedStats
+from grud.errors import ConfigError
+
+
+def to_grid(ds: IrregularDataset, bin_hours: float) -> IrregularDataset:
+    """Average values into bins of ``bin_hours`` on a dense grid.
+
+    Series i gets steps at 0, w, 2w, ... up to the bin of its last row; bins with no
+    observation become all-unobserved steps (the hourly set-up of Che et al. 2018).
+    """
+    w = float(bin_hours)
+    if not math.isfinite(w) or w <= 0:
+        raise ConfigError(f"data.grid: expected a positive bin width in hours or null, got {bin_hours!r}")
+    n, F = len(ds), len(ds.variables)
+    lengths = ds.lengths
+    series_of_row = np.repeat(np.arange(n), lengths)
+    bins = np.floor(ds.times / w + 1e-9).astype(np.int64)
+    n_bins = np.zeros(n, dtype=np.int64)
+    if len(bins):
+        np.maximum.at(n_bins, series_of_row, bins + 1)
+    offsets = np.concatenate([[0], np.cumsum(n_bins)]).astype(np.int64)
+    out_rows = offsets[series_of_row] + bins
+    total = int(offsets[-1])
+    obs = np.isfinite(ds.values)
+    sums = np.zeros((total, F), dtype=np.float64)
+    counts = np.zeros((total, F), dtype=np.int64)
+    np.add.at(sums, out_rows, np.where(obs, ds.values, 0.0))
+    np.add.at(counts, out_rows, obs.astype(np.int64))
+    values = np.divide(sums, counts, out=np.full((total, F), np.nan), where=counts > 0).astype(np.float32)
+    times = (np.arange(total) - np.repeat(offsets[:-1], n_bins)) * w
+    meta = dict(ds.meta, grid=w)
+    return IrregularDataset(ds.ids, ds.variables, ds.static_names, times, values, offsets, ds.static, ds.labels, meta)
+
+
+def class_targets(labels: np.ndarray | None, classes: list) -> np.ndarray | None:
+    """Map label values to 0..C-1 by the training ``classes``; unknown or missing labels -> -1."""
+    if labels is None:
+        return None
+    out = np.full(labels.shape[0], -1, dtype=np.int64)
+    for k, c in enumerate(classes):
+        out[labels == c] = k
+    return out
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """A dataset normalised with training statistics, kept flat; items are series indices.
+
+    Collation (:meth:`collate`) gathers the flat rows of a list of indices into padded tensors,
+    so no per-series Python work happens in the loader.
+    """
+
+    def __init__(self, ds: IrregularDataset, stats: FittedStats):
+        if list(ds.variables) != list(stats.variables) or list(ds.static_names) != list(stats.static_names):
+            ds = ds.align(stats.variables, stats.static_names)
+        self.ds = ds
+        self.stats = stats
+        z = stats.normalise_values(ds.values)
+        self.mask = np.isfinite(z)
+        self.values = np.where(self.mask, z, 0.0).astype(np.float32)
+        self.mask = self.mask.astype(np.float32)
+        self.static = stats.normalise_static(ds.static)
+        self.lengths = ds.lengths
+        self.targets = class_targets(ds.labels, stats.classes) if stats.classes else None
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, indices) -> dict:
+        idx = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[idx]
+        T = max(int(lengths.max()) if len(idx) else 0, 1)
+        steps = np.arange(T)
+        valid = steps[None, :] < lengths[:, None]
+        rows = np.where(valid, self.ds.offsets[idx][:, None] + steps[None, :], 0)
+        values = np.where(valid[..., None], self.values[rows], 0.0) if len(self.values) else np.zeros(
+            (len(idx), T, self.values.shape[1]), np.float32)
+        mask = np.where(valid[..., None], self.mask[rows], 0.0) if len(self.values) else np.zeros_like(values)
+        times = np.where(valid, self.ds.times[rows], 0.0) if len(self.values) else np.zeros((len(idx), T))
+        delta = masking.time_deltas(times, mask)
+        delta = np.where(valid[..., None], delta, 0.0)
+        batch = {
+            "values": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)),
+            "delta": torch.from_numpy(np.ascontiguousarray(delta, dtype=np.float32)),
+            "times": torch.from_numpy(np.ascontiguousarray(times, dtype=np.float32)),
+            "lengths": torch.from_numpy(lengths.astype(np.int64)),
+            "static": torch.from_numpy(self.static[idx]),
+            "index": torch.from_numpy(idx),
+        }
+        if self.targets is not None:
+            t = self.targets[idx]
+            batch["target"] = torch.from_numpy(t) if len(self.stats.classes) > 2 else torch.from_numpy(
+                t.astype(np.float32))
+        return batch
+
+
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """Batches of similar length (less padding), reshuffled every epoch, DDP-aware.
+
+    Shuffles all indices, sorts them by length within pools of ``pool_batches`` batches,
+    cuts the pools into batches and shuffles the batch order. With ``num_replicas > 1``
+    each replica takes every ``num_replicas``-th batch (same count on every replica).
+    """
+
+    def __init__(self, lengths, batch_size: int, shuffle: bool = True, bucket: bool = True, seed: int = 0,
+                 pool_batches: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size: expected a positive integer, got {batch_size}")
+        self.lengths = np.asarray(lengths)
+        self.batch_size = int(batch_size)
+        self.shuffle, self.bucket, self.seed = shuffle, bucket, int(seed)
+        self.pool = max(1, pool_batches) * self.batch_size
+        self.drop_last = drop_last
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _batches(self) -> list:
+        n = len(self.lengths)
+        rng = np.random.default_rng(self.seed + 7919 * self.epoch)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.bucket:
+            if self.shuffle:
+                pools = [order[i:i + self.pool] for i in range(0, n, self.pool)]
+                order = np.concatenate([p[np.argsort(self.lengths[p], kind="stable")] for p in pools]) if n else order
+            else:
+                order = np.argsort(self.lengths, kind="stable")
+        batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches = batches[:-1]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        if self.num_replicas > 1:
+            per = int(math.ceil(len(batches) / self.num_replicas))
+            batches = batches + batches[: per * self.num_replicas - len(batches)]
+            batches = batches[self.rank::self.num_replicas]
+        return [b.tolist() for b in batches]
+
+    def __iter__(self):
+        yield from self._batches()
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        k = n // self.batch_size if self.drop_last else int(math.ceil(n / self.batch_size))
+        return int(math.ceil(k / self.num_replicas)) if self.num_replicas > 1 else k
+
+
+def padding_waste(lengths, batches) -> float:
+    """Fraction of padded steps among all steps of ``batches`` (lists of indices)."""
+    lengths = np.asarray(lengths)
+    padded = total = 0
+    for b in batches:
+        ls = lengths[np.asarray(b)]
+        T = max(int(ls.max()), 1) if len(ls) else 0
+        total += T * len(ls)
+        padded += T * len(ls) - int(ls.sum())
+    return padded / total if total else 0.0

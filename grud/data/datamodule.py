@@ -1,0 +1,72 @@
+"""LightningDataModule over already-read, already-split datasets.
+
+The entry point reads and splits the data (:mod:`grud.data.loading`, :mod:`grud.data.splits`),
+fits :class:`~grud.data.transforms.FittedStats` on the training split and hands everything
+here; this module only encodes (normalise once) and serves batches, bucketed by length.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+
+from grud.data.batching import BucketBatchSampler
+from grud.data.dataset import IrregularDataset
+from grud.data.transforms import FittedStats
+
+
+class GrudDataModule(pl.LightningDataModule):
+    """Serves train/val/test/predict loaders.
+
+    Args:
+        train, val, test: the splits (val/test may be empty or None).
+        stats: statistics fitted on ``train``.
+        encode: ``encode(ds, stats) -> dataset with .collate`` (the task's encoder).
+        batch_size: series per batch.
+        bucket: batch series of similar length together (less padding).
+        num_workers: DataLoader worker processes (0 = in the main process).
+        seed: shuffling seed (combined with the epoch).
+    """
+
+    def __init__(self, train: IrregularDataset | None, val: IrregularDataset | None, test: IrregularDataset | None,
+                 stats: FittedStats, encode: Callable, batch_size: int = 64, bucket: bool = True,
+                 num_workers: int = 0, seed: int = 0, predict: IrregularDataset | None = None):
+        super().__init__()
+        self.stats, self.encode = stats, encode
+        self.batch_size, self.bucket, self.num_workers, self.seed = int(batch_size), bool(bucket), int(num_workers), seed
+        self._raw = {"train": train, "val": val, "test": test, "predict": predict}
+        self._encoded: dict = {}
+
+    def encoded(self, split: str):
+        if split not in self._encoded:
+            ds = self._raw[split]
+            self._encoded[split] = None if ds is None or len(ds) == 0 else self.encode(ds, self.stats)
+        return self._encoded[split]
+
+    def _loader(self, split: str, shuffle: bool):
+        enc = self.encoded(split)
+        if enc is None:
+            return []
+        replicas, rank = 1, 0
+        if shuffle and self.trainer is not None and self.trainer.world_size > 1:
+            replicas, rank = self.trainer.world_size, self.trainer.global_rank
+        sampler = BucketBatchSampler(enc.lengths, self.batch_size, shuffle=shuffle, bucket=self.bucket,
+                                     seed=self.seed, num_replicas=replicas, rank=rank)
+        if shuffle and self.trainer is not None:
+            sampler.set_epoch(self.trainer.current_epoch)
+        return torch.utils.data.DataLoader(enc, batch_sampler=sampler, collate_fn=enc.collate,
+                                           num_workers=self.num_workers,
+                                           persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self):
+        return self._loader("predict", shuffle=False)

@@ -1,0 +1,86 @@
+"""Seeded train/validation/test splits by series id, stratified by label where there are labels."""
+from __future__ import annotations
+
+import numpy as np
+
+from grud.data.dataset import IrregularDataset
+from grud.errors import ConfigError, DataError
+
+
+def _check_fraction(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"data.{name}: expected a fraction in [0, 1), got {value}")
+    return value
+
+
+def _stratified_take(indices: np.ndarray, labels, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (taken, rest) with ``fraction`` taken per label stratum."""
+    if fraction == 0.0 or len(indices) == 0:
+        return indices[:0], indices
+    if labels is None:
+        strata = [indices]
+    else:
+        lab = labels[indices]
+        keys = np.where(np.isfinite(lab), lab, -np.inf)
+        strata = [indices[keys == k] for k in np.unique(keys)]
+    taken = []
+    for s in strata:
+        s = rng.permutation(s)
+        k = int(round(fraction * len(s)))
+        taken.append(s[:k])
+    taken = np.sort(np.concatenate(taken))
+    rest = np.setdiff1d(indices, taken, assume_unique=True)
+    return taken, rest
+
+
+def _indices_of(ds: IrregularDataset, ids, name: str) -> np.ndarray:
+    pos = {s: i for i, s in enumerate(ds.ids)}
+    missing = [str(i) for i in ids if str(i) not in pos]
+    if missing:
+        raise DataError(
+            f"data.{name}: {len(missing)} id(s) not found in the data, e.g. {', '.join(missing[:5])}"
+        )
+    return np.array([pos[str(i)] for i in ids], dtype=np.int64)
+
+
+def split_dataset(
+    ds: IrregularDataset,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    stratify: bool = True,
+    train_ids=None,
+    val_ids=None,
+    test_ids=None,
+) -> tuple[IrregularDataset, IrregularDataset, IrregularDataset]:
+    """Split ``ds`` into (train, val, test).
+
+    Explicit id lists win over fractions: with ``val_ids``/``test_ids`` given, those series go
+    there and (unless ``train_ids`` is given) everything else is training data.
+    """
+    val_fraction = _check_fraction("val_fraction", val_fraction)
+    test_fraction = _check_fraction("test_fraction", test_fraction)
+    if val_fraction + test_fraction >= 1.0:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction must leave training data, got {val_fraction} + {test_fraction}"
+        )
+    labels = ds.labels if (stratify and ds.has_labels) else None
+    rng = np.random.default_rng(seed)
+    everything = np.arange(len(ds))
+    if train_ids is not None or val_ids is not None or test_ids is not None:
+        val = _indices_of(ds, val_ids or [], "val_ids")
+        test = _indices_of(ds, test_ids or [], "test_ids")
+        if train_ids is not None:
+            train = _indices_of(ds, train_ids, "train_ids")
+        else:
+            train = np.setdiff1d(everything, np.concatenate([val, test]))
+        overlap = set(train) & (set(val) | set(test)) or set(val) & set(test)
+        if overlap:
+            raise DataError(f"data.train_ids/val_ids/test_ids overlap in {len(overlap)} series")
+    else:
+        test, rest = _stratified_take(everything, labels, test_fraction, rng)
+        val, train = _stratified_take(rest, labels, val_fraction / (1.0 - test_fraction), rng)
+    if len(train) == 0:
+        raise DataError("the training split is empty: lower data.val_fraction/test_fraction or add data")
+    return ds.subset(train), ds.subset(val), ds.subset(test)

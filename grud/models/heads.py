@@ -1,0 +1,65 @@
+"""Output heads on top of a recurrent network's last state (plus static features)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClassificationHead(nn.Module):
+    """MLP head with the regulariser of Che et al. (2018): batch norm + dropout on the top layer.
+
+    Args:
+        in_features: H_out of the recurrent network.
+        n_static: S, static features concatenated to the last state.
+        n_outputs: 1 for binary (a logit), C for multi-class.
+        hidden: width of the hidden layer (0 = a single linear layer).
+        batch_norm: apply BatchNorm1d to the concatenated input.
+        dropout: dropout probability before each linear layer.
+
+    Shape:
+        last: (B, H_out); static: (B, S) -> logits (B,) for binary, (B, C) otherwise.
+    """
+
+    def __init__(self, in_features: int, n_static: int, n_outputs: int, hidden: int = 64,
+                 batch_norm: bool = True, dropout: float = 0.3):
+        super().__init__()
+        if n_outputs < 1:
+            raise ValueError(f"n_outputs: expected >= 1, got {n_outputs}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"head dropout: expected a probability in [0, 1), got {dropout}")
+        d = in_features + n_static
+        layers: list[nn.Module] = []
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(d))
+        layers.append(nn.Dropout(dropout))
+        if hidden > 0:
+            layers += [nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            d = hidden
+        layers.append(nn.Linear(d, n_outputs))
+        self.net = nn.Sequential(*layers)
+        self.n_static = n_static
+        self.n_outputs = n_outputs
+
+    def forward(self, last: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_static:
+            if static is None or static.shape[-1] != self.n_static:
+                got = None if static is None else tuple(static.shape)
+                raise ValueError(f"static: expected (B, {self.n_static}), got {got}")
+            last = torch.cat([last, static], dim=-1)
+        out = self.net(last)
+        return out.squeeze(-1) if self.n_outputs == 1 else out
+
+
+class NextStepImputer(nn.Module):
+    """Predicts the next step's inputs from each hidden state (imputation as an auxiliary loss).
+
+    Shape:
+        outputs: (B, T, H_out) -> predictions (B, T, F) of values at step t+1 (normalised space).
+    """
+
+    def __init__(self, in_features: int, n_features: int):
+        super().__init__()
+        self.proj = nn.Linear(in_features, n_features)
+
+    def forward(self, outputs: torch.Tensor) -> torch.Tensor:
+        return self.proj(outputs)

@@ -1,0 +1,133 @@
+"""What every Lightning task of grud shares: building the network from plain hyperparameters,
+the optimiser and schedule, the imputation auxiliary loss, MC dropout and the NaN-loss guard.
+
+A task is built from plain containers only (``model`` preset dict, fitted ``stats`` dict,
+``optim`` dict), all stored with ``save_hyperparameters``; a checkpoint therefore holds
+everything prediction needs and loads with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from grud.data.transforms import FittedStats
+from grud.errors import ConfigError
+from grud.models import preset
+from grud.models.heads import NextStepImputer
+
+DEFAULT_OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "plateau",
+                 "scheduler_patience": 3, "scheduler_factor": 0.5, "grad_clip": None}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+
+def masked_next_step_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of ``pred[:, t]`` against ``values[:, t+1]`` over observed entries only.
+
+    Shape:
+        pred, values, mask: (B, T, F) -> scalar. Padded steps have mask 0 and never count.
+    """
+    if values.shape[1] < 2:
+        return pred.sum() * 0.0
+    m = mask[:, 1:]
+    err = (pred[:, :-1] - values[:, 1:]) ** 2 * m
+    return err.sum() / m.sum().clamp_min(1.0)
+
+
+class TaskModule(pl.LightningModule):
+    """Base class: builds ``self.network`` from a preset dict and fitted statistics.
+
+    Args:
+        model: plain dict with ``name`` (a preset of :mod:`grud.models`) and its overrides.
+        stats: :meth:`grud.data.transforms.FittedStats.to_dict` of the training split.
+        optim: optimiser settings (``lr``, ``weight_decay``, ``scheduler``: plateau | cosine | none).
+        impute_weight: weight of the next-step imputation auxiliary loss (0 = off).
+    """
+
+    monitor = "val/loss"
+    monitor_mode = "min"
+
+    def __init__(self, model: dict, stats: dict, optim: dict | None = None, impute_weight: float = 0.0):
+        super().__init__()
+        self.stats = FittedStats.from_dict(stats)
+        self.optim = {**DEFAULT_OPTIM, **(optim or {})}
+        spec = {k: v for k, v in dict(model).items() if k not in ("name", "kind", "tasks")}
+        name = model.get("name")
+        if name is None:
+            raise ConfigError("model.name: a model preset name is required")
+        self.network = preset(str(name), n_features=self.stats.n_features, n_static=self.stats.n_static, **spec)
+        self.network.set_input_means(torch.tensor(self.stats.input_means, dtype=torch.float32))
+        if impute_weight < 0:
+            raise ConfigError(f"task.impute_weight: expected >= 0, got {impute_weight}")
+        self.impute_weight = float(impute_weight)
+        self.imputer = NextStepImputer(self.network.output_size, self.stats.n_features) if impute_weight > 0 else None
+
+    # ------------------------------------------------------------------ shared pieces
+    def encode(self, batch: dict):
+        """Run the recurrent network on a batch -> (outputs (B, T, H_out), last (B, H_out))."""
+        return self.network(batch["values"], batch["mask"], batch["delta"], batch["times"], batch["lengths"],
+                            batch.get("static"))
+
+    def auxiliary_loss(self, batch: dict, outputs: torch.Tensor) -> torch.Tensor:
+        if self.imputer is None:
+            return outputs.new_zeros(())
+        loss = masked_next_step_mse(self.imputer(outputs), batch["values"], batch["mask"])
+        self.log("train/impute_mse", loss, batch_size=outputs.shape[0])
+        return self.impute_weight * loss
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                "lower optim.lr or set optim.grad_clip (the best checkpoint so far is kept)"
+            )
+
+    def configure_optimizers(self):
+        o = self.optim
+        lr = float(o["lr"])
+        if not (math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"optim.lr: expected a positive learning rate, got {o['lr']}")
+        name = str(o.get("name", "adam")).lower()
+        if name == "adam":
+            opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=float(o["weight_decay"]))
+        elif name == "adamw":
+            opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(o["weight_decay"]))
+        elif name == "sgd":
+            opt = torch.optim.SGD(self.parameters(), lr=lr, momentum=0.9, weight_decay=float(o["weight_decay"]))
+        else:
+            raise ConfigError(f"optim.name: expected adam, adamw or sgd, got {name!r}")
+        sched = str(o.get("scheduler") or "none").lower()
+        if sched == "none":
+            return opt
+        if sched == "plateau":
+            s = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode=self.monitor_mode, factor=float(o["scheduler_factor"]),
+                patience=int(o["scheduler_patience"]))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "monitor": self.monitor}}
+        if sched == "cosine":
+            epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 50
+            s = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+            return {"optimizer": opt, "lr_scheduler": s}
+        raise ConfigError(f"optim.scheduler: expected plateau, cosine or none, got {sched!r}")
+
+    @contextmanager
+    def mc_dropout(self, enabled: bool):
+        """Keep dropout active (and batch norm in eval mode) for Monte-Carlo dropout sampling."""
+        if not enabled:
+            yield
+            return
+        was = self.training
+        self.train()
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        try:
+            yield
+        finally:
+            self.train(was)

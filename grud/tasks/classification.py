@@ -1,0 +1,155 @@
+"""Sequence classification (e.g. in-hospital mortality) with a recurrent network.
+
+The head sees the network's last state and the static features, with batch norm and
+dropout on the top layer, the regulariser of Che et al. (2018). Binary tasks use one logit
+and a sigmoid; multi-class tasks one logit per class and a softmax.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from grud.data.batching import EncodedDataset
+from grud.errors import ConfigError
+from grud.models.heads import ClassificationHead
+from grud.tasks import metrics as M
+from grud.tasks.base import TaskModule
+
+
+class ClassificationTask(TaskModule):
+    """Lightning module for whole-series classification.
+
+    Args:
+        model, stats, optim, impute_weight: see :class:`grud.tasks.base.TaskModule`.
+        head: ``hidden``, ``batch_norm``, ``dropout`` of :class:`grud.models.heads.ClassificationHead`.
+        class_weight: ``null`` (none), ``balanced`` (inverse class frequency of the training split)
+            or a list of per-class weights.
+        class_counts: training-split count per class (filled by the entry point).
+
+    Shape:
+        batch as :mod:`grud.data.batching`; ``target`` (B,) -> logits (B,) binary or (B, C).
+    """
+
+    monitor = "val/auroc"
+    monitor_mode = "max"
+    name = "classification"
+
+    def __init__(self, model: dict, stats: dict, optim: dict | None = None, head: dict | None = None,
+                 class_weight=None, class_counts: list | None = None, impute_weight: float = 0.0):
+        super().__init__(model, stats, optim, impute_weight)
+        self.save_hyperparameters()
+        n_classes = len(self.stats.classes)
+        if n_classes < 2:
+            raise ConfigError(
+                f"classification needs at least two classes in the training labels, found {n_classes} "
+                f"({self.stats.classes}); check data.labels / data.label_column"
+            )
+        self.n_classes = n_classes
+        head = {"hidden": 64, "batch_norm": True, "dropout": 0.3, **(head or {})}
+        self.head = ClassificationHead(self.network.output_size, self.stats.n_static,
+                                       1 if n_classes == 2 else n_classes, **head)
+        self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
+        self._outputs = {"val": [], "test": []}
+
+    @staticmethod
+    def _class_weights(class_weight, counts, n_classes) -> torch.Tensor:
+        if class_weight in (None, "none", False):
+            return torch.ones(n_classes)
+        if class_weight == "balanced":
+            c = torch.tensor(counts if counts else [1] * n_classes, dtype=torch.float32).clamp_min(1)
+            return c.sum() / (n_classes * c)
+        w = torch.tensor(list(class_weight), dtype=torch.float32)
+        if w.shape != (n_classes,):
+            raise ConfigError(f"task.class_weight: expected {n_classes} weights, got {len(w)}")
+        return w
+
+    # ------------------------------------------------------------------ data
+    @staticmethod
+    def encode_dataset(ds, stats):
+        return EncodedDataset(ds, stats)
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, batch: dict):
+        outputs, last = self.encode(batch)
+        return self.head(last, batch["static"]), outputs
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.n_classes == 2 else torch.softmax(logits, -1)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.n_classes == 2:
+            w = self.class_weights
+            weight = torch.where(target > 0.5, w[1], w[0])
+            return F.binary_cross_entropy_with_logits(logits, target.float(), weight=weight)
+        return F.cross_entropy(logits, target.long(), weight=self.class_weights)
+
+    def training_step(self, batch, batch_idx):
+        logits, outputs = self(batch)
+        keep = batch["target"] >= 0
+        loss = self.loss(logits[keep], batch["target"][keep]) + self.auxiliary_loss(batch, outputs)
+        self.check_finite(loss)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(keep))
+        return loss
+
+    def _eval_step(self, batch, stage):
+        logits, _ = self(batch)
+        keep = batch["target"] >= 0
+        loss = self.loss(logits[keep], batch["target"][keep])
+        self.log(f"{stage}/loss", loss, batch_size=int(keep.sum()), sync_dist=True)
+        self._outputs[stage].append((self.probabilities(logits[keep]).detach().cpu(), batch["target"][keep].cpu()))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def _epoch_metrics(self, stage):
+        outs = self._outputs[stage]
+        self._outputs[stage] = []
+        if not outs:
+            return
+        prob = torch.cat([p for p, _ in outs])
+        y = torch.cat([t for _, t in outs])
+        # validation and test loaders are not sharded under DDP: every rank scores all series
+        values = self.score(y.numpy(), prob.numpy())
+        for k, v in values.items():
+            self.log(f"{stage}/{k}", float(v), prog_bar=k == "auroc", rank_zero_only=False)
+
+    def score(self, y: np.ndarray, prob: np.ndarray) -> dict:
+        if self.n_classes == 2:
+            return M.binary_metrics(y, prob)
+        return M.multiclass_metrics(y, prob)
+
+    def on_validation_epoch_end(self):
+        self._epoch_metrics("val")
+
+    def on_test_epoch_end(self):
+        self._epoch_metrics("test")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0, mc_samples: int = 0):
+        if mc_samples and mc_samples > 0:
+            with self.mc_dropout(True):
+                draws = torch.stack([self.probabilities(self(batch)[0]) for _ in range(mc_samples)])
+            return {"index": batch["index"], "probability": draws.mean(0), "probability_std": draws.std(0)}
+        return {"index": batch["index"], "probability": self.probabilities(self(batch)[0])}
+
+    # ------------------------------------------------------------------ output
+    def predictions_frame(self, parts: list, ds, id_column: str = "id") -> pd.DataFrame:
+        index = torch.cat([p["index"] for p in parts]).numpy()
+        order = np.argsort(index)
+        out = {id_column: [ds.ids[i] for i in index[order]]}
+        prob = torch.cat([p["probability"] for p in parts]).numpy()[order]
+        std = torch.cat([p["probability_std"] for p in parts]).numpy()[order] if "probability_std" in parts[0] else None
+        if self.n_classes == 2:
+            out["probability"] = prob
+            if std is not None:
+                out["probability_std"] = std
+        else:
+            for k, c in enumerate(self.stats.classes):
+                out[f"probability_{c}"] = prob[:, k]
+                if std is not None:
+                    out[f"probability_std_{c}"] = std[:, k]
+        return pd.DataFrame(out)
