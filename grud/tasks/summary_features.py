@@ -1,0 +1,102 @@
+"""Fixed-length summary features of ragged series, for the classical baselines.
+
+For each series and variable: the last observed value, the mean, min and max of the
+observed values and the number of observations (the summary used for the non-recurrent
+baselines of Che et al., Sci. Rep. 2018, and by most PhysioNet 2012 entries), followed by the
+static features. Computed with ``np.*.reduceat`` over the row offsets of
+:class:`~grud.data.dataset.IrregularDataset`, without a Python loop over series.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from grud.errors import ConfigError
+
+__all__ = ["STATISTICS", "series_statistics", "summary_features"]
+
+STATISTICS = ("last", "mean", "min", "max", "count")
+
+
+def _variable_index(ds, variables: Sequence[str] | None) -> list[int]:
+    if variables is None:
+        return list(range(len(ds.variables)))
+    variables = [str(v) for v in variables]
+    unknown = [v for v in variables if v not in ds.variables]
+    if unknown:
+        raise ConfigError(
+            f"variables: {unknown} not in this dataset; expected names among {list(ds.variables)}"
+        )
+    return [ds.variables.index(v) for v in variables]
+
+
+def series_statistics(ds, variables: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Per-series statistics of the observed values of each variable.
+
+    Args:
+        ds: an :class:`~grud.data.dataset.IrregularDataset`.
+        variables: names (and order) of the variables to summarise; default all.
+
+    Returns:
+        dict with ``last``, ``mean``, ``min``, ``max`` (n, F) float64, NaN where the variable
+        was never observed in that series (including empty series), and ``count`` (n, F)
+        float64 (0 there).
+
+    Shape:
+        values (N, F) ragged over ``offsets`` (n+1,) -> each statistic (n, F)
+    """
+    cols = _variable_index(ds, variables)
+    n, F = len(ds), len(cols)
+    values = ds.values[:, cols] if cols != list(range(ds.values.shape[1])) else ds.values
+    out = {k: np.full((n, F), np.nan) for k in STATISTICS}
+    out["count"] = np.zeros((n, F))
+    lengths = np.diff(ds.offsets)
+    nonempty = np.flatnonzero(lengths > 0)
+    if nonempty.size == 0 or F == 0:
+        return out
+    # Starts of the non-empty series delimit exactly their rows (empty series own no row),
+    # which keeps reduceat away from its "equal indices" and "index == len" pitfalls.
+    starts = ds.offsets[:-1][nonempty]
+    v = values.astype(np.float64)
+    obs = ~np.isnan(v)
+    count = np.add.reduceat(obs.astype(np.int64), starts, axis=0)
+    total = np.add.reduceat(np.where(obs, v, 0.0), starts, axis=0)
+    vmin = np.minimum.reduceat(np.where(obs, v, np.inf), starts, axis=0)
+    vmax = np.maximum.reduceat(np.where(obs, v, -np.inf), starts, axis=0)
+    rows = np.arange(v.shape[0])[:, None]
+    last_row = np.maximum.reduceat(np.where(obs, rows, -1), starts, axis=0)
+    seen = count > 0
+    last = np.where(seen, v[np.maximum(last_row, 0), np.arange(F)[None, :]], np.nan)
+    out["count"][nonempty] = count
+    out["mean"][nonempty] = np.where(seen, total / np.maximum(count, 1), np.nan)
+    out["min"][nonempty] = np.where(seen, vmin, np.nan)
+    out["max"][nonempty] = np.where(seen, vmax, np.nan)
+    out["last"][nonempty] = last
+    return out
+
+
+def summary_features(ds, variables: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Summary feature matrix of a dataset: 5 statistics per variable, then the static features.
+
+    Columns are grouped by statistic: ``<var>_last`` for every variable, then ``<var>_mean``,
+    ``<var>_min``, ``<var>_max``, ``<var>_count``, then the static names. Values are NaN where a
+    variable was never observed in a series (its count is 0) and where a static value is
+    unknown; no imputation happens here (the baselines impute with training statistics).
+
+    Args:
+        ds: an :class:`~grud.data.dataset.IrregularDataset`.
+        variables: names (and order) of the time-varying variables to use; default all.
+
+    Returns:
+        ``(X, names)`` with X (n, 5F + S) float64 and ``len(names) == 5F + S``.
+
+    Shape:
+        X: (n, 5F + S)
+    """
+    stats = series_statistics(ds, variables)
+    var_names = list(ds.variables) if variables is None else [str(v) for v in variables]
+    blocks = [stats[k] for k in STATISTICS] + [np.asarray(ds.static, dtype=np.float64).reshape(len(ds), -1)]
+    names = [f"{v}_{k}" for k in STATISTICS for v in var_names] + list(ds.static_names)
+    X = np.concatenate(blocks, axis=1)
+    return X, names

@@ -1,0 +1,209 @@
+"""Summary features, the summary-feature classifiers and the forecast baselines."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import roc_auc_score
+
+from grud.data.dataset import IrregularDataset, Series
+from grud.errors import ConfigError, DataError
+from grud.tasks.baselines import (
+    BASELINES,
+    SummaryClassifier,
+    _Forest,
+    check_task,
+    history_last_and_mean,
+    locf_forecast,
+    mean_forecast,
+    observed_means,
+)
+from grud.tasks.summary_features import summary_features
+
+
+def _random_dataset(n=12, F=4, S=2, seed=0, labels=None):
+    """Random ragged dataset with empty series, a never-observed variable and unknown statics."""
+    rng = np.random.default_rng(seed)
+    series = []
+    for i in range(n):
+        T = 0 if i % 5 == 2 else int(rng.integers(1, 7))
+        times = np.sort(rng.uniform(0, 48, T))
+        values = rng.normal(size=(T, F)).astype(np.float32)
+        values[rng.random((T, F)) < 0.5] = np.nan
+        values[:, F - 1] = np.nan  # never observed anywhere
+        static = rng.normal(size=S).astype(np.float32)
+        static[rng.random(S) < 0.3] = np.nan
+        label = None if labels is None else labels[i]
+        series.append(Series(str(i), times, values, static, label))
+    return IrregularDataset.from_series(series, [f"v{j}" for j in range(F)], [f"s{j}" for j in range(S)])
+
+
+def _slow_summary(ds):
+    rows = []
+    for s in ds:
+        feats = {k: [] for k in ("last", "mean", "min", "max", "count")}
+        for f in range(len(ds.variables)):
+            obs = [float(x) for x in s.values[:, f] if not np.isnan(x)]
+            feats["last"].append(obs[-1] if obs else np.nan)
+            feats["mean"].append(sum(obs) / len(obs) if obs else np.nan)
+            feats["min"].append(min(obs) if obs else np.nan)
+            feats["max"].append(max(obs) if obs else np.nan)
+            feats["count"].append(float(len(obs)))
+        rows.append(sum(feats.values(), []) + [float(x) for x in s.static])
+    return np.array(rows)
+
+
+# ------------------------------------------------------------------ summary features
+@pytest.mark.parametrize("seed", [0, 1])
+def test_summary_features_match_slow_python(seed):
+    ds = _random_dataset(seed=seed)
+    assert (ds.lengths == 0).any()
+    X, names = summary_features(ds)
+    assert X.shape == (len(ds), 5 * 4 + 2) and len(names) == X.shape[1]
+    np.testing.assert_allclose(X, _slow_summary(ds), rtol=1e-6, equal_nan=True)
+    assert names[0] == "v0_last" and names[4 * 4] == "v0_count" and names[-1] == "s1"
+
+
+def test_summary_features_variable_selection_and_unknown_variable():
+    ds = _random_dataset(seed=2)
+    X, names = summary_features(ds, variables=["v2", "v0"])
+    full, full_names = summary_features(ds)
+    for j, name in enumerate(names):
+        np.testing.assert_array_equal(X[:, j], full[:, full_names.index(name)])
+    assert names[:2] == ["v2_last", "v0_last"]
+    with pytest.raises(ConfigError, match="v9"):
+        summary_features(ds, variables=["v9"])
+
+
+# ------------------------------------------------------------------ classifiers
+def _one_step_dataset(x, y):
+    """One time step per series: each column of x is one variable."""
+    n, F = x.shape
+    return IrregularDataset([str(i) for i in range(n)], [f"x{j}" for j in range(F)], [], np.zeros(n),
+                            x.astype(np.float32), np.arange(n + 1), None, y)
+
+
+def _learnable(n, seed, F=6):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, F))
+    y = (x[:, 0] - x[:, 1] + 0.5 * rng.normal(size=n) > 0).astype(float)
+    return _one_step_dataset(x, y)
+
+
+def test_logreg_beats_chance_and_selects_best_val_candidate():
+    train, val, test = _learnable(200, 0), _learnable(100, 1), _learnable(300, 2)
+    clf = SummaryClassifier("logreg").fit(train, val)
+    p = clf.predict_proba(test)
+    assert p.shape == (300,)
+    assert roc_auc_score(test.labels, p) > 0.85
+    assert clf.best_index == int(np.nanargmax(clf.val_scores))
+    assert len(clf.val_scores) == len(clf.C_grid)
+
+
+def test_logreg_choice_of_C_follows_the_validation_labels():
+    # x1 and x2 are correlated. Training labels depend on x2 - x1 (a partial effect only a weakly
+    # regularised fit recovers); strong L2 shrinks towards the marginal direction (x2 alone).
+    rng = np.random.default_rng(0)
+
+    def draw(n, rule):
+        z1, z2 = rng.normal(size=(2, n))
+        x = np.stack([z1, z1 + 0.5 * z2], axis=1)
+        signal = x[:, 1] - x[:, 0] if rule == "partial" else x[:, 1]
+        return _one_step_dataset(x, (signal + 0.1 * rng.normal(size=n) > 0).astype(float))
+
+    train = draw(300, "partial")
+    grid = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+    c_partial = SummaryClassifier("logreg", C_grid=grid).fit(train, draw(300, "partial")).params["C"]
+    c_marginal = SummaryClassifier("logreg", C_grid=grid).fit(train, draw(300, "marginal")).params["C"]
+    assert c_partial > c_marginal
+
+
+def test_multiclass_logreg_and_forest_give_probability_rows():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(240, 3))
+    y = np.argmax(x + 0.3 * rng.normal(size=x.shape), axis=1).astype(float)
+    ds = _one_step_dataset(x, y)
+    train, val, test = ds.subset(range(120)), ds.subset(range(120, 180)), ds.subset(range(180, 240))
+    for clf in (SummaryClassifier("logreg"), SummaryClassifier("random_forest", n_estimators=15, leaf_grid=(3,))):
+        p = clf.fit(train, val).predict_proba(test)
+        assert p.shape == (60, 3)
+        np.testing.assert_allclose(p.sum(1), 1.0)
+        assert (p.argmax(1) == test.labels).mean() > 0.6  # chance is 1/3
+
+
+def test_forest_numpy_prediction_matches_sklearn():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(150, 5))
+    y = (X[:, 0] + X[:, 1] ** 2 > 1).astype(int)
+    rf = RandomForestClassifier(n_estimators=12, min_samples_leaf=2, random_state=0).fit(X, y)
+    np.testing.assert_allclose(_Forest.from_sklearn(rf.estimators_).predict_proba(X), rf.predict_proba(X),
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["random_forest", "logreg"])
+def test_state_dict_round_trip_through_weights_only_load(kind):
+    labels = np.r_[np.zeros(20), np.ones(20)]
+    ds = _random_dataset(n=40, seed=5, labels=labels)
+    clf = SummaryClassifier(kind, n_estimators=10, leaf_grid=(1, 4)).fit(ds.subset(range(0, 40, 2)),
+                                                                       ds.subset(range(1, 40, 2)))
+    buf = io.BytesIO()
+    torch.save({"baseline": clf.state_dict()}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)["baseline"]
+    again = SummaryClassifier.from_state_dict(state)
+    np.testing.assert_array_equal(again.predict_proba(ds), clf.predict_proba(ds))
+    assert again.params == clf.params and again.feature_names == clf.feature_names
+
+
+def test_prediction_aligns_variables_by_name():
+    train, val, test = _learnable(200, 0), _learnable(100, 1), _learnable(50, 2)
+    clf = SummaryClassifier("logreg").fit(train, val)
+    order = [5, 4, 3, 2, 1, 0]
+    shuffled = IrregularDataset(test.ids, [test.variables[j] for j in order], [], test.times,
+                                test.values[:, order], test.offsets, None, test.labels)
+    np.testing.assert_allclose(clf.predict_proba(shuffled), clf.predict_proba(test))
+
+
+def test_fit_rejects_unusable_labels():
+    ds = _random_dataset(n=10, seed=6)
+    with pytest.raises(DataError, match="labels"):
+        SummaryClassifier().fit(ds)
+    with pytest.raises(DataError, match="two classes"):
+        SummaryClassifier().fit(ds.with_labels(np.ones(10)))
+    with pytest.raises(DataError, match="integers"):
+        SummaryClassifier().fit(ds.with_labels(np.linspace(0, 1, 10)))
+    with pytest.raises(ConfigError, match="kind"):
+        SummaryClassifier("svm")
+
+
+def test_check_task_names_the_tasks_a_baseline_serves():
+    for name, spec in BASELINES.items():
+        for task in spec["tasks"]:
+            check_task(name, task)
+    with pytest.raises(ConfigError, match="serves: classification"):
+        check_task("logreg", "forecast")
+    with pytest.raises(ConfigError, match="serves: forecast"):
+        check_task("locf", "classification")
+    with pytest.raises(ConfigError, match="unknown"):
+        check_task("xgboost", "classification")
+
+
+# ------------------------------------------------------------------ forecasters
+def test_history_last_and_mean_by_hand_with_fallback():
+    nan = np.nan
+    values = np.array([[1.0, nan], [nan, nan], [3.0, 7.0],  # series 0
+                       [nan, 2.0]], dtype=np.float32)       # series 2 (series 1 is empty)
+    ds = IrregularDataset(["a", "b", "c"], ["u", "w"], [], np.array([0.0, 1, 2, 0]), values,
+                          np.array([0, 3, 3, 4]))
+    fallback = np.array([10.0, 20.0])
+    last, mean = history_last_and_mean(ds, fallback)
+    np.testing.assert_array_equal(last, [[3.0, 7.0], [10.0, 20.0], [10.0, 2.0]])
+    np.testing.assert_array_equal(mean, [[2.0, 7.0], [10.0, 20.0], [10.0, 2.0]])
+    np.testing.assert_array_equal(locf_forecast(ds, fallback), last)
+    np.testing.assert_array_equal(mean_forecast(ds, fallback), mean)
+    np.testing.assert_allclose(observed_means(ds), [2.0, 4.5])
+    with pytest.raises(ValueError, match="finite"):
+        history_last_and_mean(ds, np.array([1.0, nan]))
+    with pytest.raises(ValueError, match=r"\(2,\)"):
+        history_last_and_mean(ds, np.zeros(3))
