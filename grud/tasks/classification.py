@@ -52,6 +52,7 @@ class ClassificationTask(TaskModule):
                                        1 if n_classes == 2 else n_classes, **head)
         self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
         self._outputs = {"val": [], "test": []}
+        self.last_test = None  # (y, prob) of the last test epoch, for plots
 
     @staticmethod
     def _class_weights(class_weight, counts, n_classes) -> torch.Tensor:
@@ -115,8 +116,12 @@ class ClassificationTask(TaskModule):
         y = torch.cat([t for _, t in outs])
         # validation and test loaders are not sharded under DDP: every rank scores all series
         values = self.score(y.numpy(), prob.numpy())
+        if stage == "test":
+            self.last_test = (y.numpy(), prob.numpy())
+            if self.n_classes == 2:
+                values["auroc_ci_low"], values["auroc_ci_high"] = M.bootstrap_ci(y.numpy(), prob.numpy(), "auroc")
         for k, v in values.items():
-            self.log(f"{stage}/{k}", float(v), prog_bar=k == "auroc", rank_zero_only=False)
+            self.log(f"{stage}/{k}", float(v), prog_bar=k == "auroc")
 
     def score(self, y: np.ndarray, prob: np.ndarray) -> dict:
         if self.n_classes == 2:

@@ -1,0 +1,1 @@
+# Hydra configs of grud, shipped inside the wheel as the package ``grud.conf``.

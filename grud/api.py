@@ -1,0 +1,103 @@
+"""A small Python API for notebooks, on top of the command-line configs.
+
+    import grud.api
+    run_dir = grud.api.train(["model=gru_mean", "trainer.max_epochs=3"])
+    frame = grud.api.predict(run_dir / "checkpoints/best.ckpt", ["data.path=TEST.csv"], "pred.csv")
+
+This module belongs to the CLI layer: it composes Hydra configs, importing Hydra inside its
+functions only, so ``import grud`` and ``grud.data`` stay free of Hydra.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def _compose(config_name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from grud.cli.config import CONFIG_MODULE
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=False)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def train(overrides: list[str] | None = None, run_dir=None) -> Path:
+    """Train like ``grud-train OVERRIDES`` and return the run directory.
+
+    ``run_dir`` (or an override ``hydra.run.dir=...``) sets where the run is written; by default
+    ``outputs/<date>/<time>`` like the CLI.
+    """
+    from omegaconf import OmegaConf
+
+    from grud.cli.files import atomic_write_bytes
+    from grud.cli.pipeline import run_training
+    from grud.cli.config import plain
+
+    overrides = list(overrides or [])
+    for o in list(overrides):
+        if o.startswith("hydra.run.dir="):
+            run_dir = o.split("=", 1)[1]
+            overrides.remove(o)
+    cfg = _compose("train", [o for o in overrides if not o.startswith("hydra")])
+    run_dir = Path(run_dir or Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    run_training(plain(cfg), run_dir)
+    return run_dir
+
+
+def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc_samples: int = 0,
+            task_overrides: list[str] | None = None) -> pd.DataFrame:
+    """Predict like ``grud-predict``; returns the predictions (and writes ``output`` if given).
+
+    ``data_overrides`` are ``data.*`` overrides as on the command line (``data.path=X``); data
+    options not given default to those of training.
+    """
+    from grud.cli.files import atomic_write_csv
+    from grud.cli.inference import load_model, predict_frame, prediction_data_options, read_for_prediction
+
+    model = load_model(checkpoint)
+    given, explicit, group = {}, set(), False
+    for o in data_overrides or []:
+        key, _, value = o.partition("=")
+        key = key.lstrip("+")
+        if key == "data":
+            group = True
+            group_cfg = _compose("predict", [f"checkpoint={checkpoint}", f"data={value}", "data.path=x"])
+            given.update({k: v for k, v in group_cfg.data.items() if k != "path" and v is not None})
+            continue
+        if not key.startswith("data."):
+            raise ValueError(f"data_overrides: expected data.KEY=VALUE or data=KIND, got {o!r}")
+        from omegaconf import OmegaConf
+
+        parsed = OmegaConf.create({"v": _yaml_value(value)})["v"]
+        given[key[5:]] = OmegaConf.to_container(parsed) if hasattr(parsed, "keys") or isinstance(parsed, list) \
+            else parsed
+        explicit.add(key[5:])
+    opts = prediction_data_options(model.stats.reader, given, explicit, group)
+    ds = read_for_prediction(opts, model.stats)
+    tasks = {}
+    for o in task_overrides or []:
+        key, _, value = o.partition("=")
+        tasks[key.replace("task.", "")] = float(value) if value not in ("null", "") else None
+    frame = predict_frame(model, ds, mc_samples=mc_samples, task_overrides=tasks, progress=False)
+    if output is not None:
+        atomic_write_csv(Path(output), frame, float_format="%.6f")
+    return frame
+
+
+def _yaml_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text

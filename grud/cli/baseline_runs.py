@@ -1,0 +1,64 @@
+"""Fitting and evaluating the non-neural baselines inside a grud-train run.
+
+Baselines keep the run-directory contract of the neural models: ``checkpoints/best.ckpt`` (and
+``last.ckpt``) hold their fitted state as plain containers (``torch.load(weights_only=True)``),
+``metrics.json`` the same keys.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from grud.cli.checkpoint import atomic_torch_save
+from grud.data.transforms import FittedStats
+from grud.tasks import metrics as M
+
+log = logging.getLogger("grud")
+
+
+def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats) -> dict:
+    name = cfg["model"]["name"]
+    task = cfg.get("task", {})
+    task_name = task.get("name", "classification")
+    metrics: dict = {}
+    state: dict = {"task": task_name, "baseline": name}
+    if task_name == "classification":
+        from grud.tasks.baselines import SummaryClassifier
+
+        clf = SummaryClassifier(kind=name, seed=int(cfg.get("seed", 0)))
+        clf.fit(train, val)
+        state["state"] = clf.state_dict()
+        for stage, ds in (("val", val), ("test", test)):
+            if ds is None or len(ds) == 0 or not ds.has_labels:
+                continue
+            prob = clf.predict_proba(ds)
+            y = ds.labels
+            keep = np.isfinite(y)
+            classes = stats.classes
+            y_idx = np.searchsorted(classes, y[keep]) if len(classes) > 2 else y[keep]
+            p = prob[keep]
+            scores = M.binary_metrics(y_idx, p) if len(classes) == 2 else M.multiclass_metrics(y_idx, p)
+            if stage == "test" and len(classes) == 2:
+                scores["auroc_ci_low"], scores["auroc_ci_high"] = M.bootstrap_ci(y_idx, p, "auroc")
+                if cfg.get("plots", True):
+                    from grud.viz.plots import plot_roc_pr_calibration
+
+                    plot_roc_pr_calibration(y_idx, p, run_dir / "plots")
+            metrics.update({f"{stage}/{k}": float(v) for k, v in scores.items()})
+    else:
+        from grud.tasks.forecasting import forecast_baseline_metrics
+
+        hist = float(task.get("history_hours", 24.0))
+        state.update(history_hours=hist, horizon_hours=task.get("horizon_hours"))
+        for stage, ds in (("val", val), ("test", test)):
+            if ds is None or len(ds) == 0:
+                continue
+            res = forecast_baseline_metrics(name, train, ds, stats, hist, task.get("horizon_hours"))
+            metrics.update({k.replace("test/", f"{stage}/"): float(v) for k, v in res.items()})
+    ckpt = {"grud": {**state, "stats": stats.to_dict()}, "epoch": 0}
+    for fname in ("best.ckpt", "last.ckpt"):
+        atomic_torch_save(ckpt, run_dir / "checkpoints" / fname)
+    log.info("baseline %s: %s", name, {k: round(v, 4) for k, v in metrics.items()})
+    return metrics

@@ -1,0 +1,59 @@
+"""Safe checkpoint I/O: atomic writes, and loads that cannot execute code.
+
+Every load uses ``torch.load(weights_only=True)``: a checkpoint that carries anything but
+tensors and plain containers (e.g. a malicious pickle) is refused with a
+:class:`grud.errors.CheckpointError` naming the file.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from grud.errors import CheckpointError
+
+
+def safe_load(path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError("checkpoint not found", path=path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise CheckpointError(
+            f"refused to load: not a safe grud checkpoint (only tensors and plain containers are "
+            f"accepted; torch.load(weights_only=True) said: {first})", path=path) from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"expected a checkpoint dictionary, found {type(ckpt).__name__}", path=path)
+    return ckpt
+
+
+def atomic_torch_save(obj, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O: write to a temporary name then rename; load with weights_only=True."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        return safe_load(path, map_location=map_location or "cpu")

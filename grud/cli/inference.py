@@ -1,0 +1,171 @@
+"""Loading a checkpoint and applying it to new data (grud-predict, grud-evaluate, grud.api)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from grud.cli.checkpoint import safe_load
+from grud.data.batching import BucketBatchSampler, to_grid
+from grud.data.dataset import IrregularDataset
+from grud.data.loading import read_dataset
+from grud.data.transforms import FittedStats
+from grud.errors import CheckpointError, ConfigError, DataError
+from grud.tasks import metrics as M
+
+log = logging.getLogger("grud")
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint ready for prediction: a Lightning task module, or a fitted baseline."""
+
+    path: Path
+    task: str
+    stats: FittedStats
+    module: object = None        # TaskModule for neural models
+    baseline: str | None = None  # name for baselines
+    baseline_state: dict | None = None
+
+
+def load_model(checkpoint) -> LoadedModel:
+    """Read ``checkpoint`` safely (weights_only) and rebuild its model from plain hyperparameters."""
+    path = Path(str(checkpoint))
+    ckpt = safe_load(path)
+    info = ckpt.get("grud")
+    if "hyper_parameters" in ckpt and "state_dict" in ckpt:
+        from grud.tasks.registry import task_class
+
+        task = (info or {}).get("task", "classification")
+        hp = dict(ckpt["hyper_parameters"])
+        try:
+            module = task_class(task)(**hp)
+            module.load_state_dict(ckpt["state_dict"])
+        except (TypeError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"does not match this version of grud ({' '.join(str(exc).split())[:200]})",
+                                  path=path) from None
+        module.eval()
+        return LoadedModel(path, task, module.stats, module=module)
+    if isinstance(info, dict) and "baseline" in info:
+        return LoadedModel(path, info["task"], FittedStats.from_dict(info["stats"]), baseline=info["baseline"],
+                           baseline_state=info)
+    raise CheckpointError("not a grud checkpoint (no model hyperparameters or baseline state)", path=path)
+
+
+def prediction_data_options(train_reader: dict, given: dict, explicit: set, group_chosen: bool) -> dict:
+    """Data options at prediction: training's, unless the user set them on the command line."""
+    opts = {k: v for k, v in (train_reader or {}).items()}
+    for k, v in given.items():
+        if k in explicit or (k == "kind" and group_chosen) or (k not in opts and v is not None):
+            opts[k] = v
+    if group_chosen and given.get("kind") != train_reader.get("kind"):
+        # another file type: its own column defaults apply where the user set nothing
+        for k, v in given.items():
+            if k not in explicit and v is not None:
+                opts[k] = v
+    return opts
+
+
+def read_for_prediction(opts: dict, stats: FittedStats, need_labels: bool = False) -> IrregularDataset:
+    if not opts.get("path"):
+        raise ConfigError("data.path: the file to predict on is required (data.path=FILE)")
+    kind = opts.get("kind") or "csv_long"
+    ds = read_dataset(kind, opts["path"], opts.get("labels"), key="data.path",
+                      **{k: v for k, v in opts.items() if k not in ("path", "labels", "kind")})
+    if need_labels and not ds.has_labels:
+        raise DataError("evaluation needs labels: set data.labels=FILE (the id column and data.label_column)",
+                        path=opts["path"])
+    if opts.get("grid") is not None:
+        ds = to_grid(ds, float(opts["grid"]))
+    return ds.align(stats.variables, stats.static_names)
+
+
+def _batches(enc, batch_size: int, progress: bool):
+    sampler = BucketBatchSampler(enc.lengths, batch_size, shuffle=False, bucket=True)
+    batches = list(sampler)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="predict", unit="batch", leave=False)
+    for b in batches:
+        yield enc.collate(b)
+
+
+def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0, batch_size: int = 256,
+                  task_overrides: dict | None = None, progress: bool = True) -> pd.DataFrame:
+    """Predictions for every series of ``ds`` as a DataFrame (raw units; see README)."""
+    id_column = model.stats.reader.get("id_column") or "id"
+    task_overrides = task_overrides or {}
+    if model.baseline is not None:
+        return _baseline_frame(model, ds, id_column, task_overrides)
+    module = model.module
+    for key in ("history_hours", "forecast_grid_hours", "horizon_hours"):
+        if key in task_overrides and hasattr(module, key):
+            setattr(module, key, task_overrides[key])
+    enc = module.encode_dataset(ds, module.stats)
+    parts = []
+    with torch.no_grad():
+        for i, batch in enumerate(_batches(enc, batch_size, progress)):
+            parts.append(module.predict_step(batch, i, mc_samples=int(mc_samples)))
+    if not parts:
+        raise DataError("no series to predict on")
+    return module.predictions_frame(parts, enc.ds, id_column=id_column)
+
+
+def _baseline_frame(model: LoadedModel, ds, id_column, task_overrides) -> pd.DataFrame:
+    if model.task == "classification":
+        from grud.tasks.baselines import SummaryClassifier
+
+        clf = SummaryClassifier.from_state_dict(model.baseline_state["state"])
+        prob = clf.predict_proba(ds)
+        if prob.ndim == 1:
+            return pd.DataFrame({id_column: ds.ids, "probability": prob})
+        return pd.DataFrame({id_column: ds.ids, **{f"probability_{c}": prob[:, k]
+                                                    for k, c in enumerate(model.stats.classes)}})
+    from grud.tasks.forecasting import forecast_baseline_frame
+
+    st = model.baseline_state
+    return forecast_baseline_frame(model.baseline, ds, model.stats,
+                                   float(task_overrides.get("history_hours", st.get("history_hours", 24.0))),
+                                   task_overrides.get("horizon_hours", st.get("horizon_hours")),
+                                   grid_hours=task_overrides.get("forecast_grid_hours"), id_column=id_column)
+
+
+def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | None = None) -> dict:
+    """Test metrics (the ``test/`` keys of metrics.json) of ``model`` on labelled ``ds``."""
+    task_overrides = task_overrides or {}
+    if model.task == "classification":
+        frame = predict_frame(model, ds, progress=False)
+        classes = model.stats.classes
+        keep = np.isfinite(ds.labels)
+        y = ds.labels[keep]
+        unknown = sorted(set(np.unique(y)) - set(classes))
+        if unknown:
+            raise DataError(f"labels {unknown} were not seen in training (classes {classes})")
+        if len(classes) == 2:
+            p = frame["probability"].to_numpy()[keep]
+            res = M.binary_metrics(y, p)
+            res["auroc_ci_low"], res["auroc_ci_high"] = M.bootstrap_ci(y, p, "auroc")
+        else:
+            p = frame[[f"probability_{c}" for c in classes]].to_numpy()[keep]
+            res = M.multiclass_metrics(np.searchsorted(classes, y), p)
+        return {f"test/{k}": float(v) for k, v in res.items()}
+    if model.baseline is not None:
+        raise ConfigError("grud-evaluate of a forecast baseline: run grud-train model=locf on the data instead")
+    import pytorch_lightning as pl
+
+    module = model.module
+    for key in ("history_hours", "horizon_hours"):
+        if key in task_overrides:
+            setattr(module, key, task_overrides[key])
+    enc = module.encode_dataset(ds, module.stats)
+    loader = torch.utils.data.DataLoader(enc, batch_sampler=BucketBatchSampler(enc.lengths, 256, shuffle=False),
+                                         collate_fn=enc.collate)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False, accelerator="cpu",
+                         devices=1, enable_model_summary=False)
+    res = trainer.test(module, dataloaders=loader, verbose=False)
+    return {k: float(v) for k, v in (res[0] if res else {}).items() if k.startswith("test/")}

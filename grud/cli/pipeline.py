@@ -1,0 +1,229 @@
+"""The work behind grud-train, on a plain config dict (Hydra stays in the entry points).
+
+``run_training(cfg, run_dir)`` reads and splits the data, fits statistics on the training split,
+trains (or fits a baseline), evaluates on the test split and writes the run directory:
+``config.yaml``, ``checkpoints/{best,last}.ckpt``, ``metrics.json``, ``metrics.csv`` (per epoch)
+and ``plots/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+import grud
+from grud.cli.files import atomic_write_json
+from grud.data.batching import to_grid
+from grud.data.dataset import IrregularDataset
+from grud.data.loading import read_dataset, resolve_path
+from grud.data.splits import split_dataset
+from grud.data.transforms import FittedStats, fit_stats
+from grud.errors import ConfigError, DataError
+
+log = logging.getLogger("grud")
+
+# data options that describe how to read a file (they travel in the checkpoint for prediction)
+READER_KEYS = ("kind", "id_column", "time_column", "variable_column", "value_column", "label_column",
+               "label_id_column", "time_unit", "static_variables", "variables", "delimiter", "max_hours",
+               "value_ranges", "grid")
+
+
+def data_hash(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        if p is None:
+            continue
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def versions() -> dict:
+    import pytorch_lightning
+    import sklearn
+    import torch
+
+    return {"grud": grud.__version__, "torch": torch.__version__, "pytorch_lightning": pytorch_lightning.__version__,
+            "numpy": np.__version__, "scikit_learn": sklearn.__version__, "python": platform.python_version()}
+
+
+def read_for_run(data: dict, with_grid: bool = True):
+    """Read train/val/test per the ``data`` options -> (train, val, test, input paths)."""
+    kind = data.get("kind", "physionet2012")
+    opts = {k: v for k, v in data.items() if k not in ("path", "labels", "test_path", "test_labels")}
+    full = read_dataset(kind, data.get("path"), data.get("labels"), key="data.path", **opts)
+    paths = [resolve_path(data["path"], "data.path")]
+    if data.get("labels") is not None:
+        paths.append(resolve_path(data["labels"], "data.labels"))
+    seed = int(data.get("split_seed", 0) or 0)
+    if data.get("test_path"):
+        test = read_dataset(kind, data["test_path"], data.get("test_labels"), key="data.test_path", **opts)
+        paths.append(resolve_path(data["test_path"], "data.test_path"))
+        if data.get("test_labels") is not None:
+            paths.append(resolve_path(data["test_labels"], "data.test_labels"))
+        train, val, _ = split_dataset(full, data.get("val_fraction", 0.2), 0.0, seed,
+                                      train_ids=data.get("train_ids"), val_ids=data.get("val_ids"))
+    else:
+        train, val, test = split_dataset(full, data.get("val_fraction", 0.2), data.get("test_fraction", 0.0), seed,
+                                         train_ids=data.get("train_ids"), val_ids=data.get("val_ids"),
+                                         test_ids=data.get("test_ids"))
+    if with_grid and data.get("grid") is not None:
+        train, val, test = (to_grid(d, float(data["grid"])) for d in (train, val, test))
+    return train, val, test, paths
+
+
+def reader_options_of(data: dict) -> dict:
+    return {k: data.get(k) for k in READER_KEYS if k in data}
+
+
+def class_counts(ds: IrregularDataset, classes: list) -> list:
+    if ds.labels is None:
+        return [0] * len(classes)
+    return [int(np.sum(ds.labels == c)) for c in classes]
+
+
+def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str, enable_checkpointing: bool = True):
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from grud.cli.checkpoint import SafeCheckpointIO
+
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
+                        save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
+        EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.get("early_stopping", {}).get("patience", 8))),
+    ]
+    trainer_args = dict(cfg.get("trainer", {}))
+    grad_clip = cfg.get("optim", {}).get("grad_clip")
+    if grad_clip:
+        trainer_args.setdefault("gradient_clip_val", float(grad_clip))
+    logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+    return pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
+                      plugins=[SafeCheckpointIO()], use_distributed_sampler=False, **trainer_args)
+
+
+def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
+    """The task's Lightning module from plain config sections."""
+    from grud.tasks.registry import task_class
+
+    task = dict(cfg.get("task", {}))
+    name = task.pop("name", "classification")
+    cls = task_class(name)
+    model = dict(cfg["model"])
+    if name == "classification":
+        return cls(model=model, stats=stats.to_dict(), optim=cfg.get("optim"), head=task.get("head"),
+                   class_weight=task.get("class_weight"), class_counts=class_counts(train, stats.classes),
+                   impute_weight=float(task.get("impute_weight", 0.0)))
+    from grud.tasks.forecasting import fit_loss_weights
+
+    weights = fit_loss_weights(train, stats, float(task.get("history_hours", 24.0)), task.get("horizon_hours"))
+    return cls(model=model, stats=stats.to_dict(), optim=cfg.get("optim"), decoder=task.get("decoder"),
+               history_hours=float(task.get("history_hours", 24.0)), horizon_hours=task.get("horizon_hours"),
+               forecast_grid_hours=task.get("forecast_grid_hours"), loss_weights=weights,
+               impute_weight=float(task.get("impute_weight", 0.0)))
+
+
+def check_model_serves_task(model: dict, task_name: str) -> None:
+    tasks = model.get("tasks")
+    if model.get("kind") == "baseline" and tasks and task_name not in tasks:
+        raise ConfigError(
+            f"model={model.get('name')} serves task {', '.join(tasks)}, not task={task_name}; "
+            f"choose a model for {task_name} (e.g. model=grud{' or model=logreg' if task_name == 'classification' else ' or model=locf'})"
+        )
+
+
+def run_training(cfg: dict, run_dir: Path) -> dict:
+    """Train per ``cfg`` (plain dict) into ``run_dir``; returns the metrics written to metrics.json."""
+    import pytorch_lightning as pl
+    import torch
+
+    start = time.time()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    task_name = cfg.get("task", {}).get("name", "classification")
+    check_model_serves_task(cfg["model"], task_name)
+    ckpt_dir = run_dir / "checkpoints"
+    resume_from = None
+    if cfg.get("resume"):
+        last = ckpt_dir / "last.ckpt"
+        if not last.exists():
+            raise DataError(
+                f"resume=true but there is no checkpoint to resume: {last} does not exist "
+                "(use the same hydra.run.dir as the interrupted run, or drop resume=true)")
+        resume_from = last
+    seed = int(cfg.get("seed", 0))
+    pl.seed_everything(seed, workers=True, verbose=False)
+    data = dict(cfg["data"])
+    data.setdefault("split_seed", seed)
+    train, val, test, paths = read_for_run(data)
+    if task_name == "classification":
+        for name, ds in (("training", train), ("validation", val)):
+            if not ds.has_labels:
+                raise DataError(f"the {name} split has no labels: classification needs data.labels "
+                                f"(a file with the id column and data.label_column)")
+    stats = fit_stats(train)
+    stats.reader = reader_options_of(data)
+    log.info("data: %d train, %d validation, %d test series; %d variables, %d static",
+             len(train), len(val), len(test), stats.n_features, stats.n_static)
+    metrics: dict = {}
+    if cfg["model"].get("kind") == "baseline":
+        from grud.cli.baseline_runs import run_baseline
+
+        metrics = run_baseline(cfg, run_dir, train, val, test, stats)
+        epochs, resumed = 0, None
+    else:
+        module = build_module(cfg, stats, train)
+        if cfg.get("summary", True):
+            from grud.models import summary
+
+            print(summary(module.network, n_features=stats.n_features), flush=True)
+        from grud.data.datamodule import GrudDataModule
+
+        dm = GrudDataModule(train, val, test, stats, module.encode_dataset, batch_size=int(data.get("batch_size", 64)),
+                            bucket=bool(data.get("bucket", True)), num_workers=int(data.get("num_workers", 0)),
+                            seed=seed)
+        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode)
+        resumed = None
+        if resume_from is not None:
+            from grud.cli.checkpoint import safe_load
+
+            resumed = int(safe_load(resume_from)["epoch"])
+            log.info("resuming from %s (epoch %d)", resume_from, resumed)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None,
+                    weights_only=True)
+        epochs = int(trainer.current_epoch)
+        if trainer.global_rank != 0:
+            return {}
+        best = ckpt_dir / "best.ckpt"
+        ckpt = str(best) if best.exists() else None
+        for stage, fn in (("val", trainer.validate), ("test", trainer.test)):
+            loader_ds = val if stage == "val" else test
+            if loader_ds is None or len(loader_ds) == 0:
+                continue
+            res = fn(module, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
+            metrics.update({k: float(v) for k, v in (res[0] if res else {}).items() if k.startswith(stage + "/")})
+        if cfg.get("plots", True):
+            from grud.cli.run_plots import write_plots
+
+            write_plots(module, run_dir, dm, task_name)
+    metrics.update({
+        "status": "ok",
+        "task": task_name,
+        "model": cfg["model"].get("name"),
+        "seed": seed,
+        "epochs": epochs,
+        "resumed_from_epoch": resumed,
+        "seconds": round(time.time() - start, 2),
+        "data_hash": data_hash(paths),
+        "n_train": len(train), "n_val": len(val), "n_test": len(test),
+        **{f"version/{k}": v for k, v in versions().items()},
+    })
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    return metrics

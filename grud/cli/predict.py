@@ -1,0 +1,65 @@
+"""grud-predict: apply a checkpoint to new data.
+
+    grud-predict checkpoint=OUT/checkpoints/best.ckpt data.path=TEST.csv output=PRED.csv
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from grud.cli.config import CONFIG_PATH, explicit_overrides, plain, precheck
+from grud.cli.errors import report
+
+log = logging.getLogger("grud")
+
+
+def data_options(cfg: dict, stats) -> dict:
+    from grud.cli.inference import prediction_data_options
+
+    explicit = explicit_overrides("data")
+    return prediction_data_options(stats.reader, cfg.get("data") or {}, set(explicit),
+                                   group_chosen="__group__" in explicit)
+
+
+def task_overrides(cfg: dict) -> dict:
+    return {k: v for k, v in (cfg.get("task") or {}).items() if v is not None and k != "name"}
+
+
+def run_predict(cfg: dict) -> Path:
+    from grud.cli.files import atomic_write_csv
+    from grud.cli.inference import load_model, predict_frame, read_for_prediction
+
+    model = load_model(cfg["checkpoint"])
+    ds = read_for_prediction(data_options(cfg, model.stats), model.stats)
+    frame = predict_frame(model, ds, mc_samples=int(cfg.get("mc_samples") or 0),
+                          batch_size=int(cfg.get("batch_size") or 256), task_overrides=task_overrides(cfg))
+    out = Path(cfg.get("output") or "predictions.csv")
+    atomic_write_csv(out, frame, float_format="%.6f")
+    log.info("wrote %d rows for %d series to %s", len(frame), len(ds), out)
+    return out
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
+def _predict(cfg: DictConfig):
+    try:
+        run_predict(plain(cfg))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        raise SystemExit(report(exc))
+
+
+def main() -> None:
+    try:
+        precheck("predict", sys.argv[1:])
+    except Exception as exc:
+        raise SystemExit(report(exc, code=2)) from None
+    _predict()
+
+
+if __name__ == "__main__":
+    main()
