@@ -1,0 +1,63 @@
+"""Every config in conf/ composes, and every group option is one a user can select."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+GROUPS = ["data", "model", "task", "trainer", "experiment", "hparams_search"]
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _clear():
+    GlobalHydra.instance().clear()
+    yield
+    GlobalHydra.instance().clear()
+
+
+def _compose(name, overrides, hydra_cfg=False):
+    with initialize_config_module(config_module="grud.conf", version_base="1.3"):
+        return compose(config_name=name, overrides=overrides, return_hydra_config=hydra_cfg)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_group_option_composes(group, option):
+    overrides = [f"{group}={option}"]
+    if group == "data" and option.startswith("csv"):
+        overrides.append("data.path=events.csv")
+    if group == "model" and option in ("locf", "mean_forecast"):
+        overrides.append("task=forecast")
+    cfg = _compose("train", overrides, hydra_cfg=group in ("experiment", "hparams_search"))
+    assert cfg.data.kind in ("physionet2012", "csv_long", "csv_wide")
+    assert cfg.model.name
+    assert cfg.task.name in ("classification", "forecast")
+    if group == "model":
+        assert cfg.model.name == option
+
+
+def test_defaults_are_grud_mortality_embedded_exact_timestamps():
+    cfg = _compose("train", [])
+    assert cfg.model.name == "grud"
+    assert cfg.task.name == "classification"
+    assert cfg.data.kind == "physionet2012" and cfg.data.grid is None
+    assert cfg.data.path.endswith("set-a.tar.gz") and cfg.data.test_path.endswith("set-b.tar.gz")
+
+
+@pytest.mark.parametrize("name", ["predict", "evaluate"])
+def test_predict_and_evaluate_configs_compose(name):
+    cfg = _compose(name, ["checkpoint=x.ckpt", "data.path=y.csv", "data=csv_wide"])
+    assert cfg.data.path == "y.csv" and cfg.data.kind == "csv_wide"
+
+
+def test_launcher_and_sweeper_configs_compose():
+    for o in (["hydra/launcher=joblib"], ["hydra/launcher=submitit_local"], ["hydra/launcher=slurm"],
+              ["hparams_search=optuna"]):
+        cfg = _compose("train", o, hydra_cfg=True)
+        assert cfg.hydra.launcher is not None
