@@ -1,0 +1,422 @@
+"""Forecasting: observe a series before a horizon, predict every variable at later query times.
+
+The recurrent network (GRU-D or another preset) encodes the history only (rows before
+``history_hours``, see :mod:`grud.data.forecast_batching`). A :class:`QueryDecoder` then
+predicts each variable at each query from the network's last state, the static features, the
+query's time since the horizon, the variable's time since its last observation and simple
+history summaries, as a correction to the last observation (so an untrained decoder is the
+LOCF forecast).
+
+Scoring follows the protocol of t-PatchGNN (Zhang et al., ICML 2024): squared and absolute
+errors on values min-max scaled per variable with the training split's min and max, averaged
+over the queries of each variable, then over variables (accumulated over a whole epoch).
+``test/mse_vs_locf`` divides the model's MSE by that of last-observation-carried-forward on
+the same test queries.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from grud.data.forecast_batching import ForecastDataset, check_window
+from grud.data.transforms import FittedStats
+from grud.errors import ConfigError
+from grud.tasks import metrics as M
+from grud.tasks.base import TaskModule
+
+BASELINES = ("locf", "mean_forecast")
+DEFAULT_DECODER = {"hidden": 64, "layers": 2, "context": 16, "dropout": 0.1}
+MC_QUANTILES = (0.05, 0.95)
+
+
+# ============================================================================ decoder
+class QueryDecoder(nn.Module):
+    """Predicts every variable at every query as a correction to its last history observation.
+
+    For series b, query q and variable f the input is a per-variable context
+    ``c[b, f] = W_f [h_b, s_b] + e_f`` (the network's last state ``h`` and static features ``s``;
+    the bias ``e_f`` acts as a variable embedding) and six query features: log(1 + lead time),
+    log(1 + time since the variable's last observation), the last value, whether there is one,
+    the history mean and log(1 + number of history observations). An MLP maps them to ``r``
+    and the forecast is ``last_value + r`` (0, the training mean, where never observed).
+
+    Args:
+        state_size: H_out of the encoder.
+        n_static: S.
+        n_features: F.
+        hidden: width of the MLP.
+        layers: hidden layers of the MLP (>= 1).
+        context: size of the per-variable context.
+        dropout: dropout before every hidden layer (also the source of MC dropout).
+
+    Shape:
+        last_state: (B, H_out); static: (B, S); lead_times: (B, Q); since_last: (B, Q, F);
+        last_values, last_mask, history_means, history_counts: (B, F) -> forecast (B, Q, F) normalised.
+    """
+
+    N_QUERY_FEATURES = 6
+
+    def __init__(self, state_size: int, n_static: int, n_features: int, hidden: int = 64, layers: int = 2,
+                 context: int = 16, dropout: float = 0.1):
+        super().__init__()
+        for name, v, lo in (("hidden", hidden, 1), ("layers", layers, 1), ("context", context, 1)):
+            if int(v) < lo:
+                raise ConfigError(f"task.decoder.{name}: expected an integer >= {lo}, got {v}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ConfigError(f"task.decoder.dropout: expected a probability in [0, 1), got {dropout}")
+        self.n_features, self.n_static, self.context_size = int(n_features), int(n_static), int(context)
+        self.context = nn.Linear(state_size + n_static, n_features * context)
+        self.in_context = nn.Linear(context, hidden)
+        self.in_query = nn.Linear(self.N_QUERY_FEATURES, hidden, bias=False)
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(int(layers) - 1))
+        self.out = nn.Linear(hidden, 1)
+        self.dropout = nn.Dropout(float(dropout))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default (Kaiming-uniform) for every layer except ``out``, whose weight and bias
+        start at zero so that the untrained forecast is exactly the last observation (LOCF)."""
+        for m in [self.context, self.in_context, self.in_query, *self.hidden]:
+            m.reset_parameters()
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, last_state, static, lead_times, since_last, last_values, last_mask, history_means,
+                history_counts) -> torch.Tensor:
+        B, Q, F = since_last.shape
+        if F != self.n_features or lead_times.shape != (B, Q):
+            raise ValueError(f"since_last, lead_times: expected (B, Q, {self.n_features}) and (B, Q), got "
+                             f"{tuple(since_last.shape)} and {tuple(lead_times.shape)}")
+        x = last_state if not self.n_static else torch.cat([last_state, static], -1)
+        ctx = self.context(x).view(B, F, self.context_size)  # (B, F, C)
+        feats = torch.stack([
+            torch.log1p(lead_times.clamp_min(0))[:, :, None].expand(B, Q, F),
+            torch.log1p(since_last.clamp_min(0)),
+            last_values[:, None, :].expand(B, Q, F),
+            last_mask[:, None, :].expand(B, Q, F),
+            history_means[:, None, :].expand(B, Q, F),
+            torch.log1p(history_counts)[:, None, :].expand(B, Q, F),
+        ], -1)  # (B, Q, F, 6)
+        h = self.in_context(self.dropout(ctx))[:, None] + self.in_query(feats)
+        h = torch.relu(h)
+        for layer in self.hidden:
+            h = torch.relu(layer(self.dropout(h)))
+        r = self.out(self.dropout(h)).squeeze(-1)
+        return last_values[:, None, :] * last_mask[:, None, :] + r
+
+
+# ============================================================================ scoring
+class VariableErrors:
+    """Per-variable sums of squared and absolute errors on the min-max scale, over an epoch.
+
+    :meth:`mse` / :meth:`mae` average each variable over its observed queries, then over the
+    variables observed at least once (``reduce="variable"`` of :func:`grud.tasks.metrics.masked_mse`).
+    """
+
+    def __init__(self, n_features: int):
+        self.sq = np.zeros(n_features)
+        self.abs = np.zeros(n_features)
+        self.count = np.zeros(n_features)
+
+    def add(self, pred_mm, target_mm, mask) -> None:
+        """pred_mm, target_mm, mask: (..., F) tensors or arrays."""
+        p, t, m = (np.asarray(a.detach().cpu().double() if torch.is_tensor(a) else a, np.float64)
+                   for a in (pred_mm, target_mm, mask))
+        F = p.shape[-1]
+        m = m.reshape(-1, F) > 0
+        d = np.where(m, p.reshape(-1, F) - t.reshape(-1, F), 0.0)
+        self.sq += (d * d).sum(0)
+        self.abs += np.abs(d).sum(0)
+        self.count += m.sum(0)
+
+    def _reduce(self, total) -> float:
+        has = self.count > 0
+        return float((total[has] / self.count[has]).mean()) if has.any() else float("nan")
+
+    def mse(self) -> float:
+        return self._reduce(self.sq)
+
+    def mae(self) -> float:
+        return self._reduce(self.abs)
+
+    def per_variable_mse(self) -> np.ndarray:
+        return np.divide(self.sq, self.count, out=np.full_like(self.sq, np.nan), where=self.count > 0)
+
+
+def _as_stats(stats) -> FittedStats:
+    return stats if isinstance(stats, FittedStats) else FittedStats.from_dict(dict(stats))
+
+
+def fit_loss_weights(train_ds, stats, history_hours: float = 24.0, horizon_hours: float | None = 24.0,
+                     power: float = 0.5) -> list:
+    """Per-variable training-loss weights that make the pooled loss track the forecast metric.
+
+    The metric averages each variable's min-max-scaled squared error over its own queries, so
+    variable f counts ``(std_f / span_f)**2 / n_f`` per normalised squared error, where
+    ``n_f`` is its number of observed queries in ``train_ds`` and ``std_f``, ``span_f`` are the
+    training normaliser scale and max - min. The weight is that quantity to the power ``power``
+    (1 = match the metric exactly; the default 0.5 tempers the weight of rare variables, whose
+    few training queries would otherwise make the loss noisy). Variables without a training
+    query get 0. The weights are scaled to average 1 over the others.
+
+    Returns:
+        a plain list of F floats (for ``ForecastTask(loss_weights=...)``).
+    """
+    stats = _as_stats(stats)
+    fd = ForecastDataset(train_ds, stats, history_hours, horizon_hours)
+    n = fd.query_mask.sum(0).astype(np.float64)
+    std = np.asarray(stats.value_std, np.float64)
+    span = np.asarray(stats.value_max, np.float64) - np.asarray(stats.value_min, np.float64)
+    span = np.where(span > 0, span, 1.0)
+    w = np.zeros_like(n)
+    has = n > 0
+    w[has] = ((std[has] / span[has]) ** 2 / n[has]) ** float(power)
+    if has.any():
+        w[has] /= w[has].mean()
+    return [float(x) for x in w]
+
+
+# ============================================================================ task
+class ForecastTask(TaskModule):
+    """Lightning module for forecasting after a horizon.
+
+    Args:
+        model, stats, optim, impute_weight: see :class:`grud.tasks.base.TaskModule`
+            (``impute_weight`` adds next-step imputation on the history as an auxiliary loss).
+        decoder: ``hidden``, ``layers``, ``context``, ``dropout`` of :class:`QueryDecoder`.
+        history_hours: the horizon; settable on a loaded module before :meth:`encode_dataset`.
+        horizon_hours: how far after the horizon queries reach (None = to the end of each series).
+        forecast_grid_hours: query a regular grid ``history_hours + k * g`` (k >= 1) instead of the
+            observed rows; settable at prediction.
+        loss_weights: (F,) per-variable weights of the training loss (:func:`fit_loss_weights`),
+            None = pooled mean squared error.
+
+    Shape:
+        batch as :mod:`grud.data.forecast_batching` -> forecast (B, Q, F) normalised.
+    """
+
+    monitor = "val/mse"
+    monitor_mode = "min"
+    name = "forecast"
+
+    def __init__(self, model: dict, stats: dict, optim: dict | None = None, decoder: dict | None = None,
+                 history_hours: float = 24.0, horizon_hours: float | None = 24.0,
+                 forecast_grid_hours: float | None = None, loss_weights: list | None = None,
+                 impute_weight: float = 0.0):
+        super().__init__(model, stats, optim, impute_weight)
+        self.save_hyperparameters()
+        self.history_hours, self.horizon_hours, self.forecast_grid_hours = check_window(
+            history_hours, horizon_hours, forecast_grid_hours)
+        unknown = set(decoder or {}) - set(DEFAULT_DECODER)
+        if unknown:
+            raise ConfigError(f"task.decoder: unknown key(s) {sorted(unknown)}; expected {sorted(DEFAULT_DECODER)}")
+        F = self.stats.n_features
+        self.decoder = QueryDecoder(self.network.output_size, self.stats.n_static, F,
+                                    **{**DEFAULT_DECODER, **(decoder or {})})
+        if loss_weights is None:
+            w = torch.ones(F)
+        else:
+            if isinstance(loss_weights, str):
+                raise ConfigError(f"task.loss_weights: expected a list of {F} numbers or null, got {loss_weights!r}")
+            w = torch.tensor([float(x) for x in loss_weights], dtype=torch.float32)
+            if w.shape != (F,) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+                raise ConfigError(f"task.loss_weights: expected {F} finite non-negative numbers (one per variable, "
+                                  f"not all 0), got {len(w)} values")
+        self.register_buffer("loss_weights", w)
+        lo = np.asarray(self.stats.value_min, np.float64)
+        span = np.asarray(self.stats.value_max, np.float64) - lo
+        span = np.where(span > 0, span, 1.0)
+        std, mean = np.asarray(self.stats.value_std, np.float64), np.asarray(self.stats.value_mean, np.float64)
+        # normalised -> min-max scale is affine: mm = z * std / span + (mean - min) / span
+        self.register_buffer("mm_scale", torch.tensor(std / span, dtype=torch.float32), persistent=False)
+        self.register_buffer("mm_shift", torch.tensor((mean - lo) / span, dtype=torch.float32), persistent=False)
+        self._errors: dict = {}
+
+    # ------------------------------------------------------------------ data
+    def encode_dataset(self, ds, stats=None) -> ForecastDataset:
+        """Cut ``ds`` at ``self.history_hours`` and normalise it with ``stats`` (default: the module's)."""
+        return ForecastDataset(ds, self.stats if stats is None else stats, self.history_hours,
+                               self.horizon_hours, self.forecast_grid_hours)
+
+    # ------------------------------------------------------------------ model
+    def forward(self, batch: dict):
+        """-> (forecast (B, Q, F) normalised, encoder outputs (B, T, H_out))."""
+        outputs, last = self.encode(batch)
+        pred = self.decoder(last, batch["static"], batch["lead_times"], batch["since_last"], batch["last_values"],
+                            batch["last_mask"], batch["history_means"], batch["history_counts"])
+        return pred, outputs
+
+    def to_minmax(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., F) normalised -> the metric's min-max scale."""
+        return z * self.mm_scale + self.mm_shift
+
+    def training_step(self, batch, batch_idx):
+        pred, outputs = self(batch)
+        loss = M.masked_mse_loss(pred, batch["query_values"], batch["query_mask"], weight=self.loss_weights)
+        loss = loss + self.auxiliary_loss(batch, outputs)
+        self.check_finite(loss)
+        self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        return loss
+
+    def _eval_step(self, batch, stage):
+        pred, _ = self(batch)
+        F = pred.shape[-1]
+        target, mask = self.to_minmax(batch["query_values"]), batch["query_mask"]
+        errs = self._errors.setdefault(stage, {"model": VariableErrors(F), "locf": VariableErrors(F)})
+        errs["model"].add(self.to_minmax(pred), target, mask)
+        locf = (batch["last_values"] * batch["last_mask"])[:, None, :].expand_as(pred)
+        errs["locf"].add(self.to_minmax(locf), target, mask)
+        loss = M.masked_mse_loss(pred, batch["query_values"], mask, weight=self.loss_weights)
+        self.log(f"{stage}/loss", loss, batch_size=pred.shape[0])
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def _epoch_metrics(self, stage):
+        errs = self._errors.pop(stage, None)
+        if errs is None:
+            return
+        model, locf = errs["model"], errs["locf"]
+        out = {f"{stage}/mse": model.mse(), f"{stage}/mae": model.mae()}
+        if stage == "test":
+            out["test/mse_vs_locf"] = out["test/mse"] / locf.mse()
+            out["test/mae_vs_locf"] = out["test/mae"] / locf.mae()
+            out["test/locf_mse"] = locf.mse()
+            out["test/locf_mae"] = locf.mae()
+        for k, v in out.items():
+            self.log(k, float(v), prog_bar=k == f"{stage}/mse", rank_zero_only=False)
+
+    def on_validation_epoch_end(self):
+        self._epoch_metrics("val")
+
+    def on_test_epoch_end(self):
+        self._epoch_metrics("test")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0, mc_samples: int = 0):
+        """Forecasts in raw units; with ``mc_samples`` > 0 the MC-dropout mean and 5th/95th percentiles.
+
+        Returns CPU tensors: ``index`` (B,), ``query_times`` (B, Q), ``query_lengths`` (B,),
+        ``query_mask`` (B, Q, F), ``query_on_grid`` (B, Q), ``value`` (B, Q, F) raw truth,
+        ``prediction`` (B, Q, F) raw, and ``lower``/``upper`` (B, Q, F) with MC dropout.
+        """
+        out = {k: batch[k].detach().cpu() for k in ("index", "query_times", "query_lengths", "query_mask",
+                                                    "query_on_grid")}
+        out["value"] = batch["query_raw_values"].detach().cpu()
+        with torch.no_grad():
+            if mc_samples and mc_samples > 0:
+                with self.mc_dropout(True):
+                    draws = torch.stack([self(batch)[0] for _ in range(int(mc_samples))])
+                draws = self.stats.denormalise_values(draws)
+                out["prediction"] = draws.mean(0).cpu()
+                q = torch.quantile(draws, torch.tensor(MC_QUANTILES, dtype=draws.dtype, device=draws.device), dim=0)
+                out["lower"], out["upper"] = q[0].cpu(), q[1].cpu()
+            else:
+                out["prediction"] = self.stats.denormalise_values(self(batch)[0]).cpu()
+        return out
+
+    # ------------------------------------------------------------------ output
+    def predictions_frame(self, parts: list, ds, id_column: str = "id") -> pd.DataFrame:
+        """One row per (query, variable): observed truths for observed queries, every variable on a grid.
+
+        Columns: ``id_column``, ``time`` (hours since the series' time 0), ``variable``,
+        ``prediction``, ``value`` (observed truth, empty where none) and, with MC dropout,
+        ``lower``/``upper``; raw units. Rows are sorted by series (dataset order), time, variable.
+        """
+        flat = {}
+        for p in parts:
+            B, Q = p["query_times"].shape
+            keep = (torch.arange(Q)[None, :] < p["query_lengths"][:, None]).numpy()
+            flat.setdefault("series", []).append(np.repeat(p["index"].numpy(), Q).reshape(B, Q)[keep])
+            for k in ("query_times", "query_on_grid", "query_mask", "value", "prediction", "lower", "upper"):
+                if k in p:
+                    flat.setdefault(k, []).append(p[k].numpy()[keep])
+        F = self.stats.n_features
+        if not flat:
+            return forecast_frame(ds, self.stats.variables, np.zeros(0, np.int64), np.zeros(0), np.zeros(0),
+                                  np.zeros((0, F)), np.zeros((0, F)), np.zeros((0, F)), id_column=id_column)
+        cat = {k: np.concatenate(v) for k, v in flat.items()}
+        return forecast_frame(ds, self.stats.variables, cat["series"], cat["query_times"], cat["query_on_grid"],
+                              cat["query_mask"], cat["value"], cat["prediction"], cat.get("lower"),
+                              cat.get("upper"), id_column=id_column)
+
+
+# ============================================================================ shared output / baselines
+def forecast_frame(ds, variables, series, times, on_grid, mask, value, prediction, lower=None, upper=None,
+                   id_column: str = "id") -> pd.DataFrame:
+    """Long table of forecasts from flat queries.
+
+    Shape:
+        series, times, on_grid: (N_q,); mask, value, prediction, lower, upper: (N_q, F) raw units.
+    """
+    series = np.asarray(series, np.int64)
+    F = len(variables)
+    mask = np.asarray(mask).reshape(-1, F) > 0
+    pick = mask | (np.asarray(on_grid).reshape(-1, 1) > 0)
+    order = np.lexsort((np.asarray(times), series))
+    pick, mask = pick[order], mask[order]
+    q, f = np.nonzero(pick)
+    sel = lambda a: np.asarray(a, np.float64).reshape(-1, F)[order][q, f]  # noqa: E731
+    ids = np.asarray(ds.ids, dtype=object)
+    out = {
+        id_column: ids[series[order][q]] if len(q) else np.zeros(0, dtype=object),
+        "time": np.asarray(times, np.float64)[order][q],
+        "variable": np.asarray(variables, dtype=object)[f] if len(q) else np.zeros(0, dtype=object),
+        "prediction": sel(prediction),
+        "value": np.where(mask[q, f], sel(value), np.nan),
+    }
+    if lower is not None and upper is not None:
+        out["lower"], out["upper"] = sel(lower), sel(upper)
+    return pd.DataFrame(out)
+
+
+def _baseline(name, ds, stats, history_hours, horizon_hours, grid_hours=None):
+    if name not in BASELINES:
+        raise ConfigError(f"model.name: expected a forecasting baseline ({', '.join(BASELINES)}), got {name!r}")
+    fd = ForecastDataset(ds, _as_stats(stats), history_hours, horizon_hours, grid_hours)
+    series = fd.query_series()
+    return fd, series, fd.baseline_raw(name)[series]
+
+
+def forecast_baseline_metrics(name: str, train_ds, test_ds, stats, history_hours: float = 24.0,
+                              horizon_hours: float | None = 24.0) -> dict:
+    """Score ``locf`` or ``mean_forecast`` on ``test_ds`` with the forecasting protocol.
+
+    ``train_ds`` is not needed by these two baselines beyond ``stats`` (the training means
+    used where a series never observed a variable); it is accepted for a uniform interface.
+
+    Returns:
+        ``{"test/mse", "test/mae", "test/mse_vs_locf", "test/mae_vs_locf", "test/locf_mse", "test/locf_mae"}``.
+    """
+    stats = _as_stats(stats)
+    fd, series, pred = _baseline(name, test_ds, stats, history_hours, horizon_hours)
+    _, _, locf = _baseline("locf", test_ds, stats, history_hours, horizon_hours)
+    truth = np.where(fd.query_mask > 0, fd.query_raw, np.nan)
+    mm = lambda a: stats.minmax_scale(np.asarray(a, np.float64))  # noqa: E731
+    F = stats.n_features
+    model, base = VariableErrors(F), VariableErrors(F)
+    model.add(mm(pred), np.nan_to_num(mm(truth)), fd.query_mask)
+    base.add(mm(locf), np.nan_to_num(mm(truth)), fd.query_mask)
+    return {
+        "test/mse": model.mse(),
+        "test/mae": model.mae(),
+        "test/mse_vs_locf": model.mse() / base.mse(),
+        "test/mae_vs_locf": model.mae() / base.mae(),
+        "test/locf_mse": base.mse(),
+        "test/locf_mae": base.mae(),
+    }
+
+
+def forecast_baseline_frame(name: str, ds, stats, history_hours: float = 24.0, horizon_hours: float | None = 24.0,
+                            grid_hours: float | None = None, id_column: str = "id") -> pd.DataFrame:
+    """The forecasts of ``locf`` / ``mean_forecast`` as the table of :meth:`ForecastTask.predictions_frame`."""
+    stats = _as_stats(stats)
+    fd, series, pred = _baseline(name, ds, stats, history_hours, horizon_hours, grid_hours)
+    return forecast_frame(fd.ds, stats.variables, series, fd.query_times, fd.query_on_grid, fd.query_mask,
+                          fd.query_raw, pred, id_column=id_column)

@@ -1,0 +1,271 @@
+"""The forecasting task: no leak past the horizon, masked scoring, outputs, loss weights, baselines."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grud.data.dataset import IrregularDataset, Series
+from grud.data.forecast_batching import ForecastDataset
+from grud.data.transforms import fit_stats
+from grud.errors import ConfigError
+from grud.tasks import metrics as M
+from grud.tasks.forecasting import (
+    ForecastTask,
+    VariableErrors,
+    fit_loss_weights,
+    forecast_baseline_frame,
+    forecast_baseline_metrics,
+)
+
+H, HZ = 24.0, 24.0
+VARIABLES = ["HR", "Temp", "Lab"]
+MODEL = {"name": "grud", "hidden_size": 8}
+
+
+def make_dataset(n=12, seed=0, n_rows=30) -> IrregularDataset:
+    """Series over 0..48 h with a sparse 'Lab' variable; one series has no history, one no future."""
+    rng = np.random.default_rng(seed)
+    series = []
+    for i in range(n):
+        if i == 0:
+            t = np.sort(rng.uniform(H, 48, 8))  # nothing before the horizon
+        elif i == 1:
+            t = np.sort(rng.uniform(0, H - 1, 8))  # nothing after it
+        else:
+            t = np.sort(np.concatenate([[0.0, H], rng.choice(np.arange(1, 48 * 12) / 12, n_rows, replace=False)]))
+        v = np.stack([70 + 10 * np.sin(t / 5) + rng.normal(0, 2, len(t)),
+                      37 + rng.normal(0, 0.5, len(t)),
+                      rng.lognormal(1, 0.5, len(t))], 1).astype(np.float32)
+        v[rng.random(v.shape) < np.array([0.2, 0.5, 0.85])] = np.nan
+        v[np.isnan(v).all(1), 0] = 75.0
+        series.append(Series(f"s{i}", t, v, np.array([rng.normal(60, 10)], np.float32)))
+    return IrregularDataset.from_series(series, VARIABLES, ["Age"])
+
+
+@pytest.fixture(scope="module")
+def data():
+    train, test = make_dataset(16, seed=1), make_dataset(10, seed=2)
+    return train, test, fit_stats(train)
+
+
+def make_task(stats, **kw):
+    torch.manual_seed(0)
+    return ForecastTask(MODEL, stats.to_dict(), **kw)
+
+
+def perturb_future(ds: IrregularDataset, rng) -> IrregularDataset:
+    values = ds.values.copy()
+    after = ds.times >= H
+    values[after] = values[after] * rng.uniform(0.2, 5.0, values[after].shape).astype(np.float32) + 100
+    return IrregularDataset(ds.ids, ds.variables, ds.static_names, ds.times, values, ds.offsets, ds.static)
+
+
+HISTORY_KEYS = ("values", "mask", "delta", "times", "lengths", "static", "last_values", "last_mask",
+                "history_means", "history_counts")
+
+
+# ---------------------------------------------------------------------------- no leak
+def test_history_tensors_hold_only_rows_before_the_horizon(data):
+    _, ds, stats = data
+    fd = ForecastDataset(ds, stats, H, HZ)
+    b = fd.collate(range(len(ds)))
+    real = torch.arange(b["times"].shape[1])[None, :] < b["lengths"][:, None]
+    assert (b["times"][real] < H).all()
+    # the history holds exactly the rows before the horizon, none dropped
+    before = np.array([(s.times < H).sum() for s in ds])
+    assert (b["mask"].sum((1, 2)).numpy() == [np.isfinite(s.values[s.times < H]).sum() for s in ds]).all()
+    assert (b["lengths"].numpy() == np.maximum(before, 1)).all()
+    # a series with no history still gets one (unobserved) step, never a NaN
+    assert b["lengths"][0] == 1 and b["mask"][0].sum() == 0
+    assert all(torch.isfinite(v).all() for v in b.values() if v.is_floating_point())
+
+
+def test_future_values_change_nothing_the_encoder_or_decoder_sees(data):
+    train, ds, stats = data
+    task = make_task(stats).eval()
+    with torch.no_grad():
+        for p in task.decoder.out.parameters():  # make the decoder non-trivial
+            p.normal_()
+    a = ForecastDataset(ds, stats, H, HZ).collate(range(len(ds)))
+    b = ForecastDataset(perturb_future(ds, np.random.default_rng(0)), stats, H, HZ).collate(range(len(ds)))
+    for k in HISTORY_KEYS + ("since_last", "lead_times", "query_times"):
+        assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["query_values"], b["query_values"])  # the truth did change
+    with torch.no_grad():
+        (pa, oa), (pb, ob) = task(a), task(b)
+    assert torch.equal(oa, ob) and torch.equal(pa, pb)
+
+
+def test_queries_are_the_observed_rows_inside_the_horizon(data):
+    _, ds, stats = data
+    fd = ForecastDataset(ds, stats, H, 12.0)
+    for i, s in enumerate(ds):
+        keep = (s.times >= H) & (s.times <= H + 12.0) & np.isfinite(s.values).any(1)
+        q = slice(fd.query_offsets[i], fd.query_offsets[i + 1])
+        np.testing.assert_array_equal(fd.query_times[q], s.times[keep])
+        np.testing.assert_array_equal(fd.query_mask[q] > 0, np.isfinite(s.values[keep]))
+
+
+def test_grid_queries_have_truth_only_where_an_observation_falls_on_the_grid():
+    t = np.array([0.0, 5.0, 26.0, 27.0, 30.0])
+    v = np.array([[1, 2], [3, np.nan], [5, 6], [7, 8], [np.nan, 9]], np.float32)
+    ds = IrregularDataset.from_series([Series("a", t, v, np.zeros(0, np.float32))], ["x", "y"])
+    fd = ForecastDataset(ds, fit_stats(ds), 24.0, 6.0, grid_hours=2.0)
+    np.testing.assert_allclose(fd.query_times, [26, 28, 30])
+    np.testing.assert_array_equal(fd.query_mask, [[1, 1], [0, 0], [0, 1]])
+    np.testing.assert_allclose(fd.query_raw[[0, 2]], [[5, 6], [0, 9]])
+    assert fd.query_on_grid.all()
+
+
+@pytest.mark.parametrize("kw", [dict(history_hours=-1), dict(horizon_hours=0),
+                                dict(forecast_grid_hours=0.0), dict(horizon_hours=None, forecast_grid_hours=1.0),
+                                dict(decoder={"hidden": 0}), dict(decoder={"width": 3}),
+                                dict(loss_weights=[1.0, 2.0])])
+def test_bad_settings_raise_config_errors(data, kw):
+    with pytest.raises(ConfigError):
+        make_task(data[2], **kw)
+
+
+# ---------------------------------------------------------------------------- scoring
+def test_epoch_errors_average_per_variable_over_all_batches_and_ignore_unobserved():
+    rng = np.random.default_rng(0)
+    pred, target = rng.normal(size=(2, 40, 3)), rng.normal(size=(2, 40, 3))
+    mask = (rng.random((40, 3)) < np.array([0.9, 0.5, 0.1])).astype(float)
+    target[1][mask == 0] = 1e6  # garbage where unobserved must not count
+    acc = VariableErrors(3)
+    for sl in (slice(0, 7), slice(7, 40)):  # unequal batches
+        acc.add(pred[0][sl], target[1][sl], mask[sl])
+    assert acc.mse() == pytest.approx(M.masked_mse(pred[0], target[1], mask, reduce="variable"))
+    assert acc.mae() == pytest.approx(M.masked_mae(pred[0], target[1], mask, reduce="variable"))
+
+
+def test_untrained_model_is_locf_and_matches_the_baseline_protocol(data):
+    import pytorch_lightning as pl
+
+    from grud.data.datamodule import GrudDataModule
+
+    train, test, stats = data
+    task = make_task(stats)
+    dm = GrudDataModule(train, None, test, stats, task.encode_dataset, batch_size=4)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    res = trainer.test(task, datamodule=dm, verbose=False)[0]
+    base = forecast_baseline_metrics("locf", train, test, stats, H, HZ)
+    assert res["test/mse_vs_locf"] == pytest.approx(1.0)
+    assert res["test/mse"] == pytest.approx(base["test/mse"], rel=1e-5)
+    assert res["test/mae"] == pytest.approx(base["test/mae"], rel=1e-5)
+
+
+def slow_locf_mse(train, test, stats, h, hz):
+    """Reference: loop over series, queries and variables."""
+    lo, hi = np.array(stats.value_min), np.array(stats.value_max)
+    sq = {f: [] for f in range(len(VARIABLES))}
+    for s in test:
+        for f in range(len(VARIABLES)):
+            past = [(t, x) for t, x in zip(s.times, s.values[:, f]) if t < h and np.isfinite(x)]
+            guess = past[-1][1] if past else np.nanmean(train.values[:, f])
+            for t, x in zip(s.times, s.values[:, f]):
+                if h <= t <= h + hz and np.isfinite(x):
+                    sq[f].append(((guess - x) / (hi[f] - lo[f])) ** 2)
+    return np.mean([np.mean(v) for v in sq.values() if v])
+
+
+def test_locf_baseline_equals_a_slow_reference(data):
+    train, test, stats = data
+    got = forecast_baseline_metrics("locf", train, test, stats, H, HZ)
+    assert got["test/mse"] == pytest.approx(slow_locf_mse(train, test, stats, H, HZ), rel=1e-5)
+    assert got["test/mse_vs_locf"] == pytest.approx(1.0)
+    mean = forecast_baseline_metrics("mean_forecast", train, test, stats, H, HZ)
+    assert mean["test/mse"] != pytest.approx(got["test/mse"])
+    with pytest.raises(ConfigError):
+        forecast_baseline_metrics("nope", train, test, stats, H, HZ)
+
+
+# ---------------------------------------------------------------------------- loss weights
+def test_loss_weights_favour_rare_variables_and_with_power_1_track_the_metric(data):
+    train, _, stats = data
+    w = np.array(fit_loss_weights(train, stats, H, HZ))
+    assert w.shape == (3,) and w.mean() == pytest.approx(1.0) and (w > 0).all()
+    w1 = torch.tensor(fit_loss_weights(train, stats, H, HZ, power=1.0))
+    fd = ForecastDataset(train, stats, H, HZ)
+    target, mask = torch.tensor(fd.query_values), torch.tensor(fd.query_mask)
+    task = make_task(stats)
+    ratios = []
+    for seed in range(3):  # loss / metric is the same constant for any prediction
+        pred = target + torch.randn(target.shape, generator=torch.Generator().manual_seed(seed)) * (seed + 1)
+        loss = M.masked_mse_loss(pred, target, mask, weight=w1)
+        metric = M.masked_mse(task.to_minmax(pred), task.to_minmax(target), mask, reduce="variable")
+        ratios.append(float(loss / metric))
+    assert np.ptp(ratios) < 1e-4 * ratios[0]
+    # a variable with no training query gets weight 0
+    empty = IrregularDataset(train.ids, train.variables, train.static_names, train.times,
+                             np.where(train.times[:, None] >= H, np.array([1, 1, np.nan]), 1) * train.values,
+                             train.offsets, train.static)
+    assert fit_loss_weights(empty, stats, H, HZ)[2] == 0.0
+
+
+# ---------------------------------------------------------------------------- training
+def test_a_few_training_steps_reduce_the_loss(data):
+    train, _, stats = data
+    task = make_task(stats, loss_weights=fit_loss_weights(train, stats, H, HZ), decoder={"dropout": 0.0})
+    batch = task.encode_dataset(train, stats).collate(range(len(train)))
+    task.log = lambda *a, **k: None  # no trainer attached
+    opt = torch.optim.Adam(task.parameters(), lr=1e-2)
+    task.train()
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = task.training_step(batch, 0)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+# ---------------------------------------------------------------------------- outputs
+def test_predictions_frame_lists_observed_truths_in_raw_units(data):
+    _, ds, stats = data
+    task = make_task(stats).eval()
+    enc = task.encode_dataset(ds, stats)
+    parts = [task.predict_step(enc.collate(b), 0) for b in ([3, 1, 0], [2, 4, 5, 6, 7, 8, 9])]
+    df = task.predictions_frame(parts, ds, id_column="RecordID")
+    assert list(df.columns) == ["RecordID", "time", "variable", "prediction", "value"]
+    expected = []
+    for s in ds:
+        for t, row in zip(s.times, s.values):
+            if H <= t <= H + HZ:
+                expected += [(s.id, t, v, x) for v, x in zip(VARIABLES, row) if np.isfinite(x)]
+    assert len(df) == len(expected)
+    assert list(df["RecordID"]) == [e[0] for e in expected]
+    np.testing.assert_array_equal(df["time"].to_numpy(), [e[1] for e in expected])
+    assert list(df["variable"]) == [e[2] for e in expected]
+    np.testing.assert_array_equal(df["value"].to_numpy(np.float32), np.array([e[3] for e in expected], np.float32))
+    # untrained = LOCF, in raw units: the prediction is the last value seen before the horizon
+    s = ds[3]
+    hr_hist = s.values[s.times < H, 0]
+    last = hr_hist[np.isfinite(hr_hist)][-1]
+    got = df[(df["RecordID"] == s.id) & (df["variable"] == "HR")]["prediction"].to_numpy()
+    np.testing.assert_allclose(got, last, rtol=1e-5)
+    base = forecast_baseline_frame("locf", ds, stats, H, HZ, id_column="RecordID")
+    np.testing.assert_allclose(base["prediction"], df["prediction"], rtol=1e-5)
+
+
+def test_future_grid_predicts_every_variable_and_mc_dropout_gives_bounds(data):
+    _, ds, stats = data
+    task = make_task(stats, decoder={"dropout": 0.3})
+    with torch.no_grad():
+        task.decoder.out.weight.normal_()
+    task.history_hours, task.forecast_grid_hours = 12.0, 4.0
+    task.eval()
+    enc = task.encode_dataset(ds, stats)
+    df = task.predictions_frame([task.predict_step(enc.collate(range(len(ds))), 0, mc_samples=8)], ds)
+    assert list(df.columns) == ["id", "time", "variable", "prediction", "value", "lower", "upper"]
+    assert len(df) == len(ds) * 6 * len(VARIABLES)  # grid 16, 20, ..., 36 h
+    np.testing.assert_allclose(sorted(set(df["time"])), [16, 20, 24, 28, 32, 36])
+    for r in df[df["value"].notna()].itertuples():  # truth only where an input row falls on the grid
+        s = ds[ds.ids.index(r.id)]
+        at = np.flatnonzero(np.abs(s.times - r.time) < 1e-6)
+        assert len(at) == 1 and s.values[at[0], VARIABLES.index(r.variable)] == np.float32(r.value)
+    assert (df["lower"] <= df["upper"]).all() and (df["upper"] - df["lower"]).max() > 0
+    assert np.isfinite(df["prediction"]).all()
