@@ -1,0 +1,218 @@
+"""grud-aggregate: grouping a fake Hydra multirun tree, statistics, failures, outputs, errors."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from grud.cli.aggregate import aggregate, find_jobs, higher_is_better, main
+
+MODELS = ("grud", "gru_mean", "lstm")
+SEEDS = (0, 1)
+
+
+def make_job(root: Path, name: str, overrides: list, config: dict, metrics=None, failure=None) -> Path:
+    job = root / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    if failure is not None:
+        (job / "failure.json").write_text(json.dumps(failure))
+    return job
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """3 models x 2 seeds; job 3 (gru_mean, seed 1) failed, job 5 (lstm, seed 1) never finished."""
+    rng = np.random.default_rng(7)
+    root = tmp_path / "multirun" / "2024-05-01" / "12-00-00"
+    root.mkdir(parents=True)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    values = {}
+    n = 0
+    for model in MODELS:
+        for seed in SEEDS:
+            overrides = ["experiment=compare_models", f"model={model}", f"seed={seed}"]
+            config = {"model": {"name": model}, "seed": seed, "task": {"name": "classification"}}
+            if n == 3:
+                make_job(root, str(n), overrides, config,
+                         failure={"status": "failed", "error": "out of memory (lower data.batch_size)",
+                                  "type": "MemoryError"})
+            elif n == 5:
+                make_job(root, str(n), overrides, config)
+            else:
+                m = {"status": "ok", "test/auroc": float(rng.uniform(0.7, 0.9)),
+                     "test/auprc": float(rng.uniform(0.3, 0.5)), "test/brier": float(rng.uniform(0.08, 0.12)),
+                     "val/auroc": float(rng.uniform(0.7, 0.9)), "test/accuracy": float(rng.uniform(0.8, 0.9)),
+                     "epochs": int(rng.integers(3, 9)), "seconds": 12.5, "model": model, "seed": seed,
+                     "version/torch": "2.13.0", "resumed_from_epoch": None}
+                make_job(root, str(n), overrides, config, metrics=m)
+                values.setdefault(model, []).append(m)
+            n += 1
+    return root, values
+
+
+def read_summary(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path).set_index("group")
+
+
+def test_summary_csv_holds_mean_sample_std_and_n_per_model(sweep, capsys):
+    root, values = sweep
+    assert main([str(root)]) == 0
+    table = read_summary(root / "summary.csv")
+    assert sorted(table.index) == sorted(f"model={m}" for m in MODELS)  # seed pooled, shared override dropped
+    for model, runs in values.items():
+        row = table.loc[f"model={model}"]
+        assert row["n"] == len(runs)
+        for metric in ("test/auroc", "test/auprc", "test/brier", "val/auroc"):
+            xs = [r[metric] for r in runs]
+            assert row[f"{metric}_mean"] == pytest.approx(statistics.fmean(xs), abs=1e-12)
+            if len(xs) > 1:
+                assert row[f"{metric}_std"] == pytest.approx(statistics.stdev(xs), abs=1e-12)
+            else:  # one run: the spread is unknown, the cell is blank rather than 0
+                assert math.isnan(row[f"{metric}_std"])
+            assert row[f"{metric}_n"] == len(xs)
+    assert table.loc["model=gru_mean", "failed"] == 1 and table.loc["model=lstm", "failed"] == 1
+    # non-numeric keys (versions, model name) and None values are no metrics
+    assert not any(c.startswith(("version/", "model_", "resumed")) for c in table.columns)
+
+
+def test_rows_are_sorted_by_first_metric_best_first(sweep):
+    root, values = sweep
+    summary, _ = aggregate(root)
+    assert summary.attrs["metrics"][:3] == ["test/auroc", "test/auprc", "test/brier"]
+    expected = sorted(values, key=lambda m: -statistics.fmean(r["test/auroc"] for r in values[m]))
+    assert summary["group"].tolist() == [f"model={m}" for m in expected]
+    by_brier, _ = aggregate(root, metrics=["test/brier", "test/auroc"])
+    expected = sorted(values, key=lambda m: statistics.fmean(r["test/brier"] for r in values[m]))
+    assert by_brier["group"].tolist() == [f"model={m}" for m in expected]  # lower is better
+
+
+def test_markdown_lists_failed_and_incomplete_jobs_with_reason(sweep, capsys):
+    root, _ = sweep
+    assert main([str(root)]) == 0
+    md = (root / "summary.md").read_text()
+    assert md == capsys.readouterr().out  # the same report is printed
+    table, failed = md.split("## Failed jobs")
+    assert "| `model=grud` | 2 |" in table
+    assert " ± " in table and "test/auroc" in table
+    lines = [ln for ln in failed.splitlines() if ln.startswith("- ")]
+    assert len(lines) == 2
+    assert lines[0].startswith("- `3` (failed)") and "model=gru_mean seed=1" in lines[0]
+    assert "MemoryError: out of memory" in lines[0]
+    assert lines[1].startswith("- `5` (incomplete)") and "model=lstm seed=1" in lines[1]
+    assert "neither metrics.json nor failure.json" in lines[1]
+
+
+def test_outputs_are_written_atomically_to_out_dir(sweep, tmp_path):
+    root, _ = sweep
+    out = tmp_path / "results"
+    assert main([str(root), "--out", str(out), "--metrics", "test/auprc,test/auroc"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "summary.md", "summary.png"]  # no temp left
+    png = (out / "summary.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    table = read_summary(out / "summary.csv")
+    assert [c for c in table.columns if c.endswith("_mean")] == ["test/auprc_mean", "test/auroc_mean"]
+    assert not (root / "summary.csv").exists()
+
+
+def test_group_by_config_key(sweep):
+    root, values = sweep
+    summary, failures = aggregate(root, group_by="model.name")
+    assert sorted(summary["group"]) == sorted(f"model.name={m}" for m in MODELS)
+    assert set(failures["group"]) == {"model.name=gru_mean", "model.name=lstm"}
+
+
+def test_hyperparameter_grid_gives_one_row_per_combination(tmp_path):
+    root = tmp_path / "sweep"
+    expected = {}
+    n = 0
+    for lr in ("0.001", "0.01"):
+        for hidden in (32, 64):
+            for seed in (0, 1, 2):
+                auroc = 0.5 + 0.01 * n
+                make_job(root, str(n), [f"optim.lr={lr}", f"model.hidden_size={hidden}", f"seed={seed}"],
+                         {"seed": seed}, metrics={"status": "ok", "test/mse": 1.0 - auroc, "test/auroc": auroc})
+                expected.setdefault(f"optim.lr={lr} model.hidden_size={hidden}", []).append(auroc)
+                n += 1
+    summary, failures = aggregate(root, metrics="test/auroc")
+    assert len(failures) == 0
+    assert dict(zip(summary["group"], summary["n"])) == {k: 3 for k in expected}
+    for group, xs in expected.items():
+        row = summary.set_index("group").loc[group]
+        assert row["test/auroc_mean"] == pytest.approx(statistics.fmean(xs))
+        assert row["test/auroc_std"] == pytest.approx(statistics.stdev(xs))
+
+
+def test_nested_job_folders_are_found_in_natural_order(tmp_path):
+    root = tmp_path / "optuna"
+    for n in (10, 2, 1):
+        make_job(root, f"trials/{n}", [f"optim.lr={n}e-4"], {}, metrics={"status": "ok", "test/auroc": 0.6})
+        (root / f"trials/{n}" / "lightning_logs" / ".hydra").mkdir(parents=True)  # inside a job: not a job
+    assert [p.relative_to(root).as_posix() for p in find_jobs(root)] == ["trials/1", "trials/2", "trials/10"]
+
+
+def test_unreadable_job_files_are_reported_not_fatal(sweep):
+    root, _ = sweep
+    (root / "0" / "metrics.json").write_text('{"status": "ok",\n "test/auroc": }')
+    (root / "1" / ".hydra" / "overrides.yaml").write_text("- model=grud\n- [unclosed\n")
+    summary, failures = aggregate(root)
+    bad = failures.set_index("job")
+    assert bad.loc["0", "status"] == "invalid" and "metrics.json" in bad.loc["0", "reason"]
+    assert "line 2" in bad.loc["0", "reason"]
+    assert bad.loc["1", "status"] == "invalid" and "overrides.yaml" in bad.loc["1", "reason"]
+    grud = summary.set_index("group").loc["model=grud"]  # job 0 still belongs to its group, job 1 cannot
+    assert grud["n"] == 0 and grud["failed"] == 1 and math.isnan(grud["test/auroc_mean"])
+
+
+def test_sweep_where_no_job_completed_exits_1_and_still_writes(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    make_job(root, "0", ["model=grud", "seed=0"], {}, failure={"status": "failed", "error": "boom", "type": "RuntimeError"})
+    make_job(root, "1", ["model=grud", "seed=1"], {})
+    assert main([str(root)]) == 1
+    assert "RuntimeError: boom" in (root / "summary.md").read_text()
+    assert (root / "summary.png").stat().st_size > 0
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "file"])
+def test_bad_sweep_dir_exits_2_with_error_line(tmp_path, capsys, monkeypatch, make):
+    monkeypatch.delenv("GRUD_DEBUG", raising=False)
+    target = tmp_path / "sweep"
+    if make == "empty":
+        (target / "0").mkdir(parents=True)  # a folder, but no job (.hydra/) in it
+    elif make == "file":
+        target.write_text("x")
+    assert main([str(target)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(target) in err[0]
+    assert "Traceback" not in captured.err
+
+
+def test_debug_env_shows_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GRUD_DEBUG", "1")
+    assert main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "error: " in err
+
+
+def test_unknown_metric_is_an_error_naming_what_exists(sweep, capsys):
+    root, _ = sweep
+    assert main([str(root), "--metrics", "test/aucroc"]) == 2
+    err = capsys.readouterr().err
+    assert "test/aucroc" in err and "test/auroc" in err
+
+
+def test_metric_direction():
+    assert higher_is_better("test/auroc") and higher_is_better("val/accuracy")
+    assert not any(higher_is_better(m) for m in ("val/loss", "test/mse", "test/mae", "test/brier", "test/mse_vs_locf"))
