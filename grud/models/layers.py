@@ -1,0 +1,276 @@
+"""Recurrent layers: the loop over time around a cell, for one or two directions.
+
+A :class:`RecurrentLayer` owns what the cells of :mod:`grud.models.cells` do not: padding
+(steps ``t >= length`` never change the state and output zeros), the backward direction
+(which starts at each series' own last real step), variational dropout (one mask per sequence,
+reused at every step; Gal & Ghahramani, NeurIPS 2016) on the layer input and on the recurrent
+state, and the choice between the readable per-step loop (``fast=False``) and the fused
+recurrences of :mod:`grud.models.fast` (``fast=True``), which get everything that does not depend
+on the state precomputed for all steps at once.
+
+Shape:
+    B batch, T steps, I layer input size, H hidden units, D directions (1 or 2),
+    F observed variables (GRU-D mask and delta), g clockwork modules.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from grud.data import masking
+from grud.models import fast as fast_paths
+from grud.models.cells import ClockworkCell, GRUCell, GRUDCell, LSTMCell, PeepholeLSTMCell
+
+__all__ = [
+    "CELLS",
+    "RecurrentLayer",
+    "make_cell",
+    "valid_steps",
+    "reverse_padded",
+    "variational_mask",
+]
+
+#: the recurrent cells, by config name
+CELLS = ("gru", "lstm", "peephole_lstm", "clockwork", "grud")
+
+
+def make_cell(
+    kind: str,
+    input_size: int,
+    hidden_size: int,
+    n_features: int,
+    forget_bias: float | None = 1.0,
+    hidden_decay: bool = True,
+    mask_in_gates: bool = True,
+    periods=None,
+    period_unit: str = "steps",
+) -> nn.Module:
+    """The cell called ``kind`` (one of :data:`CELLS`). ``forget_bias`` applies to LSTM cells,
+    ``hidden_decay``/``mask_in_gates`` to ``grud``, ``periods``/``period_unit`` to ``clockwork``."""
+    if kind == "gru":
+        return GRUCell(input_size, hidden_size)
+    if kind == "grud":
+        return GRUDCell(input_size, hidden_size, n_features, hidden_decay, mask_in_gates)
+    if kind == "lstm":
+        return LSTMCell(input_size, hidden_size, forget_bias)
+    if kind == "peephole_lstm":
+        return PeepholeLSTMCell(input_size, hidden_size, forget_bias)
+    if kind == "clockwork":
+        return ClockworkCell(input_size, hidden_size, periods, period_unit)
+    raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {kind!r}")
+
+
+def valid_steps(lengths: Tensor, T: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """(B, T) 1.0 where ``t < lengths[b]``, else 0.0."""
+    t = torch.arange(T, device=lengths.device)
+    return (t[None, :] < lengths[:, None]).to(dtype)
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each series in time within its own length; padded steps stay where they are.
+
+    Step t < L of series b becomes step L - 1 - t. Applying it twice gives ``x`` back.
+
+    Shape:
+        x (B, T, ...), lengths (B,) -> (B, T, ...).
+    """
+    B, T = x.shape[:2]
+    t = torch.arange(T, device=x.device)[None, :]
+    L = lengths.to(x.device)[:, None]
+    index = torch.where(t < L, L - 1 - t, t)  # (B, T)
+    index = index.view(B, T, *([1] * (x.dim() - 2))).expand_as(x)
+    return torch.gather(x, 1, index)
+
+
+def variational_mask(batch: int, size: int, p: float, like: Tensor) -> Tensor:
+    """(B, size) dropout mask, already scaled by 1/(1-p), drawn once per sequence (Gal &
+    Ghahramani 2016) with torch's global generator."""
+    keep = torch.full((batch, size), 1.0 - p, dtype=like.dtype, device=like.device)
+    return torch.bernoulli(keep) / (1.0 - p)
+
+
+class RecurrentLayer(nn.Module):
+    """One recurrent layer, one or two directions, owning the loop over time.
+
+    Args:
+        cell: one of :data:`CELLS`.
+        input_size: I.
+        hidden_size: H (per direction).
+        n_features: F, width of ``mask``/``delta`` for the GRU-D cell.
+        bidirectional: add a backward direction; it reads each series from its last real step to
+            its first, and its final state is the state after step 0. Outputs and final states of
+            the two directions are concatenated (forward first).
+        input_dropout: variational dropout on the layer input x (one mask per sequence).
+        recurrent_dropout: variational dropout on the state in front of ``W_hh``.
+        forget_bias, hidden_decay, mask_in_gates, periods, period_unit: passed to the cell
+            (:func:`make_cell`).
+        fast: use :mod:`grud.models.fast` (else the per-step loop over the cell). The clockwork
+            cell with active recurrent dropout always uses the loop (the fused path has no
+            recurrent dropout).
+
+    Shape:
+        x (B, T, I), lengths (B,) int64, mask (B, T, F), delta (B, T, F) hours, times (B, T)
+        hours -> outputs (B, T, D*H) zero at padded steps, last (B, D*H).
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        n_features: int,
+        bidirectional: bool = False,
+        input_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        forget_bias: float | None = 1.0,
+        hidden_decay: bool = True,
+        mask_in_gates: bool = True,
+        periods=None,
+        period_unit: str = "steps",
+        fast: bool = True,
+    ):
+        super().__init__()
+        self.kind = cell
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.n_features = int(n_features)
+        self.bidirectional = bool(bidirectional)
+        self.input_dropout = float(input_dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.fast = bool(fast)
+        D = 2 if self.bidirectional else 1
+        self.output_size = D * self.hidden_size
+        self.cells = nn.ModuleList(
+            make_cell(cell, input_size, hidden_size, n_features, forget_bias, hidden_decay, mask_in_gates,
+                      periods, period_unit)
+            for _ in range(D)
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.kind}, {self.input_size}, {self.hidden_size}, bidirectional={self.bidirectional}, "
+            f"input_dropout={self.input_dropout}, recurrent_dropout={self.recurrent_dropout}, fast={self.fast}"
+        )
+
+    def reset_parameters(self) -> None:
+        """Each cell's own :meth:`reset_parameters` (see :mod:`grud.models.cells`)."""
+        for cell in self.cells:
+            cell.reset_parameters()
+
+    # ------------------------------------------------------------------ public
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Tensor,
+        mask: Tensor | None = None,
+        delta: Tensor | None = None,
+        times: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"x: expected shape (B, T, I) with I = {self.input_size}, got {tuple(x.shape)}")
+        B, T, _ = x.shape
+        lengths = lengths.to(x.device)
+        valid = valid_steps(lengths, T, x.dtype)
+        needs_side = isinstance(self.cells[0], GRUDCell)
+        needs_times = isinstance(self.cells[0], ClockworkCell) and self.cells[0].period_unit == "hours"
+        for name, tensor, wanted in (("mask", mask, needs_side), ("delta", delta, needs_side)):
+            if wanted and (tensor is None or tuple(tensor.shape) != (B, T, self.n_features)):
+                got = None if tensor is None else tuple(tensor.shape)
+                raise ValueError(f"{name}: expected shape (B, T, F) = {(B, T, self.n_features)}, got {got}")
+        if (needs_times or (needs_side and self.bidirectional)) and (times is None or tuple(times.shape) != (B, T)):
+            got = None if times is None else tuple(times.shape)
+            raise ValueError(f"times: expected shape (B, T) = {(B, T)}, got {got}")
+
+        outputs, lasts = [], []
+        for direction, cell in enumerate(self.cells):
+            if direction == 0:
+                out, last = self._run(cell, x, valid, mask, delta, times)
+            else:
+                x_r = reverse_padded(x, lengths)
+                mask_r = None if mask is None else reverse_padded(mask, lengths)
+                times_r = delta_r = None
+                if times is not None:
+                    # time running backward from each series' last real step, 0 at padded steps
+                    t_last = torch.gather(times, 1, (lengths - 1).clamp(min=0)[:, None])
+                    times_r = (t_last - reverse_padded(times, lengths)) * valid
+                    if mask_r is not None:  # hours until the next observation, in reversed time
+                        delta_r = masking.time_deltas(times_r, mask_r, lengths=lengths)
+                out, last = self._run(cell, x_r, valid, mask_r, delta_r, times_r)
+                out = reverse_padded(out, lengths)
+            outputs.append(out)
+            lasts.append(last)
+        if len(outputs) == 1:
+            return outputs[0], lasts[0]
+        return torch.cat(outputs, dim=-1), torch.cat(lasts, dim=-1)
+
+    # ------------------------------------------------------------------ one direction
+    def _dropout_masks(self, B: int, like: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        if not self.training:
+            return None, None
+        x_drop = variational_mask(B, self.input_size, self.input_dropout, like) if self.input_dropout > 0 else None
+        h_drop = (
+            variational_mask(B, self.hidden_size, self.recurrent_dropout, like) if self.recurrent_dropout > 0 else None
+        )
+        return x_drop, h_drop
+
+    def _run(self, cell, x, valid, mask, delta, times) -> tuple[Tensor, Tensor]:
+        B = x.shape[0]
+        x_drop, h_drop = self._dropout_masks(B, x)
+        if x_drop is not None:
+            x = x * x_drop[:, None, :]
+        update = None
+        if isinstance(cell, ClockworkCell):
+            update = cell.unit_update(cell.schedule(valid, times))
+        use_fast = self.fast and not (isinstance(cell, ClockworkCell) and h_drop is not None)
+        if use_fast:
+            return self._run_fast(cell, x, valid, mask, delta, update, h_drop)
+        return self._run_loop(cell, x, valid, mask, delta, update, h_drop)
+
+    def _run_fast(self, cell, x, valid, mask, delta, update, h_drop) -> tuple[Tensor, Tensor]:
+        """Precompute what does not depend on the state for all steps, then one fused recurrence."""
+        B = x.shape[0]
+        h0 = x.new_zeros(B, self.hidden_size)
+        if isinstance(cell, GRUDCell):
+            gi = cell.input_projection(x, mask)
+            gamma_h = None if delta is None else cell.decay_factor(delta)
+            return fast_paths.gru_recurrence(gi, cell.weight_hh, cell.bias_hh, h0, valid, gamma_h, h_drop)
+        if isinstance(cell, GRUCell):
+            gi = cell.input_projection(x)
+            return fast_paths.gru_recurrence(gi, cell.weight_hh, cell.bias_hh, h0, valid, None, h_drop)
+        if isinstance(cell, LSTMCell):
+            gi = cell.input_projection(x)
+            outputs, h, _ = fast_paths.lstm_recurrence(
+                gi, cell.weight_hh, cell.bias_hh, h0, h0, valid, cell.peephole_weights(), h_drop
+            )
+            return outputs, h
+        gi = cell.input_projection(x)
+        outputs, h = fast_paths.clockwork_recurrence(gi, cell.masked_weight_hh(), cell.bias_hh, h0, update)
+        return outputs * valid[:, :, None], h
+
+    def _run_loop(self, cell, x, valid, mask, delta, update, h_drop) -> tuple[Tensor, Tensor]:
+        """The readable reference: one cell call per step; padded steps keep the state."""
+        B, T, _ = x.shape
+        h = x.new_zeros(B, self.hidden_size)
+        c = h
+        outputs = []
+        for t in range(T):
+            v = valid[:, t, None]
+            if isinstance(cell, GRUDCell):
+                h_new = cell(
+                    x[:, t], h,
+                    None if mask is None else mask[:, t],
+                    None if delta is None else delta[:, t],
+                    h_drop,
+                )
+            elif isinstance(cell, GRUCell):
+                h_new = cell(x[:, t], h, h_drop)
+            elif isinstance(cell, LSTMCell):
+                h_new, c_new = cell(x[:, t], (h, c), h_drop)
+                c = v * c_new + (1 - v) * c
+            else:
+                h_new = cell(x[:, t], h, update[:, t], h_drop)
+            h = v * h_new + (1 - v) * h
+            outputs.append(v * h)
+        if not outputs:
+            return x.new_zeros(B, 0, self.hidden_size), h
+        return torch.stack(outputs, dim=1), h
