@@ -1,0 +1,788 @@
+"""Readers: clinical exports (long or wide CSV) and PhysioNet 2012 files -> :class:`IrregularDataset`.
+
+Three entry points, one set of rules:
+
+* :func:`read_long_csv` - one measurement per row: ``id, time, variable, value``.
+* :func:`read_wide_csv` - one time per row: ``id, time, <variable 1>, <variable 2>, ...``.
+* :func:`read_physionet2012` - the challenge's ``Time,Parameter,Value`` stay files (a folder or
+  ``.tar.gz``) with an optional ``Outcomes`` file (label: ``In-hospital_death``; no other
+  Outcomes column is ever read).
+
+Semantics (all readers):
+
+* **Time 0** of a series is its earliest row in the input, whatever that row holds (an empty
+  value or a static variable counts; PhysioNet: ICU admission, ``00:00``). Times become
+  hours since time 0. Rows may come in any order.
+* **Steps**: each step of a series is one distinct time at which any time-varying variable was
+  observed; times are strictly ascending. Several measurements of one variable at the same
+  time are averaged.
+* **Empty cells** (and ``nan``, ``NA``, ``N/A``, ``null``, ``none``) are unobserved. A value that
+  is not a number, or ``inf``, is a :class:`~grud.errors.DataError` naming file, line (header
+  = line 1) and column. See :mod:`grud.data.text_tables` for encodings (UTF-8 with or without
+  BOM, UTF-16 with BOM, else Latin-1) and delimiter sniffing (``,`` ``;`` tab ``|``).
+* **time_unit**: ``h`` (default), ``min``, ``s``, ``d`` for numeric times, or ``datetime`` for
+  date-time text. With ``h``, a text column is also accepted when every entry is a date-time
+  (e.g. ``2021-03-04 13:45``) or an elapsed ``H:MM[:SS]`` (hours may exceed 24).
+* **static_variables** (per-series constants such as Age): their earliest observed value
+  (averaged if several at that time) goes to ``static`` (NaN if never observed); they are not
+  among the time-varying ``variables``. ``variables`` is sorted by name; series are sorted by
+  id (numerically when every id is an integer).
+* **max_hours** drops every row after that many hours since time 0 (static rows included).
+* **value_ranges** (:mod:`grud.data.value_ranges`): measurements outside a variable's possible
+  range become unobserved; dropped counts are logged (INFO) per variable and kept in
+  ``meta["out_of_range"]``.
+* **labels**: a CSV path or a DataFrame with an id column (``label_id_column``, default the data's
+  ``id_column``) and ``label_column``; numeric. Series without a label row get NaN; label ids
+  that match no series are counted in the log; one id with two different labels is an error.
+* **cache** (:mod:`grud.data.cache`): the parsed dataset is stored keyed on the input's bytes,
+  the labels' bytes/content and every option; ``cache=False`` neither reads nor writes it.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from os import PathLike
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from grud.data import cache as _cache
+from grud.data.dataset import IrregularDataset
+from grud.data.physionet_files import RECORD_ID, StaySource, parse_stays
+from grud.data.text_tables import (
+    TextTable,
+    check_delimiter,
+    check_finite,
+    is_empty_cell,
+    load_text_table,
+    parse_numbers,
+    read_source_bytes,
+)
+from grud.data.value_ranges import drop_out_of_range, fingerprint, load_value_ranges, log_dropped
+from grud.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["read_long_csv", "read_wide_csv", "read_physionet2012", "read_label_table", "TIME_UNITS", "PHYSIONET_STATIC"]
+
+#: Hours per unit of a numeric time column; ``datetime`` parses date-time text.
+TIME_UNITS = {"h": 1.0, "min": 1.0 / 60.0, "s": 1.0 / 3600.0, "d": 24.0}
+_ALLOWED_UNITS = tuple(TIME_UNITS) + ("datetime",)
+_UNIT_WORDS = {"h": "hours", "min": "minutes", "s": "seconds", "d": "days"}
+#: PhysioNet 2012 descriptors recorded once per stay (-1 = unknown).
+PHYSIONET_STATIC = ("Age", "Gender", "Height", "ICUType")
+PHYSIONET_LABEL = "In-hospital_death"
+_DURATION = re.compile(r"^(\d+):([0-5]?\d)(?::([0-5]?\d(?:\.\d*)?))?$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+# ====================================================================== public readers
+def read_long_csv(
+    path,
+    id_column: str = "id",
+    time_column: str = "time",
+    variable_column: str = "variable",
+    value_column: str = "value",
+    time_unit: str = "h",
+    labels=None,
+    label_column: str = "label",
+    static_variables: Sequence[str] | None = None,
+    max_hours: float | None = None,
+    *,
+    label_id_column: str | None = None,
+    value_ranges=None,
+    delimiter: str | None = None,
+    cache: bool = True,
+) -> IrregularDataset:
+    """Read a long ("one measurement per row") CSV file.
+
+    Args:
+        path: the CSV/TSV file.
+        id_column, time_column, variable_column, value_column: its column names.
+        time_unit: ``h``, ``min``, ``s``, ``d`` or ``datetime`` (see the module docstring).
+        labels: ``None``, a CSV path or a DataFrame with ``label_id_column`` and ``label_column``.
+        label_column: the label column of ``labels``.
+        static_variables: variable names that are per-series constants.
+        max_hours: keep only rows at most this many hours after each series' time 0.
+        label_id_column: id column of ``labels`` (default: ``id_column``).
+        value_ranges: ``None``, a built-in table name, a CSV path or ``{variable: (min, max)}``.
+        delimiter: ``None`` (sniff), or one of ``,`` ``;`` ``\\t`` ``|``.
+        cache: use the on-disk dataset cache.
+
+    Returns:
+        The dataset; ``values`` is (N, F) with NaN where unobserved, ``static`` (n, S).
+
+    Raises:
+        DataError: input that does not have this form (message names file, line, column).
+    """
+    columns = dict(id_column=id_column, time_column=time_column, variable_column=variable_column,
+                   value_column=value_column)
+    opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
+                          delimiter, cache)
+    path = Path(path)
+    raw = read_source_bytes(path, "data file")
+    ranges = load_value_ranges(value_ranges)
+    lab = _LabelSource(labels, opts["label_id_column"], label_column, "labels")
+    options = dict(opts, kind="long", value_ranges=fingerprint(ranges))
+    key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
+    meta = _meta("long", path, opts, value_ranges)
+    return _read_cached(
+        "long", key_parts, cache, path, lambda: _build_long(raw, path, opts, ranges, lab, meta)
+    )
+
+
+def read_wide_csv(
+    path,
+    id_column: str = "id",
+    time_column: str = "time",
+    variables: Sequence[str] | None = None,
+    time_unit: str = "h",
+    labels=None,
+    label_column: str = "label",
+    static_variables: Sequence[str] | None = None,
+    max_hours: float | None = None,
+    *,
+    label_id_column: str | None = None,
+    value_ranges=None,
+    delimiter: str | None = None,
+    cache: bool = True,
+) -> IrregularDataset:
+    """Read a wide ("one time per row, one column per variable") CSV file.
+
+    ``variables=None`` makes every column except ``id_column``/``time_column`` a variable
+    (drop a label or free-text column from the file, or list ``variables``). Columns named
+    in ``static_variables`` are read as per-series constants. Other arguments as in
+    :func:`read_long_csv`.
+    """
+    columns = dict(id_column=id_column, time_column=time_column)
+    opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
+                          delimiter, cache)
+    if variables is not None:
+        variables = _name_list(variables, "variables")
+        for v in variables:
+            if v in (id_column, time_column):
+                raise ConfigError(f"variables: {v!r} is the id or time column, not a variable")
+    opts["variables"] = variables
+    path = Path(path)
+    raw = read_source_bytes(path, "data file")
+    ranges = load_value_ranges(value_ranges)
+    lab = _LabelSource(labels, opts["label_id_column"], label_column, "labels")
+    options = dict(opts, kind="wide", value_ranges=fingerprint(ranges))
+    key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
+    meta = _meta("wide", path, opts, value_ranges)
+    return _read_cached(
+        "wide", key_parts, cache, path, lambda: _build_wide(raw, path, opts, ranges, lab, meta)
+    )
+
+
+def read_physionet2012(
+    path,
+    outcomes=None,
+    max_hours: float | None = None,
+    *,
+    value_ranges="physionet2012",
+    cache: bool = True,
+) -> IrregularDataset:
+    """Read the PhysioNet/CinC Challenge 2012 data (Silva et al., CinC 2012).
+
+    Args:
+        path: a folder or a ``.tar.gz`` of ``Time,Parameter,Value`` files, one per ICU stay
+            (or a single stay file).
+        outcomes: the ``Outcomes-*.txt`` file (or a DataFrame with ``RecordID`` and
+            ``In-hospital_death``); ``None`` reads no labels. Only ``In-hospital_death`` is read.
+        max_hours: keep only the first ``max_hours`` hours after ICU admission.
+        value_ranges: default ``"physionet2012"`` (the built-in table of impossible values);
+            ``None`` keeps every value.
+        cache: use the on-disk dataset cache.
+
+    Returns:
+        One series per stay, id = ``RecordID`` as written. ``static_names`` = Age, Gender, Height,
+        ICUType (``-1`` -> NaN); every other parameter, Weight included, is time-varying with
+        ``-1`` -> unobserved. Time 0 is ICU admission (``00:00``). Stays without any
+        time-varying measurement are kept with zero steps.
+    """
+    if max_hours is not None:
+        max_hours = _check_max_hours(max_hours)
+    _check_cache_flag(cache)
+    source = StaySource(path)
+    ranges = load_value_ranges(value_ranges)
+    lab = _LabelSource(outcomes, RECORD_ID, PHYSIONET_LABEL, "outcomes")
+    opts = dict(max_hours=max_hours)
+    options = dict(opts, kind="physionet2012", value_ranges=fingerprint(ranges))
+    key_parts = dict(input=source.fingerprint, labels=lab.fingerprint, options=options)
+    path = Path(path)
+    meta = dict(
+        kind="physionet2012", path=str(path), id_column=RECORD_ID, time_column="Time",
+        variable_column="Parameter", value_column="Value", label_column=PHYSIONET_LABEL, time_unit="HH:MM",
+        static_variables=list(PHYSIONET_STATIC), max_hours=max_hours,
+        value_ranges=_ranges_label(value_ranges), labels=lab.label,
+    )
+    return _read_cached(
+        "physionet2012", key_parts, cache, path, lambda: _build_physionet(source, ranges, lab, max_hours, meta)
+    )
+
+
+def read_label_table(labels, id_column: str = "id", label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
+    """The labels of a CSV path or DataFrame: (ids as str (L,), numeric labels (L,)).
+
+    Rows without a label are left out; an id given twice with different labels is a
+    :class:`DataError` (same rules as the ``labels`` argument of the readers).
+    """
+    return _LabelSource(labels, id_column, label_column, "labels").read()
+
+
+# ====================================================================== options
+def _name_list(x, what: str) -> list[str]:
+    if isinstance(x, str):
+        return [x]
+    try:
+        names = [str(v) for v in x]
+    except TypeError:
+        raise ConfigError(f"{what}: expected a list of names, got {type(x).__name__}") from None
+    seen: list[str] = []
+    for v in names:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def _check_max_hours(max_hours) -> float:
+    try:
+        v = float(max_hours)
+    except (TypeError, ValueError):
+        raise ConfigError(f"max_hours: expected a number of hours >= 0 or None, got {max_hours!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise ConfigError(f"max_hours: expected a number of hours >= 0 or None, got {max_hours!r}")
+    return v
+
+
+def _check_cache_flag(cache) -> None:
+    if not isinstance(cache, (bool, np.bool_)):
+        raise ConfigError(f"cache: expected True or False, got {cache!r}")
+
+
+def _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
+                   delimiter, cache) -> dict:
+    for k, v in columns.items():
+        if not isinstance(v, str) or not v.strip():
+            raise ConfigError(f"{k}: expected a column name, got {v!r}")
+    names = list(columns.values())
+    if len(set(names)) != len(names):
+        raise ConfigError(f"column names must differ, got {columns}")
+    if time_unit not in _ALLOWED_UNITS:
+        raise ConfigError(f"time_unit: expected one of {', '.join(_ALLOWED_UNITS)}, got {time_unit!r}")
+    if not isinstance(label_column, str) or not label_column:
+        raise ConfigError(f"label_column: expected a column name, got {label_column!r}")
+    if label_id_column is not None and (not isinstance(label_id_column, str) or not label_id_column):
+        raise ConfigError(f"label_id_column: expected a column name or None, got {label_id_column!r}")
+    static = [] if static_variables is None else _name_list(static_variables, "static_variables")
+    _check_cache_flag(cache)
+    return dict(
+        columns,
+        time_unit=time_unit,
+        label_column=label_column,
+        label_id_column=label_id_column or columns["id_column"],
+        static_variables=static,
+        max_hours=None if max_hours is None else _check_max_hours(max_hours),
+        delimiter=check_delimiter(delimiter),
+    )
+
+
+def _ranges_label(spec):
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, PathLike):
+        return str(spec)
+    return "custom"
+
+
+def _meta(kind: str, path: Path, opts: dict, value_ranges) -> dict:
+    meta = dict(kind=kind, path=str(path))
+    meta.update({k: v for k, v in opts.items() if k != "delimiter"})
+    meta.setdefault("variable_column", None)
+    meta.setdefault("value_column", None)
+    meta["value_ranges"] = _ranges_label(value_ranges)
+    return meta
+
+
+# ====================================================================== cache glue
+def _read_cached(kind: str, key_parts: dict, use_cache: bool, path: Path,
+                 build: Callable[[], IrregularDataset]) -> IrregularDataset:
+    key = _cache.dataset_key(dict(key_parts, reader=kind)) if use_cache else None
+    if key is not None:
+        ds = _cache.load_dataset(key, kind)
+        if ds is not None:
+            ds.meta["path"] = str(path)
+            log_dropped(ds.meta.get("out_of_range") or {}, str(path))
+            log.info("%s: %r (from cache)", path, ds)
+            return ds
+    ds = build()
+    log.info("%s: %r", path, ds)
+    if key is not None:
+        _cache.save_dataset(key, ds, kind)
+    return ds
+
+
+# ====================================================================== labels
+class _LabelSource:
+    """A labels argument (None, path or DataFrame), checked and fingerprinted up front."""
+
+    def __init__(self, labels, id_column: str, label_column: str, what: str):
+        self.id_column, self.label_column, self.what = id_column, label_column, what
+        self.frame = self.raw = None
+        self.fingerprint = None
+        self.label = None
+        if labels is None:
+            return
+        if isinstance(labels, pd.DataFrame):
+            missing = [c for c in (id_column, label_column) if c not in labels.columns]
+            if missing:
+                raise DataError(
+                    f"missing column {missing[0]!r}; the {what} DataFrame has: "
+                    f"{', '.join(map(repr, map(str, labels.columns)))}",
+                    path=f"{what} DataFrame", column=missing[0],
+                )
+            self.frame = labels[[id_column, label_column]]
+            self.fingerprint = "frame:" + _cache.hash_frame(self.frame)
+            self.label = f"{what} DataFrame"
+        elif isinstance(labels, (str, PathLike)):
+            self.path = Path(labels)
+            self.raw = read_source_bytes(self.path, f"{what} file")
+            self.fingerprint = "file:" + _cache.hash_bytes(self.raw)
+            self.label = str(self.path)
+        else:
+            raise ConfigError(f"{what}: expected None, a CSV path or a DataFrame, got {type(labels).__name__}")
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids as str, numeric labels) with rows without a label removed and duplicates checked."""
+        if self.frame is not None:
+            return self._from_frame()
+        table = load_text_table(self.raw, self.path)
+        table.require([self.id_column, self.label_column], what=f"{self.what} column")
+        frame = table.read_columns([self.id_column, self.label_column])
+        ids = frame[self.id_column].str.strip()
+        empty_id = (ids == "").to_numpy()
+        lab_empty = is_empty_cell(frame[self.label_column])
+        keep = np.flatnonzero(~(empty_id & lab_empty))
+        lines = table.line_of(keep)
+        ids, frame = ids.iloc[keep], frame.iloc[keep]
+        bad = np.flatnonzero((ids == "").to_numpy())
+        if len(bad):
+            raise DataError("empty id", path=table.path, line=int(lines[bad[0]]), column=self.id_column)
+        values = parse_numbers(frame[self.label_column], table.path, self.label_column, lines)
+        return self._dedupe(ids.to_numpy(dtype=object), values, lines, table.path)
+
+    def _from_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        col = self.frame[self.id_column]
+        if pd.api.types.is_float_dtype(col) and np.all(np.isfinite(col.to_numpy()) & (col.to_numpy() % 1 == 0)):
+            col = col.astype(np.int64)
+        ids = col.astype(str).str.strip().to_numpy(dtype=object)
+        raw = self.frame[self.label_column]
+        if pd.api.types.is_bool_dtype(raw):
+            raw = raw.astype(np.float64)
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        given = ~raw.isna().to_numpy()
+        if pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw):
+            given &= ~is_empty_cell(raw.astype(str))
+        bad = np.flatnonzero(np.isnan(values) & given)
+        where = f"{self.what} DataFrame"
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(
+                f"row {self.frame.index[i]!r}: expected a number, got {raw.iloc[i]!r}", path=where, column=self.label_column
+            )
+        inf = np.flatnonzero(np.isinf(values))
+        if len(inf):
+            raise DataError(f"row {self.frame.index[inf[0]]!r}: infinite label", path=where, column=self.label_column)
+        return self._dedupe(ids, values, None, where)
+
+    def _dedupe(self, ids, values, lines, where) -> tuple[np.ndarray, np.ndarray]:
+        keep = ~np.isnan(values)
+        ids, values = ids[keep], values[keep]
+        rows = np.flatnonzero(keep)
+        if len(ids) == 0:
+            return ids, values
+        codes, uniq = pd.factorize(ids)
+        order = np.argsort(codes, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
+        first = np.empty(len(uniq), dtype=np.int64)
+        first[codes[order[starts]]] = order[starts]
+        conflict = np.flatnonzero(values != values[first[codes]])
+        if len(conflict):
+            i = int(conflict[0])
+            j = int(first[codes[i]])
+            line = None if lines is None else int(lines[rows[i]])
+            prev = f"line {int(lines[rows[j]])}" if lines is not None else f"row {self.frame.index[rows[j]]!r}"
+            here = "" if lines is not None else f"row {self.frame.index[rows[i]]!r}: "
+            raise DataError(
+                f"{here}id {ids[i]!r} has label {values[i]:g} here but {values[j]:g} on {prev}",
+                path=where, line=line, column=self.label_column,
+            )
+        return np.asarray(uniq, dtype=object), values[first]
+
+    def attach(self, ids: list[str], meta: dict) -> np.ndarray | None:
+        """(n,) labels aligned to ``ids`` (NaN where missing), or ``None`` without labels."""
+        if self.fingerprint is None:
+            return None
+        lab_ids, lab_values = self.read()
+        index = pd.Index(lab_ids.astype(str) if len(lab_ids) else [], dtype=object)
+        pos = index.get_indexer(pd.Index(ids, dtype=object))
+        labels = np.where(pos >= 0, lab_values[np.maximum(pos, 0)] if len(lab_values) else np.nan, np.nan)
+        matched = int((pos >= 0).sum())
+        unmatched_labels = len(lab_ids) - matched
+        meta["labels"] = self.label
+        meta["series_without_label"] = len(ids) - matched
+        meta["labels_without_series"] = unmatched_labels
+        if matched == 0:
+            log.warning(
+                "%s: no %s id matches a series id (series ids look like %r, %s ids like %r): check the id columns",
+                self.label, self.what, ids[0] if ids else None, self.what, lab_ids[0] if len(lab_ids) else None,
+            )
+        else:
+            log.info(
+                "%s: %d of %d series labelled; %d %s row(s) match no series",
+                self.label, matched, len(ids), unmatched_labels, self.what,
+            )
+        return labels.astype(np.float64)
+
+
+# ====================================================================== parsing helpers
+def _series_codes(id_strings) -> tuple[np.ndarray, list[str]]:
+    """(codes into the sorted ids, sorted ids); integer-looking ids sort numerically."""
+    codes, uniq = pd.factorize(pd.Series(id_strings, dtype=object))
+    uniq = [str(u) for u in uniq]
+    if all(_INTEGER.match(u) for u in uniq):
+        order = sorted(range(len(uniq)), key=lambda i: (int(uniq[i]), uniq[i]))
+    else:
+        order = sorted(range(len(uniq)), key=lambda i: uniq[i])
+    remap = np.empty(len(uniq), dtype=np.int64)
+    remap[order] = np.arange(len(uniq))
+    return remap[np.asarray(codes, dtype=np.int64)], [uniq[i] for i in order]
+
+
+def _parse_datetimes(strings: np.ndarray) -> np.ndarray:
+    """(N,) hours since 1970 of date-time text; NaN where unparseable. Parses distinct values once."""
+    codes, uniq = pd.factorize(pd.Series(strings, dtype=object))
+    uniq = pd.Series(np.asarray(uniq, dtype=object))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dt = pd.to_datetime(uniq, errors="coerce", utc=True)
+        for fmt in ("ISO8601", "mixed"):
+            todo = dt.isna().to_numpy()
+            if not todo.any():
+                break
+            try:
+                dt[todo] = pd.to_datetime(uniq[todo], errors="coerce", utc=True, format=fmt)
+            except (ValueError, TypeError, OverflowError):
+                pass
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    hours = ((dt - epoch) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+    return hours[codes]
+
+
+def _parse_durations(strings: np.ndarray) -> np.ndarray | None:
+    """Hours of ``H:MM[:SS]`` elapsed-time text, or ``None`` unless every entry has that form."""
+    parts = pd.Series(strings, dtype=object).astype(str).str.extract(_DURATION)
+    if parts[0].isna().any():
+        return None
+    h = parts[0].astype(np.float64).to_numpy()
+    m = parts[1].astype(np.float64).to_numpy()
+    s = pd.to_numeric(parts[2], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+    return h + m / 60.0 + s / 3600.0
+
+
+def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.ndarray, column: str) -> np.ndarray:
+    """(N,) absolute hours of a time column (numbers in ``time_unit``, or date-time text)."""
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        nums = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        empty = np.flatnonzero(np.isnan(nums))
+        if len(empty):
+            raise DataError("empty time: every row needs a time", path=table.path, line=int(lines[empty[0]]), column=column)
+        if time_unit == "datetime":
+            raise DataError(
+                "time_unit 'datetime' expects date-time text, but the column holds numbers; "
+                "use time_unit 'h', 'min', 's' or 'd'",
+                path=table.path, line=int(lines[0]), column=column,
+            )
+        check_finite(nums, table.path, column, lines)
+        return nums * TIME_UNITS[time_unit]
+    strings = col.astype(str).str.strip()
+    empty = np.flatnonzero(is_empty_cell(col))
+    if len(empty):
+        raise DataError("empty time: every row needs a time", path=table.path, line=int(lines[empty[0]]), column=column)
+    arr = strings.to_numpy(dtype=object)
+    if time_unit == "datetime":
+        hours = _parse_datetimes(arr)
+        bad = np.flatnonzero(np.isnan(hours))
+        if len(bad):
+            raise DataError(f"expected a date-time such as 2021-03-04 13:45, got {arr[bad[0]]!r}",
+                            path=table.path, line=int(lines[bad[0]]), column=column)
+        return hours
+    nums = pd.to_numeric(strings, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad_num = np.flatnonzero(np.isnan(nums))
+    if not len(bad_num):
+        check_finite(nums, table.path, column, lines)
+        return nums * TIME_UNITS[time_unit]
+    if time_unit != "h":
+        raise DataError(f"expected a number of {_UNIT_WORDS[time_unit]}, got {arr[bad_num[0]]!r}",
+                        path=table.path, line=int(lines[bad_num[0]]), column=column)
+    durations = _parse_durations(arr)
+    if durations is not None:
+        return durations
+    hours = _parse_datetimes(arr)
+    bad_dt = np.flatnonzero(np.isnan(hours))
+    if not len(bad_dt):
+        return hours
+    if len(bad_dt) < len(bad_num):  # mostly date-times: report the odd one out
+        i = int(bad_dt[0])
+        raise DataError(f"expected a date-time like the other rows (e.g. 2021-03-04 13:45), got {arr[i]!r}",
+                        path=table.path, line=int(lines[i]), column=column)
+    i = int(bad_num[0])
+    raise DataError(f"expected a number of hours (or a date-time, or H:MM), got {arr[i]!r}",
+                    path=table.path, line=int(lines[i]), column=column)
+
+
+def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[str], fixed_types: dict) -> tuple[pd.DataFrame, dict]:
+    """Read ``fixed`` columns (strings / given types) and ``value_columns`` as float64.
+
+    Tries pandas' typed parser first; if a value does not parse, re-reads the value columns
+    as text to name the first bad line. Returns the frame and ``{column: float64 array}``.
+    """
+    dtypes = dict(fixed_types)
+    dtypes.update({c: "float64" for c in value_columns})
+    try:
+        frame = table.read_columns(fixed + value_columns, dtypes)
+        nums = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in value_columns}
+        return frame, nums
+    except (ValueError, OverflowError):
+        pass
+    frame = table.read_columns(fixed + value_columns, dict(fixed_types))
+    lines = table.line_of(np.arange(len(frame)))
+    nums = {c: parse_numbers(frame[c], table.path, c, lines) for c in value_columns}
+    return frame, nums
+
+
+def _drop_blank_rows(frame: pd.DataFrame, text_columns: list[str], other_empty: np.ndarray) -> np.ndarray:
+    """Indices of rows that are not blank (a blank line, or only delimiters)."""
+    blank = other_empty.copy()
+    for c in text_columns:
+        blank &= is_empty_cell(frame[c]) if not pd.api.types.is_numeric_dtype(frame[c]) else frame[c].isna().to_numpy()
+    return np.flatnonzero(~blank)
+
+
+def _require_text(frame_col: pd.Series, table: TextTable, lines: np.ndarray, column: str, what: str) -> pd.Series:
+    s = frame_col.astype(str).str.strip()
+    bad = np.flatnonzero((s == "").to_numpy() | frame_col.isna().to_numpy())
+    if len(bad):
+        raise DataError(f"empty {what}", path=table.path, line=int(lines[bad[0]]), column=column)
+    return s
+
+
+# ====================================================================== builders
+def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, meta: dict) -> IrregularDataset:
+    table = load_text_table(raw, path, opts["delimiter"])
+    idc, tc, vc, valc = opts["id_column"], opts["time_column"], opts["variable_column"], opts["value_column"]
+    table.require([idc, tc, vc, valc])
+    frame, nums = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None})
+    value = nums[valc]
+    keep = _drop_blank_rows(frame, [idc, tc, vc], np.isnan(value))
+    if not len(keep):
+        raise DataError("no rows: the file holds only a header and blank lines", path=table.path)
+    frame, value = frame.iloc[keep], value[keep]
+    lines = table.line_of(keep)
+    check_finite(value, table.path, valc, lines)
+    ids = _require_text(frame[idc], table, lines, idc, "id")
+    var = _require_text(frame[vc], table, lines, vc, "variable name")
+    hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
+    series, id_list = _series_codes(ids.to_numpy(dtype=object))
+    vcodes, vnames = pd.factorize(var)
+    vnames = [str(v) for v in vnames]
+    static = opts["static_variables"]
+    absent = [s for s in static if s not in vnames]
+    if absent:
+        log.warning("%s: static variable(s) %s never appear in column %r (static values all NaN)",
+                    table.path, ", ".join(map(repr, absent)), vc)
+    t0 = _earliest(series, hours, len(id_list))
+    return _finish(
+        id_list, series, hours, t0, np.asarray(vcodes, dtype=np.int64), value, vnames, static, opts["max_hours"],
+        ranges, lab, meta, table.path,
+    )
+
+
+def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, meta: dict) -> IrregularDataset:
+    table = load_text_table(raw, path, opts["delimiter"])
+    idc, tc = opts["id_column"], opts["time_column"]
+    table.require([idc, tc])
+    static = opts["static_variables"]
+    if opts["variables"] is None:
+        names = [c for c in table.columns if c not in (idc, tc)]
+        empty_names = [i for i, c in enumerate(table.columns) if c == ""]
+        if empty_names:
+            raise DataError(f"column {empty_names[0] + 1} has no name in the header", path=table.path, line=1)
+    else:
+        names = list(opts["variables"])
+    for s in static:
+        if s in (idc, tc):
+            raise ConfigError(f"static_variables: {s!r} is the id or time column")
+        if s not in names:
+            names.append(s)
+    table.require(names, what="variable column")
+    if not [n for n in names if n not in static] and not static:
+        raise DataError("no variable columns besides the id and time columns", path=table.path, line=1)
+    frame, nums = _read_value_columns(table, [idc, tc], names, {tc: None})
+    V = np.stack([nums[c] for c in names], axis=1) if names else np.zeros((len(frame), 0))
+    keep = _drop_blank_rows(frame, [idc, tc], np.isnan(V).all(axis=1))
+    if not len(keep):
+        raise DataError("no rows: the file holds only a header and blank lines", path=table.path)
+    frame, V = frame.iloc[keep], V[keep]
+    lines = table.line_of(keep)
+    for j, c in enumerate(names):
+        check_finite(V[:, j], table.path, c, lines)
+    ids = _require_text(frame[idc], table, lines, idc, "id")
+    hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
+    series, id_list = _series_codes(ids.to_numpy(dtype=object))
+    t0 = _earliest(series, hours, len(id_list))
+    R, K = V.shape
+    return _finish(
+        id_list, np.repeat(series, K), np.repeat(hours, K), t0, np.tile(np.arange(K, dtype=np.int64), R),
+        V.reshape(-1).astype(np.float64), names, static, opts["max_hours"], ranges, lab, meta, table.path,
+    )
+
+
+def _build_physionet(source: StaySource, ranges, lab: _LabelSource, max_hours, meta: dict) -> IrregularDataset:
+    rows = parse_stays(source.files())
+    seen: dict[str, str] = {}
+    for name, rid in zip(rows.files, rows.record_ids):
+        if rid in seen:
+            raise DataError(f"RecordID {rid!r} also appears in {seen[rid]}", path=name)
+        seen[rid] = name
+    file_series, id_list = _series_codes(rows.record_ids)
+    params = rows.parameters
+    keep = rows.codes != (params.index(RECORD_ID) if RECORD_ID in params else -1)
+    values = rows.values[keep].copy()
+    values[values == -1] = np.nan  # PhysioNet 2012: -1 = unknown / missing
+    series = file_series[rows.row_file[keep]]
+    t0 = np.zeros(len(id_list))  # ICU admission, 00:00
+    return _finish(
+        id_list, series, rows.hours[keep], t0, rows.codes[keep], values, params, list(PHYSIONET_STATIC),
+        max_hours, ranges, lab, meta, str(source.path), exclude=(RECORD_ID,),
+    )
+
+
+def _earliest(series: np.ndarray, hours: np.ndarray, n: int) -> np.ndarray:
+    t0 = np.full(n, np.inf)
+    np.minimum.at(t0, series, hours)
+    return t0
+
+
+def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hours, ranges, lab, meta, source,
+            exclude=()) -> IrregularDataset:
+    times, vals, offsets, static, variables, dropped = assemble(
+        len(ids), series, hours, t0, codes, values, names, static_names, max_hours, ranges, source, exclude
+    )
+    meta = dict(meta, out_of_range=dropped)
+    labels = lab.attach(ids, meta)
+    return IrregularDataset(ids, variables, static_names, times, vals, offsets, static, labels, meta)
+
+
+def assemble(
+    n: int,
+    series: np.ndarray,
+    hours: np.ndarray,
+    t0: np.ndarray,
+    codes: np.ndarray,
+    values: np.ndarray,
+    names: list[str],
+    static_names: list[str],
+    max_hours: float | None = None,
+    ranges=None,
+    source: str = "",
+    exclude: Sequence[str] = (),
+):
+    """Flat measurements -> the ragged arrays of :class:`IrregularDataset` (shared by all readers).
+
+    Args:
+        n: number of series.
+        series: (M,) series index of each measurement (0..n-1).
+        hours: (M,) absolute time of each measurement in hours.
+        t0: (n,) time 0 of each series in the same clock.
+        codes: (M,) index into ``names`` of each measurement's variable.
+        values: (M,) float values; NaN = unobserved (modified in place by the range check).
+        names: every variable name seen; those in ``static_names`` are static, those in
+            ``exclude`` are dropped, the rest are the time-varying variables (sorted).
+        static_names: names of the S static variables (absent ones stay NaN).
+        max_hours: drop measurements later than this many hours after time 0.
+        ranges: resolved value-range table or ``None``.
+
+    Returns:
+        ``times`` (N,), ``values`` (N, F) float32, ``offsets`` (n+1,), ``static`` (n, S) float32,
+        ``variables`` (F names), ``dropped`` {variable: count out of range}.
+    """
+    rel = hours - t0[series]
+    if max_hours is not None:
+        keep = rel <= max_hours
+        series, rel, codes, values = series[keep], rel[keep], codes[keep], values[keep]
+    values = np.array(values, dtype=np.float64)
+    dropped = drop_out_of_range(codes, values, names, ranges, source)
+    obs = ~np.isnan(values)
+    series, rel, codes, values = series[obs], rel[obs], codes[obs], values[obs]
+
+    static_set, excluded = set(static_names), set(exclude)
+    variables = sorted(v for v in set(names) if v not in static_set and v not in excluded)
+    col = np.full(len(names), -1, dtype=np.int64)
+    scol = np.full(len(names), -1, dtype=np.int64)
+    vpos = {v: j for j, v in enumerate(variables)}
+    spos = {v: j for j, v in enumerate(static_names)}
+    for i, v in enumerate(names):
+        col[i] = vpos.get(v, -1)
+        scol[i] = spos.get(v, -1)
+
+    # ---- time-varying: one step per distinct (series, time); mean per (step, variable)
+    tv = col[codes] >= 0 if len(codes) else np.zeros(0, dtype=bool)
+    s, t, c, v = series[tv], rel[tv], col[codes[tv]], values[tv]
+    F = len(variables)
+    if len(s):
+        ds = np.diff(s)
+        if not np.all((ds > 0) | ((ds == 0) & (t[1:] >= t[:-1]))):  # inputs are often sorted already
+            order = np.lexsort((t, s))
+            s, t, c, v = s[order], t[order], c[order], v[order]
+        new_step = np.ones(len(s), dtype=bool)
+        new_step[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
+        step = np.cumsum(new_step) - 1
+        n_steps = int(step[-1]) + 1
+        cell = step * F + c
+        counts = np.bincount(cell, minlength=n_steps * F)
+        sums = np.bincount(cell, weights=v, minlength=n_steps * F)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out_values = (sums / counts).astype(np.float32).reshape(n_steps, F)  # 0/0 = NaN: unobserved
+        del counts, sums, cell
+        out_times = t[new_step]
+        steps_per_series = np.bincount(s[new_step], minlength=n)
+    else:
+        out_values = np.zeros((0, F), dtype=np.float32)
+        out_times = np.zeros(0)
+        steps_per_series = np.zeros(n, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(steps_per_series)]).astype(np.int64)
+
+    # ---- static: earliest observed value (mean of those at that earliest time)
+    S = len(static_names)
+    static = np.full((n, S), np.nan, dtype=np.float32)
+    st = scol[codes] >= 0 if len(codes) else np.zeros(0, dtype=bool)
+    if st.any():
+        s, t, c, v = series[st], rel[st], scol[codes[st]], values[st]
+        order = np.lexsort((t, c, s))
+        s, t, c, v = s[order], t[order], c[order], v[order]
+        new_group = np.ones(len(s), dtype=bool)
+        new_group[1:] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
+        gid = np.cumsum(new_group) - 1
+        first_t = t[new_group][gid]
+        at_first = t == first_t
+        s, c, v, gid = s[at_first], c[at_first], v[at_first], gid[at_first]
+        sums = np.bincount(gid, weights=v)
+        cnt = np.bincount(gid)
+        head = np.r_[True, gid[1:] != gid[:-1]]
+        static[s[head], c[head]] = (sums[gid[head]] / cnt[gid[head]]).astype(np.float32)
+    return out_times, out_values, offsets, static, variables, dropped

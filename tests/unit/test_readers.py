@@ -1,0 +1,530 @@
+"""Behaviour of the CSV and PhysioNet readers on small synthetic files."""
+from __future__ import annotations
+
+import io
+import logging
+import random
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grud import DataError
+from grud.data import IrregularDataset, read_long_csv, read_physionet2012, read_wide_csv
+from grud.data.value_ranges import load_value_ranges
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRUD_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+LONG = """id,time,variable,value
+a,0,HR,80
+a,0,Age,61
+a,1.5,HR,90
+a,1.5,Temp,37.5
+a,3,Temp,38.1
+b,2,HR,70
+b,2.5,Temp,36.9
+b,2,Age,40
+"""
+
+
+def assert_same(a: IrregularDataset, b: IrregularDataset) -> None:
+    assert a.ids == b.ids
+    assert a.variables == b.variables
+    assert a.static_names == b.static_names
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    np.testing.assert_array_equal(a.times, b.times)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.static, b.static)
+    if a.labels is None:
+        assert b.labels is None
+    else:
+        np.testing.assert_array_equal(a.labels, b.labels)
+
+
+# ---------------------------------------------------------------- long format basics
+def test_long_reads_steps_variables_and_static(tmp_path):
+    ds = read_long_csv(write(tmp_path / "d.csv", LONG), static_variables=["Age"])
+    assert ds.ids == ["a", "b"]
+    assert ds.variables == ["HR", "Temp"]
+    assert ds.static_names == ["Age"]
+    a, b = ds[0], ds[1]
+    np.testing.assert_array_equal(a.times, [0.0, 1.5, 3.0])
+    np.testing.assert_array_equal(a.values, f32([[80, np.nan], [90, 37.5], [np.nan, 38.1]]))
+    np.testing.assert_array_equal(b.times, [0.0, 0.5])  # time 0 = b's earliest row (2 h)
+    np.testing.assert_array_equal(ds.static[:, 0], [61, 40])
+    assert ds.labels is None
+    assert ds.meta["kind"] == "long" and ds.meta["time_column"] == "time"
+    assert ds.meta["static_variables"] == ["Age"]
+
+
+def test_shuffled_rows_give_the_same_dataset(tmp_path):
+    header, *rows = LONG.strip().split("\n")
+    random.Random(0).shuffle(rows)
+    shuffled = write(tmp_path / "s.csv", "\n".join([header, *rows]) + "\n")
+    assert_same(
+        read_long_csv(write(tmp_path / "d.csv", LONG), static_variables=["Age"]),
+        read_long_csv(shuffled, static_variables=["Age"]),
+    )
+
+
+def test_measurements_at_the_same_time_are_averaged(tmp_path):
+    ds = read_long_csv(write(tmp_path / "d.csv", "id,time,variable,value\n1,0,HR,80\n1,0,HR,91\n1,0,HR,90\n1,1,HR,60\n"))
+    np.testing.assert_allclose(ds.values[:, 0], [87.0, 60.0])
+    assert ds.lengths.tolist() == [2]
+
+
+def test_time_zero_is_the_earliest_row_even_without_a_value(tmp_path):
+    text = "id,time,variable,value\n1,5,HR,80\n1,2,HR,\n1,1,Age,33\n"
+    ds = read_long_csv(write(tmp_path / "d.csv", text), static_variables=["Age"])
+    np.testing.assert_array_equal(ds.times, [4.0])  # 5 h - 1 h (the static row is earliest)
+
+
+def test_empty_values_and_nan_words_are_unobserved(tmp_path):
+    text = "id,time,variable,value\n1,0,HR,\n1,0,Temp,37\n1,1,HR,NaN\n1,2,HR,NA\n1,3,Temp,nan\n"
+    ds = read_long_csv(write(tmp_path / "d.csv", text))
+    assert ds.variables == ["HR", "Temp"]  # HR is seen, although never observed
+    np.testing.assert_array_equal(ds.times, [0.0])  # only one time had an observation
+    np.testing.assert_array_equal(ds.values, [[np.nan, 37.0]])
+
+
+def test_series_without_any_observation_is_kept_with_zero_steps(tmp_path):
+    text = "id,time,variable,value\n1,0,HR,70\n2,0,HR,\n2,1,Age,50\n"
+    ds = read_long_csv(write(tmp_path / "d.csv", text), static_variables=["Age"])
+    assert ds.ids == ["1", "2"]
+    assert ds.lengths.tolist() == [1, 0]
+    assert ds[1].values.shape == (0, 1)
+    assert ds.static[1, 0] == 50
+
+
+def test_integer_ids_sort_numerically_and_keep_their_spelling(tmp_path):
+    text = "id,time,variable,value\n10,0,HR,1\n2,0,HR,2\n007,0,HR,3\n"
+    ds = read_long_csv(write(tmp_path / "d.csv", text))
+    assert ds.ids == ["2", "007", "10"]
+
+
+def test_static_variables_take_the_earliest_value_and_leave_the_variables(tmp_path):
+    text = "id,time,variable,value\n1,3,Weight,80\n1,1,Weight,82\n1,1,Weight,84\n1,2,HR,70\n2,0,HR,60\n"
+    ds = read_long_csv(write(tmp_path / "d.csv", text), static_variables=["Weight", "Height"])
+    assert ds.variables == ["HR"]
+    assert ds.static_names == ["Weight", "Height"]
+    np.testing.assert_array_equal(ds.static[0], [83.0, np.nan])  # mean of the two at 1 h
+    np.testing.assert_array_equal(ds.static[1], [np.nan, np.nan])
+
+
+def test_max_hours_drops_rows_after_the_window(tmp_path):
+    ds = read_long_csv(write(tmp_path / "d.csv", LONG), static_variables=["Age"], max_hours=1.5)
+    np.testing.assert_array_equal(ds[0].times, [0.0, 1.5])
+    assert ds.variables == ["HR", "Temp"]
+    with pytest.raises(DataError, match="max_hours"):
+        read_long_csv(tmp_path / "d.csv", max_hours=-1)
+
+
+# ---------------------------------------------------------------- time units
+@pytest.mark.parametrize(
+    "unit, scale",
+    [("h", 1.0), ("min", 60.0), ("s", 3600.0), ("d", 1 / 24)],
+)
+def test_every_numeric_time_unit_becomes_hours(tmp_path, unit, scale):
+    hours = [0.0, 0.5, 2.0, 48.0]
+    rows = "".join(f"1,{h * scale!r},HR,{i}\n" for i, h in enumerate(hours))
+    ds = read_long_csv(write(tmp_path / "d.csv", "id,time,variable,value\n" + rows), time_unit=unit)
+    np.testing.assert_allclose(ds.times, hours, rtol=1e-12, atol=1e-9)
+
+
+def test_datetime_strings_are_detected_with_the_default_unit(tmp_path):
+    text = (
+        "id,time,variable,value\n"
+        "1,2021-03-04 23:30,HR,1\n1,2021-03-05 01:00,HR,2\n"
+        "2,2021-03-01T08:00:00,HR,3\n2,2021-03-01T08:15:00,HR,4\n"
+    )
+    p = write(tmp_path / "d.csv", text)
+    auto = read_long_csv(p)
+    np.testing.assert_allclose(auto.times, [0.0, 1.5, 0.0, 0.25])
+    assert_same(auto, read_long_csv(p, time_unit="datetime"))
+
+
+def test_elapsed_hh_mm_text_is_read_as_hours(tmp_path):
+    ds = read_long_csv(write(tmp_path / "d.csv", "id,time,variable,value\n1,00:07,HR,1\n1,47:30,HR,2\n"))
+    np.testing.assert_allclose(ds.times, [0.0, 47.5 - 7 / 60])
+
+
+def test_unknown_time_unit_lists_the_allowed_ones(tmp_path):
+    with pytest.raises(DataError) as e:
+        read_long_csv(write(tmp_path / "d.csv", LONG), time_unit="hours")
+    for unit in ("h", "min", "s", "d", "datetime"):
+        assert repr(unit) in str(e.value) or unit in str(e.value)
+    assert "'hours'" in str(e.value)
+
+
+def test_unparseable_time_names_the_line(tmp_path):
+    p = write(tmp_path / "d.csv", "id,time,variable,value\n1,0,HR,1\n1,soon,HR,2\n")
+    with pytest.raises(DataError) as e:
+        read_long_csv(p)
+    assert e.value.line == 3 and e.value.column == "time" and "soon" in str(e.value)
+    with pytest.raises(DataError) as e:
+        read_long_csv(write(tmp_path / "m.csv", "id,time,variable,value\n1,0,HR,1\n1,12:00,HR,2\n"), time_unit="min")
+    assert e.value.line == 3 and "minutes" in str(e.value)
+
+
+def test_empty_time_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="empty time") as e:
+        read_long_csv(write(tmp_path / "d.csv", "id,time,variable,value\n1,0,HR,1\n1,,HR,2\n"))
+    assert e.value.line == 3
+
+
+# ---------------------------------------------------------------- errors that name file, line, column
+def test_bad_value_names_file_line_and_column(tmp_path):
+    p = write(tmp_path / "d.csv", "id,time,variable,value\n1,0,HR,80\n\n1,1,HR,eighty\n")
+    with pytest.raises(DataError) as e:
+        read_long_csv(p)
+    msg = str(e.value)
+    assert str(p) in msg and "line 4" in msg and "'value'" in msg and "eighty" in msg
+    assert (e.value.line, e.value.column) == (4, "value")
+
+
+def test_infinite_value_is_refused_with_its_line(tmp_path):
+    with pytest.raises(DataError, match="infinite") as e:
+        read_long_csv(write(tmp_path / "d.csv", "id,time,variable,value\n1,0,HR,80\n1,1,HR,inf\n"))
+    assert e.value.line == 3
+
+
+def test_missing_column_lists_the_available_ones(tmp_path):
+    p = write(tmp_path / "d.csv", "patient,time,variable,value\n1,0,HR,80\n")
+    with pytest.raises(DataError) as e:
+        read_long_csv(p)
+    msg = str(e.value)
+    assert "'id'" in msg and "'patient'" in msg and str(p) in msg
+    read_long_csv(p, id_column="patient")  # naming it works
+
+
+def test_empty_file_and_header_only_file(tmp_path):
+    with pytest.raises(DataError, match="empty file"):
+        read_long_csv(write(tmp_path / "e.csv", ""))
+    with pytest.raises(DataError, match="no rows"):
+        read_long_csv(write(tmp_path / "h.csv", "id,time,variable,value\n\n"))
+
+
+def test_ragged_row_names_its_line(tmp_path):
+    with pytest.raises(DataError, match="fields") as e:
+        read_long_csv(write(tmp_path / "d.csv", "id,time,variable,value\n1,0,HR,80\n1,1,HR\n"))
+    assert e.value.line == 3
+    with pytest.raises(DataError, match="fields") as e:
+        read_long_csv(write(tmp_path / "q.csv", 'id,time,variable,value\n1,0,"H,R",80\n1,1,HR,80,9\n'))
+    assert e.value.line == 3
+
+
+def test_binary_garbage_is_refused(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(DataError, match="binary"):
+        read_long_csv(p)
+
+
+def test_encodings_bom_latin1_and_utf16(tmp_path):
+    text = "id,time,variable,value\n1,0,Température,37\n"
+    for enc in ("utf-8-sig", "latin-1", "utf-16"):
+        ds = read_long_csv(write(tmp_path / f"{enc}.csv", text, enc))
+        assert ds.variables == ["Température"], enc
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_delimiter_is_sniffed(tmp_path, sep):
+    ds = read_long_csv(write(tmp_path / "d.csv", LONG.replace(",", sep)), static_variables=["Age"])
+    assert_same(ds, read_long_csv(write(tmp_path / "c.csv", LONG), static_variables=["Age"]))
+
+
+def test_decimal_comma_error_gives_a_hint(tmp_path):
+    with pytest.raises(DataError, match="decimal comma") as e:
+        read_long_csv(write(tmp_path / "d.csv", "id;time;variable;value\n1;0;Temp;37,5\n"))
+    assert e.value.line == 2
+
+
+# ---------------------------------------------------------------- labels
+def test_labels_from_a_path_and_from_a_dataframe(tmp_path, caplog):
+    data = write(tmp_path / "d.csv", LONG)
+    lab = write(tmp_path / "y.csv", "patient,died\nb,1\na,0\nzz,1\n")
+    caplog.set_level(logging.INFO)
+    ds = read_long_csv(data, labels=lab, label_column="died", label_id_column="patient")
+    np.testing.assert_array_equal(ds.labels, [0, 1])
+    assert "1 labels row(s) match no series" in caplog.text
+    frame = pd.DataFrame({"id": ["a"], "label": [1]})
+    ds2 = read_long_csv(data, labels=frame)
+    np.testing.assert_array_equal(ds2.labels, [1, np.nan])  # b has no label row
+    assert ds2.label(1) is None
+
+
+def test_label_conflicts_and_missing_label_columns_are_errors(tmp_path):
+    data = write(tmp_path / "d.csv", LONG)
+    with pytest.raises(DataError, match="has label") as e:
+        read_long_csv(data, labels=write(tmp_path / "y.csv", "id,label\na,0\nb,1\na,1\n"))
+    assert e.value.line == 4
+    read_long_csv(data, labels=write(tmp_path / "ok.csv", "id,label\na,0\na,0\n"))  # same label twice is fine
+    with pytest.raises(DataError, match="'label'") as e:
+        read_long_csv(data, labels=write(tmp_path / "n.csv", "id,outcome\na,0\n"))
+    assert "outcome" in str(e.value)
+    with pytest.raises(DataError, match="label"):
+        read_long_csv(data, labels=pd.DataFrame({"id": ["a"], "y": [1]}))
+    with pytest.raises(DataError, match="expected a number"):
+        read_long_csv(data, labels=pd.DataFrame({"id": ["a"], "label": ["dead"]}))
+
+
+def test_integer_ids_in_a_label_dataframe_match(tmp_path):
+    data = write(tmp_path / "d.csv", "id,time,variable,value\n132539,0,HR,1\n7,0,HR,2\n")
+    ds = read_long_csv(data, labels=pd.DataFrame({"id": [132539.0, 7.0], "label": [1, 0]}))
+    np.testing.assert_array_equal(ds.labels, [0, 1])
+
+
+# ---------------------------------------------------------------- prediction-time variables
+def test_unknown_variables_at_prediction_are_aligned_to_training(tmp_path, caplog):
+    train = read_long_csv(write(tmp_path / "t.csv", LONG), static_variables=["Age"])
+    new = read_long_csv(
+        write(tmp_path / "p.csv", "id,time,variable,value\nc,0,HR,75\nc,1,SpO2,97\nc,0,Age,70\n"),
+        static_variables=["Age"],
+    )
+    assert new.variables == ["HR", "SpO2"]
+    with caplog.at_level(logging.WARNING):
+        aligned = new.align(train.variables, train.static_names)
+    assert "SpO2" in caplog.text
+    assert aligned.variables == ["HR", "Temp"]
+    np.testing.assert_array_equal(aligned.values, [[75, np.nan], [np.nan, np.nan]])
+    np.testing.assert_array_equal(aligned.static, [[70]])
+
+
+# ---------------------------------------------------------------- value ranges
+def test_value_ranges_drop_impossible_values_and_log_counts(tmp_path, caplog):
+    text = "id,time,variable,value\n1,0,pH,7.4\n1,1,pH,735\n1,2,Temp,0\n1,3,Temp,37\n1,4,HR,-5\n1,5,HR,0\n1,6,HR,60\n"
+    p = write(tmp_path / "d.csv", text)
+    caplog.set_level(logging.INFO)
+    ds = read_long_csv(p, value_ranges="physionet2012")
+    col = {v: ds.values[:, j] for j, v in enumerate(ds.variables)}
+    assert np.nansum(~np.isnan(col["pH"])) == 1 and np.nanmax(col["pH"]) == pytest.approx(7.4)
+    assert np.count_nonzero(~np.isnan(col["Temp"])) == 1
+    assert np.count_nonzero(~np.isnan(col["HR"])) == 1
+    assert ds.meta["out_of_range"] == {"HR": 2, "Temp": 1, "pH": 1}
+    assert "1 of 2 'pH'" in caplog.text and "2 of 3 'HR'" in caplog.text
+    raw = read_long_csv(p)  # no table: nothing dropped
+    assert np.count_nonzero(~np.isnan(raw.values)) == 7
+
+
+def test_value_ranges_from_a_dict_and_an_editable_csv(tmp_path):
+    p = write(tmp_path / "d.csv", "id,time,variable,value\n1,0,X,0\n1,1,X,5\n1,2,X,10\n1,3,Y,-1\n")
+    d = read_long_csv(p, value_ranges={"X": (0, 10)})
+    assert np.count_nonzero(~np.isnan(d.values[:, 0])) == 3
+    table = write(tmp_path / "r.csv", "variable,min,max,min_inclusive,max_inclusive\nX,0,10,false,false\nY,0,,true,\n")
+    d = read_long_csv(p, value_ranges=table)
+    np.testing.assert_array_equal(d.values[:, 0][~np.isnan(d.values[:, 0])], [5])
+    assert d.meta["out_of_range"] == {"X": 2, "Y": 1}
+    with pytest.raises(DataError, match="neither a built-in"):
+        read_long_csv(p, value_ranges="no_such_table")
+    with pytest.raises(DataError, match="expected a number") as e:
+        read_long_csv(p, value_ranges=write(tmp_path / "bad.csv", "variable,min,max\nX,low,1\n"))
+    assert e.value.line == 2 and e.value.column == "min"
+
+
+def test_builtin_physionet_table_refuses_impossible_values_only():
+    r = load_value_ranges("physionet2012")
+    inside = lambda name, x: (  # noqa: E731
+        (r[name].min is None or x > r[name].min or (x == r[name].min and r[name].min_inclusive))
+        and (r[name].max is None or x < r[name].max or (x == r[name].max and r[name].max_inclusive))
+    )
+    assert not inside("pH", 14.5) and inside("pH", 7.0) and inside("pH", 7.8)
+    for name in ("Temp", "HR", "Weight"):
+        assert not inside(name, 0.0) and not inside(name, -1.0)
+    assert inside("Temp", 32.0) and inside("HR", 220) and inside("Weight", 250)
+    for name in ("Glucose", "K", "Na", "Creatinine", "HCT", "Platelets", "WBC", "Lactate"):
+        assert not inside(name, -1.0), name
+    assert inside("Glucose", 1100) and inside("K", 9.0) and inside("GCS", 3) and not inside("GCS", 2)
+
+
+# ---------------------------------------------------------------- wide format
+WIDE = """id,time,HR,Temp,Age
+a,0,80,,61
+a,1.5,90,37.5,
+a,3,,38.1,
+b,2,70,,40
+b,2.5,,36.9,
+b,4,,,
+"""
+
+
+def test_wide_matches_long(tmp_path):
+    wide = read_wide_csv(write(tmp_path / "w.csv", WIDE), static_variables=["Age"])
+    assert_same(wide, read_long_csv(write(tmp_path / "l.csv", LONG), static_variables=["Age"]))
+    assert wide.meta["kind"] == "wide"
+
+
+def test_wide_variables_subset_and_missing_variable_column(tmp_path):
+    p = write(tmp_path / "w.csv", WIDE)
+    ds = read_wide_csv(p, variables=["Temp"])
+    assert ds.variables == ["Temp"] and ds.static_names == []
+    with pytest.raises(DataError, match="'SpO2'") as e:
+        read_wide_csv(p, variables=["SpO2"])
+    assert "'HR'" in str(e.value)
+
+
+def test_wide_bad_cell_names_line_and_column(tmp_path):
+    with pytest.raises(DataError) as e:
+        read_wide_csv(write(tmp_path / "w.csv", "id,time,HR,Temp\n1,0,80,37\n1,1,80,hot\n"))
+    assert (e.value.line, e.value.column) == (3, "Temp")
+
+
+def test_wide_row_of_empty_cells_still_sets_time_zero(tmp_path):
+    ds = read_wide_csv(write(tmp_path / "w.csv", "id,time,HR\n1,1,\n1,3,80\n"))
+    np.testing.assert_array_equal(ds.times, [2.0])
+
+
+# ---------------------------------------------------------------- PhysioNet 2012 (synthetic)
+STAY_1 = """Time,Parameter,Value
+00:00,RecordID,900001
+00:00,Age,54
+00:00,Gender,0
+00:00,Height,-1
+00:00,ICUType,4
+00:00,Weight,-1
+00:07,HR,73
+00:07,Temp,35.1
+00:07,Weight,80
+00:37,HR,77
+00:37,HR,79
+01:30,pH,735
+47:59,HR,90
+"""
+STAY_2 = """Time,Parameter,Value
+00:00,RecordID,900002
+00:00,Age,70
+00:00,Gender,1
+00:00,Height,170.2
+00:00,ICUType,2
+00:00,Weight,-1
+"""
+STAY_3 = """Time,Parameter,Value
+00:00,RecordID,900003
+00:00,Age,40
+00:00,Gender,-1
+00:00,Height,-1
+00:00,ICUType,3
+00:00,Weight,65
+02:00,Glucose,110
+"""
+OUTCOMES = """RecordID,SAPS-I,SOFA,Length_of_stay,Survival,In-hospital_death
+900001,6,1,5,-1,0
+900002,16,8,8,3,1
+900003,21,11,19,-1,0
+"""
+
+
+def make_tar(path: Path, stays: dict[str, str]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, text in stays.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"set-x/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def physionet(tmp_path):
+    stays = {"900001.txt": STAY_1, "900002.txt": STAY_2, "900003.txt": STAY_3}
+    tar = make_tar(tmp_path / "set-x.tar.gz", stays)
+    folder = tmp_path / "set-x"
+    folder.mkdir()
+    for name, text in stays.items():
+        write(folder / name, text)
+    return tar, folder, write(tmp_path / "Outcomes-x.txt", OUTCOMES)
+
+
+def test_physionet_reader_semantics(physionet):
+    tar, _, outcomes = physionet
+    ds = read_physionet2012(tar, outcomes)
+    assert ds.ids == ["900001", "900002", "900003"]
+    assert ds.static_names == ["Age", "Gender", "Height", "ICUType"]
+    assert ds.variables == ["Glucose", "HR", "Temp", "Weight", "pH"]
+    for forbidden in ("SAPS-I", "SOFA", "Length_of_stay", "Survival", "In-hospital_death", "RecordID"):
+        assert forbidden not in ds.variables + ds.static_names
+    np.testing.assert_array_equal(ds.labels, [0, 1, 0])
+    np.testing.assert_array_equal(ds.static[0], [54, 0, np.nan, 4])  # Height -1 -> NaN
+    np.testing.assert_array_equal(ds.static[2], [40, np.nan, np.nan, 3])  # Gender -1 -> NaN
+    s1 = ds[0]
+    np.testing.assert_allclose(s1.times, [7 / 60, 37 / 60, 47 + 59 / 60])  # pH 735 dropped: no 01:30 step
+    hr, weight = ds.variables.index("HR"), ds.variables.index("Weight")
+    np.testing.assert_allclose(s1.values[:, hr], [73, 78, 90])
+    assert s1.values[0, weight] == 80
+    assert ds.lengths[1] == 0  # stay 2 has no time-varying measurement (Weight -1)
+    s3 = ds[2]
+    np.testing.assert_allclose(s3.times, [0.0, 2.0])  # Weight 65 at admission is a measurement
+    assert ds.meta["kind"] == "physionet2012" and ds.meta["out_of_range"] == {"pH": 1}
+
+
+def test_physionet_folder_equals_archive_and_max_hours(physionet):
+    tar, folder, outcomes = physionet
+    assert_same(read_physionet2012(tar, outcomes), read_physionet2012(folder, outcomes))
+    short = read_physionet2012(tar, max_hours=24)
+    assert short.labels is None
+    assert short[0].times.max() < 24
+
+
+def test_physionet_bad_value_names_member_line_and_column(tmp_path):
+    tar = make_tar(tmp_path / "bad.tar.gz", {"1.txt": STAY_2, "2.txt": STAY_3.replace("02:00,Glucose,110", "02:00,Glucose,high")})
+    with pytest.raises(DataError) as e:
+        read_physionet2012(tar)
+    assert "2.txt" in str(e.value) and e.value.line == 8 and e.value.column == "Value"
+    tar = make_tar(tmp_path / "t.tar.gz", {"2.txt": STAY_3.replace("02:00,", "2h,")})
+    with pytest.raises(DataError, match="HH:MM") as e:
+        read_physionet2012(tar)
+    assert e.value.line == 8 and e.value.column == "Time"
+    tar = make_tar(tmp_path / "h.tar.gz", {"2.txt": "RecordID,SAPS-I\n1,2\n"})
+    with pytest.raises(DataError, match="Time,Parameter,Value") as e:
+        read_physionet2012(tar)
+    assert e.value.line == 1
+    with pytest.raises(DataError, match="not found"):
+        read_physionet2012(tmp_path / "nope")
+
+
+def test_physionet_blank_lines_and_crlf_are_tolerated(tmp_path, physionet):
+    tar, _, _ = physionet
+    odd = make_tar(
+        tmp_path / "odd.tar.gz",
+        {
+            "900001.txt": STAY_1.replace("\n", "\r\n").replace("00:37,HR,77\r\n", "00:37,HR,77\r\n\r\n"),
+            "900002.txt": STAY_2,
+            "900003.txt": STAY_3.rstrip("\n"),
+        },
+    )
+    assert_same(read_physionet2012(tar), read_physionet2012(odd))
+
+
+def test_physionet_to_csv_script_round_trips(tmp_path, physionet):
+    tar, _, outcomes = physionet
+    out, labels = tmp_path / "long.csv", tmp_path / "labels.csv"
+    r = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "physionet_to_csv.py"), str(tar), str(out),
+         "--outcomes", str(outcomes), "--labels-out", str(labels)],
+        capture_output=True, text=True, check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    head = out.read_text().splitlines()[0]
+    assert head == "id,time,variable,value"
+    again = read_long_csv(out, static_variables=["Age", "Gender", "Height", "ICUType"], labels=labels,
+                          value_ranges="physionet2012")
+    assert_same(read_physionet2012(tar, outcomes), again)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
