@@ -6,7 +6,7 @@ then runs the fused path: a :class:`torch.autograd.Function` whose forward loops
 recording a graph (saving the gates) and whose backward is a hand-written loop back through time,
 with the recurrent weight gradient as one matrix multiply at the end.
 
-The ``*_reference`` versions (:mod:`grud.models.fast.reference`) are the autograd-recorded loops
+``valid`` and ``update`` are masks and get no gradient. The ``*_reference`` versions (:mod:`grud.models.fast.reference`) are the autograd-recorded loops
 they must agree with.
 
 Shape:
@@ -18,6 +18,9 @@ import torch
 from torch import Tensor
 
 from grud.models.fast.checks import check_same_dtype_device, check_shape
+from grud.models.fast.clockwork import ClockworkRecurrence, clockwork_forward
+from grud.models.fast.gru import GRURecurrence, gru_forward
+from grud.models.fast.lstm import LSTMRecurrence, lstm_forward
 from grud.models.fast.reference import (
     clockwork_recurrence_reference,
     gru_recurrence_reference,
@@ -40,6 +43,11 @@ def _as_float(x: Tensor | None, like: Tensor) -> Tensor | None:
     if x.dtype != like.dtype and (x.dtype == torch.bool or not x.is_floating_point()):
         return x.to(like.dtype)
     return x
+
+
+def _needs_graph(*tensors: Tensor | None) -> bool:
+    """True when autograd is on and any input requires a gradient."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _check_common(gi: Tensor, k: int, weight_hh: Tensor, bias_hh: Tensor, h0: Tensor) -> tuple[int, int, int]:
@@ -97,7 +105,11 @@ def gru_recurrence(
         "gi", gi, weight_hh=weight_hh, bias_hh=bias_hh, h0=h0, valid=valid, gamma_h=gamma_h,
         hidden_dropout=hidden_dropout,
     )
-    return gru_recurrence_reference(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout)
+    if _needs_graph(gi, weight_hh, bias_hh, h0, gamma_h, hidden_dropout):
+        return GRURecurrence.apply(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout)
+    with torch.no_grad():
+        outputs, h_last, _ = gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, False)
+    return outputs, h_last
 
 
 def lstm_recurrence(
@@ -129,7 +141,13 @@ def lstm_recurrence(
         "gi", gi, weight_hh=weight_hh, bias_hh=bias_hh, h0=h0, c0=c0, valid=valid, peephole=peephole,
         hidden_dropout=hidden_dropout,
     )
-    return lstm_recurrence_reference(gi, weight_hh, bias_hh, h0, c0, valid, peephole, hidden_dropout)
+    if _needs_graph(gi, weight_hh, bias_hh, h0, c0, peephole, hidden_dropout):
+        return LSTMRecurrence.apply(gi, weight_hh, bias_hh, h0, c0, valid, peephole, hidden_dropout)
+    with torch.no_grad():
+        outputs, h_last, c_last, _ = lstm_forward(
+            gi, weight_hh, bias_hh, h0, c0, valid, peephole, hidden_dropout, False
+        )
+    return outputs, h_last, c_last
 
 
 def clockwork_recurrence(
@@ -149,4 +167,8 @@ def clockwork_recurrence(
     update = _as_float(update, gi)
     check_shape("update", update, (B, T, H), "(B, T, H)")
     check_same_dtype_device("gi", gi, weight_hh=weight_hh, bias_hh=bias_hh, h0=h0, update=update)
-    return clockwork_recurrence_reference(gi, weight_hh, bias_hh, h0, update)
+    if _needs_graph(gi, weight_hh, bias_hh, h0):
+        return ClockworkRecurrence.apply(gi, weight_hh, bias_hh, h0, update)
+    with torch.no_grad():
+        outputs, h_last, _ = clockwork_forward(gi, weight_hh, bias_hh, h0, update, False)
+    return outputs, h_last
