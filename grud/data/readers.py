@@ -683,6 +683,10 @@ def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hour
     times, vals, offsets, static, variables, dropped = assemble(
         len(ids), series, hours, t0, codes, values, names, static_names, max_hours, ranges, source, exclude
     )
+    if not variables:
+        raise DataError(
+            f"no time-varying variables: every variable seen ({', '.join(map(repr, names))}) is static", path=source
+        )
     meta = dict(meta, out_of_range=dropped)
     labels = lab.attach(ids, meta)
     return IrregularDataset(ids, variables, static_names, times, vals, offsets, static, labels, meta)
@@ -756,9 +760,11 @@ def assemble(
         cell = step * F + c
         counts = np.bincount(cell, minlength=n_steps * F)
         sums = np.bincount(cell, weights=v, minlength=n_steps * F)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out_values = (sums / counts).astype(np.float32).reshape(n_steps, F)  # 0/0 = NaN: unobserved
-        del counts, sums, cell
+        out_values = np.full(n_steps * F, np.nan, dtype=np.float32)  # NaN: unobserved
+        filled = np.flatnonzero(counts)
+        out_values[filled] = sums[filled] / counts[filled]
+        out_values = out_values.reshape(n_steps, F)
+        del counts, sums, cell, filled
         out_times = t[new_step]
         steps_per_series = np.bincount(s[new_step], minlength=n)
     else:

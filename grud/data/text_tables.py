@@ -88,7 +88,17 @@ class TextTable:
         # None = let pandas infer) treat only our empty words as missing
         dtype = {pos[c]: dtypes.get(c, str) for c in columns if dtypes.get(c, str) is not None}
         na_values = {pos[c]: EMPTY_SPELLINGS for c in columns if c in dtypes}
-        frame = pd.read_csv(
+        try:
+            frame = self._read_csv(pos, dtype, na_values)
+        except pd.errors.ParserError as exc:  # checked above, so rare: report it without a traceback
+            m = re.search(r"line (\d+)", str(exc))
+            line = int(m.group(1)) if m else None
+            raise DataError(f"cannot parse the file: {str(exc).splitlines()[-1]}", path=self.path, line=line) from None
+        frame.columns = [self.columns[i] for i in frame.columns]
+        return frame[columns]
+
+    def _read_csv(self, pos: dict, dtype: dict, na_values: dict) -> pd.DataFrame:
+        return pd.read_csv(
             io.BytesIO(self.data),
             sep=self.delimiter,
             header=None,
@@ -102,8 +112,6 @@ class TextTable:
             encoding="utf-8",
             engine="c",
         )
-        frame.columns = [self.columns[i] for i in frame.columns]
-        return frame[columns]
 
 
 def read_source_bytes(path, what: str = "file") -> bytes:

@@ -528,3 +528,64 @@ def test_physionet_to_csv_script_round_trips(tmp_path, physionet):
                           value_ranges="physionet2012")
     assert_same(read_physionet2012(tar, outcomes), again)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------- against a plain-Python reference
+def reference_long(rows, static):
+    """The documented semantics, written the slow obvious way."""
+    out = {}
+    for sid in {r[0] for r in rows}:
+        mine = [r for r in rows if r[0] == sid]
+        t0 = min(r[1] for r in mine)
+        cells, first_static = {}, {}
+        for _, t, var, val in mine:
+            if val is None:
+                continue
+            if var in static:
+                first_static.setdefault(var, []).append((t - t0, val))
+            else:
+                cells.setdefault((t - t0, var), []).append(val)
+        steps = sorted({t for t, _ in cells})
+        st = {}
+        for var, obs in first_static.items():
+            tmin = min(t for t, _ in obs)
+            vals = [v for t, v in obs if t == tmin]
+            st[var] = sum(vals) / len(vals)
+        out[sid] = (steps, {k: sum(v) / len(v) for k, v in cells.items()}, st)
+    return out
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+row_strategy = st.tuples(
+    st.sampled_from(["p1", "p2", "p3"]),
+    st.integers(0, 12).map(lambda x: x / 4),
+    st.sampled_from(["HR", "Temp", "Age"]),
+    st.one_of(st.none(), st.integers(-5, 100)),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(row_strategy, min_size=1, max_size=25))
+def test_long_reader_matches_the_reference_semantics(tmp_path, rows):
+    text = "id,time,variable,value\n" + "".join(
+        f"{i},{t},{v},{'' if x is None else x}\n" for i, t, v, x in rows
+    )
+    path = write(tmp_path / "h.csv", text)
+    if all(v == "Age" for _, _, v, _ in rows):
+        with pytest.raises(DataError, match="no time-varying variables"):
+            read_long_csv(path, static_variables=["Age"], cache=False)
+        return
+    ds = read_long_csv(path, static_variables=["Age"], cache=False)
+    ref = reference_long(rows, {"Age"})
+    assert ds.ids == sorted(ref)
+    assert ds.variables == sorted({v for _, _, v, _ in rows} - {"Age"})
+    for k, sid in enumerate(ds.ids):
+        steps, cells, static = ref[sid]
+        s = ds[k]
+        np.testing.assert_array_equal(s.times, steps)
+        for j, var in enumerate(ds.variables):
+            expect = [cells.get((t, var), np.nan) for t in steps]
+            np.testing.assert_allclose(s.values[:, j], expect, rtol=1e-6)
+        np.testing.assert_allclose(ds.static[k], [static.get("Age", np.nan)], rtol=1e-6)
