@@ -25,8 +25,8 @@ Semantics (all readers):
   (e.g. ``2021-03-04 13:45``) or an elapsed ``H:MM[:SS]`` (hours may exceed 24).
 * **static_variables** (per-series constants such as Age): their earliest observed value
   (averaged if several at that time) goes to ``static`` (NaN if never observed); they are not
-  among the time-varying ``variables``. ``variables`` is sorted by name; series are sorted by
-  id (numerically when every id is an integer).
+  among the time-varying ``variables``. ``variables`` is sorted by name, ``static_names``
+  keeps the order given; series are sorted by id (numerically when every id is an integer).
 * **max_hours** drops every row after that many hours since time 0 (static rows included).
 * **value_ranges** (:mod:`grud.data.value_ranges`): measurements outside a variable's possible
   range become unobserved; dropped counts are logged (INFO) per variable and kept in
@@ -130,7 +130,7 @@ def read_long_csv(
     key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
     meta = _meta("long", path, opts, value_ranges)
     return _read_cached(
-        "long", key_parts, cache, path, lambda: _build_long(raw, path, opts, ranges, lab, meta)
+        "long", key_parts, cache, path, lambda: _build_long(raw, path, opts, ranges, lab, meta), lab.label
     )
 
 
@@ -174,7 +174,7 @@ def read_wide_csv(
     key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
     meta = _meta("wide", path, opts, value_ranges)
     return _read_cached(
-        "wide", key_parts, cache, path, lambda: _build_wide(raw, path, opts, ranges, lab, meta)
+        "wide", key_parts, cache, path, lambda: _build_wide(raw, path, opts, ranges, lab, meta), lab.label
     )
 
 
@@ -221,7 +221,8 @@ def read_physionet2012(
         value_ranges=_ranges_label(value_ranges), labels=lab.label,
     )
     return _read_cached(
-        "physionet2012", key_parts, cache, path, lambda: _build_physionet(source, ranges, lab, max_hours, meta)
+        "physionet2012", key_parts, cache, path, lambda: _build_physionet(source, ranges, lab, max_hours, meta),
+        lab.label,
     )
 
 
@@ -310,12 +311,16 @@ def _meta(kind: str, path: Path, opts: dict, value_ranges) -> dict:
 
 # ====================================================================== cache glue
 def _read_cached(kind: str, key_parts: dict, use_cache: bool, path: Path,
-                 build: Callable[[], IrregularDataset]) -> IrregularDataset:
+                 build: Callable[[], IrregularDataset], labels_name: str | None = None) -> IrregularDataset:
+    """``build()`` unless the cache holds the result; the key does not include file names,
+    so a hit gets the current ``path`` (and labels name) written into its ``meta``."""
     key = _cache.dataset_key(dict(key_parts, reader=kind)) if use_cache else None
     if key is not None:
         ds = _cache.load_dataset(key, kind)
         if ds is not None:
             ds.meta["path"] = str(path)
+            if labels_name is not None:
+                ds.meta["labels"] = labels_name
             log_dropped(ds.meta.get("out_of_range") or {}, str(path))
             log.info("%s: %r (from cache)", path, ds)
             return ds
@@ -527,7 +532,10 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
         check_finite(nums, table.path, column, lines)
         return nums * TIME_UNITS[time_unit]
     if time_unit != "h":
-        raise DataError(f"expected a number of {_UNIT_WORDS[time_unit]}, got {arr[bad_num[0]]!r}",
+        hint = ""
+        if not np.isnan(_parse_datetimes(arr[bad_num[:1]])[0]):
+            hint = " (date-times need time_unit 'h' or 'datetime')"
+        raise DataError(f"expected a number of {_UNIT_WORDS[time_unit]}, got {arr[bad_num[0]]!r}{hint}",
                         path=table.path, line=int(lines[bad_num[0]]), column=column)
     durations = _parse_durations(arr)
     if durations is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from grud.errors import DataError
+from grud.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,6 @@ def check_delimiter(delimiter) -> str | None:
     if isinstance(delimiter, str) and delimiter.lower() in ("tab", "\\t"):
         return "\t"
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\n\r\"":
-        from grud.errors import ConfigError
-
         raise ConfigError(f"delimiter: expected one character such as ',', ';', '\\t' or '|', got {delimiter!r}")
     return delimiter
 

@@ -189,3 +189,13 @@ def test_wide_and_physionet_readers_cache_too(tmp_path, builds):
     read_physionet2012(tar, max_hours=0.1)
     read_physionet2012(tar, value_ranges=None)
     assert builds["physionet"] == 3
+
+
+def test_cached_read_names_the_current_label_file(tmp_path, builds):
+    p, y1, y2 = tmp_path / "d.csv", tmp_path / "y1.csv", tmp_path / "y2.csv"
+    p.write_text(LONG)
+    y1.write_text("id,label\na,1\n")
+    y2.write_text("id,label\na,1\n")
+    read_long_csv(p, labels=y1)
+    ds = read_long_csv(p, labels=y2)
+    assert builds["long"] == 1 and ds.meta["labels"] == str(y2)
