@@ -327,7 +327,7 @@ class RecurrentNetwork(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Run the network; see the class docstring for shapes. ``static`` is checked, not used."""
         self._check_batch(values, mask, delta, times, lengths, static)
-        dtype = self.x_mean.dtype if not values.is_floating_point() else values.dtype
+        dtype = self.x_mean.dtype  # the module's floating dtype (follows .double() / .half())
         values = values.to(dtype)
         mask = mask.to(dtype)
         delta = delta.to(dtype)

@@ -109,13 +109,13 @@ def summary(model: RecurrentNetwork, n_features: int | None = None, seq_len: int
     trainable = count_parameters(model, trainable=True)
     lines.append("=" * width)
     lines.append(f"Total params: {total:,}")
-    lines.append(f"Trainable params: {trainable:,}")
     masked = sum(
         int((cell.connectivity == 0).sum()) for layer in model.layers for cell in layer.cells
         if isinstance(cell, ClockworkCell)
     )
     if masked:
         lines.append(f"  of which {masked:,} clockwork recurrent weights never act (no faster -> slower connection)")
+    lines.append(f"Trainable params: {trainable:,}")
     lines.append(f"Non-trainable params: {total - trainable:,}")
     lines.append(f"Buffers: x_mean {tuple(model.x_mean.shape)} (training means, normalised space)")
     return "\n".join(lines)
