@@ -242,7 +242,8 @@ def _group_keys(jobs: Sequence[Job], group_by: Sequence[str] | None):
         if s is None:
             keys.append((None, "?"))
         else:
-            keys.append((tuple(sorted(s)), _label([o for o in s if o not in common])))
+            varying = [o for o in s if o not in common]
+            keys.append((tuple(sorted(s)), _label(varying or s)))  # one group only: name it in full
     return keys, common
 
 
@@ -376,14 +377,15 @@ def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame, metrics: Seq
     n_ok, n_bad = int(summary["n"].sum()) if len(summary) else 0, len(failures)
     counts = failures["status"].value_counts() if n_bad else pd.Series(dtype=int)
     lines = [f"# {title or 'Sweep summary'}", ""]
-    parts = [f"{n_ok + n_bad} jobs: {n_ok} completed"] + [f"{int(c)} {s}" for s, c in counts.items()]
+    total = n_ok + n_bad
+    parts = [f"{total} job{'s' if total != 1 else ''}: {n_ok} completed"] + [f"{int(c)} {s}" for s, c in counts.items()]
     lines.append(", ".join(parts) + ".")
     common = summary.attrs.get("common_overrides") or []
     if common:
         lines.append(f"Shared by every job: `{' '.join(common)}`.")
     if shown:
         order = "higher is better" if higher_is_better(shown[0]) else "lower is better"
-        lines.append(f"Sorted by {shown[0]} ({order}); cells are mean ± sample std over seeds (n = 1: mean only).")
+        lines.append(f"Sorted by {shown[0]} ({order}); cells are mean ± sample std over the completed jobs of a group (n = 1: mean only).")
     lines.append("")
     header = ["group", "n"] + list(shown)
     lines.append("| " + " | ".join(header) + " |")

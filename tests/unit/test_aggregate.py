@@ -216,3 +216,13 @@ def test_unknown_metric_is_an_error_naming_what_exists(sweep, capsys):
 def test_metric_direction():
     assert higher_is_better("test/auroc") and higher_is_better("val/accuracy")
     assert not any(higher_is_better(m) for m in ("val/loss", "test/mse", "test/mae", "test/brier", "test/mse_vs_locf"))
+
+
+def test_seed_only_sweep_gives_one_group_named_by_its_overrides(tmp_path):
+    root = tmp_path / "sweep"
+    for seed in (0, 1, 2):
+        make_job(root, str(seed), ["model=logreg", f"seed={seed}"], {},
+                 metrics={"status": "ok", "test/auroc": 0.8 + 0.01 * seed})
+    summary, _ = aggregate(root)
+    assert summary["group"].tolist() == ["model=logreg"] and summary["n"].tolist() == [3]
+    assert summary.loc[0, "test/auroc_std"] == pytest.approx(statistics.stdev([0.80, 0.81, 0.82]))
