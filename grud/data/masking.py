@@ -21,8 +21,9 @@ dimensions is allowed. Only :func:`observed_mask` (and :func:`simulate_missing` 
 
 All scans along time are vectorised: the "last observed step" is a running maximum of
 ``where(mask, step, 0)``, computed with log2(T) whole-array passes (a Hillis-Steele scan)
-rather than a Python loop over series or steps. numpy inputs are processed in blocks of series
-small enough to stay in the CPU cache.
+rather than a Python loop over series or steps. numpy inputs, and CPU tensors that need no
+gradient (zero-copy), go through a numpy kernel that works on blocks of series small enough to
+stay in the CPU cache; other tensors go through a torch kernel on their own device.
 
 Shape:
     values, mask, delta, indicating_mask: (..., T, F), e.g. (T, F) or (B, T, F)
@@ -138,6 +139,22 @@ def _index_dtype(n: int):
     return np.int32 if n < np.iinfo(np.int32).max else np.int64
 
 
+_NUMPY_TORCH_DTYPES = (torch.float16, torch.float32, torch.float64, torch.bool, torch.uint8, torch.int8,
+                       torch.int16, torch.int32, torch.int64)
+
+
+def _numpy_kernel_fits(*tensors) -> bool:
+    """CPU tensors that need no gradient run through the (much faster) numpy kernel, zero-copy."""
+    tensors = [t for t in tensors if t is not None]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    return all(t.device.type == "cpu" and t.dtype in _NUMPY_TORCH_DTYPES for t in tensors)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().resolve_conj().resolve_neg().numpy()
+
+
 # ---------------------------------------------------------------------------- running maximum
 def _running_max_numpy(a: np.ndarray, tmp: np.ndarray) -> np.ndarray:
     """Running maximum along axis -2, in log2(T) vectorised passes; returns the buffer holding it.
@@ -242,6 +259,8 @@ def time_deltas(times, mask, *, lengths=None):
                 f"for series {bad[0][0]}"
             )
     if _is_torch(mask):
+        if _numpy_kernel_fits(times, mask, lengths):
+            return torch.from_numpy(_time_deltas_numpy(_np(times), _np(mask), None if lengths is None else _np(lengths)))
         return _time_deltas_torch(times, mask, lengths)
     return _time_deltas_numpy(times, mask, lengths)
 
@@ -251,8 +270,8 @@ def _time_deltas_torch(times: torch.Tensor, mask: torch.Tensor, lengths) -> torc
     out_shape = tuple(mask.shape)
     if mask.numel() == 0:
         return torch.zeros(out_shape, dtype=times.dtype, device=mask.device)
-    steps = torch.arange(1, T, device=mask.device)[:, None]
-    last = _running_max_torch(torch.where(mask[..., :-1, :] != 0, steps, 0))  # 0 = none, k = step k-1
+    steps = torch.arange(1, T, device=mask.device, dtype=torch.int32)[:, None]
+    last = _running_max_torch(torch.where(mask[..., :-1, :] != 0, steps, 0)).long()  # 0 = none, k = step k-1
     # table[..., k] = time of step k-1, and the first time for k = 0
     table = torch.cat([times[..., :1], times], dim=-1)
     lead = tuple(last.shape[:-2])
@@ -327,6 +346,8 @@ def forward_fill(values, mask, fill=None):
     if fill is not None:
         fill = _check_row(fill, F, values, "fill", fn)
     if _is_torch(values):
+        if _numpy_kernel_fits(values, mask, fill):
+            return torch.from_numpy(_forward_fill_numpy(_np(values), _np(mask), None if fill is None else _np(fill)))
         return _forward_fill_torch(values, mask, fill)
     return _forward_fill_numpy(values, mask, fill)
 
@@ -335,8 +356,8 @@ def _forward_fill_torch(values: torch.Tensor, mask: torch.Tensor, fill) -> torch
     T = values.shape[-2]
     if values.numel() == 0:
         return values.clone()
-    steps = torch.arange(1, T + 1, device=values.device)[:, None]
-    last = _running_max_torch(torch.where(mask != 0, steps, 0))  # 0 = none, k = step k-1
+    steps = torch.arange(1, T + 1, device=values.device, dtype=torch.int32)[:, None]
+    last = _running_max_torch(torch.where(mask != 0, steps, 0)).long()  # 0 = none, k = step k-1
     out = torch.gather(values, -2, (last - 1).clamp_min(0))
     if fill is None:
         fill = torch.full((), float("nan"), dtype=values.dtype, device=values.device)

@@ -73,7 +73,8 @@ def test_time_deltas_paper_example_torch_with_gradient():
     np.testing.assert_allclose(times.grad.numpy(), [0, -1, 0, 1, 0, 0, 0])
 
 
-@pytest.mark.parametrize("kind", ["numpy", "torch"])
+# torch tensors that need a gradient take the torch kernel, the others the numpy one
+@pytest.mark.parametrize("kind", ["numpy", "torch", "torch-grad"])
 def test_time_deltas_paper_example_batched_with_padding(kind):
     # series 0: the paper example padded to 9 steps with junk; series 1: its first 4 steps
     T = 9
@@ -85,10 +86,12 @@ def test_time_deltas_paper_example_batched_with_padding(kind):
     mask[0, :7] = PAPER_MASK
     mask[1, :4] = PAPER_MASK[:4]
     lengths = np.array([7, 4])
-    if kind == "torch":
-        times, mask, lengths = torch.tensor(times), torch.tensor(mask), torch.tensor(lengths)
+    if kind != "numpy":
+        times = torch.tensor(times, requires_grad=kind == "torch-grad")
+        mask, lengths = torch.tensor(mask), torch.tensor(lengths)
     delta = masking.time_deltas(times, mask, lengths=lengths)
-    delta = np.asarray(delta)
+    assert isinstance(delta, torch.Tensor) == (kind != "numpy")
+    delta = np.asarray(delta.detach()) if kind != "numpy" else delta
     np.testing.assert_allclose(delta[0, :7], PAPER_DELTA, atol=1e-12)
     np.testing.assert_allclose(delta[1, :4], PAPER_DELTA[:4], atol=1e-12)
     assert (delta[0, 7:] == 0).all() and (delta[1, 4:] == 0).all()
@@ -100,10 +103,12 @@ def test_time_deltas_matches_loop_reference(T):
     times, mask, _ = random_series(rng, 5, T, 3, p=0.2)
     got = masking.time_deltas(times, mask)
     got_t = masking.time_deltas(torch.from_numpy(times), torch.from_numpy(mask))
+    got_grad = masking.time_deltas(torch.tensor(times, requires_grad=True), torch.from_numpy(mask))
     for b in range(5):
         want = delta_reference(times[b], mask[b])
         np.testing.assert_allclose(got[b], want, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(got_t[b].numpy(), want, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(got_grad[b].detach().numpy(), want, rtol=1e-9, atol=1e-9)
 
 
 def test_time_deltas_blocks_of_series_agree_with_one_block(monkeypatch):
@@ -156,11 +161,15 @@ def test_forward_fill_matches_loop_reference_numpy_and_torch(T, monkeypatch):
     monkeypatch.setattr(masking, "_BLOCK_ENTRIES", 2 * T * 3)  # several blocks of series
     got = masking.forward_fill(values, mask, fill=fill)
     got_t = masking.forward_fill(torch.from_numpy(values), torch.from_numpy(mask), fill=torch.from_numpy(fill))
-    assert got.dtype == np.float32 and got_t.dtype == torch.float32
+    got_grad = masking.forward_fill(
+        torch.tensor(values, requires_grad=True), torch.from_numpy(mask), fill=torch.from_numpy(fill)
+    )
+    assert got.dtype == np.float32 and got_t.dtype == got_grad.dtype == torch.float32
     for b in range(7):
         want = ffill_reference(values[b], mask[b], fill)
         np.testing.assert_array_equal(got[b], want)
         np.testing.assert_array_equal(got_t[b].numpy(), want)
+        np.testing.assert_array_equal(got_grad[b].detach().numpy(), want)
 
 
 def test_forward_fill_uses_the_mask_not_nan():
@@ -174,26 +183,32 @@ def test_forward_fill_uses_the_mask_not_nan():
     assert not (masking.forward_fill(values, mask) == 99.0).any()
 
 
+def fill_forward(values, mask, torch_kernel):
+    zeros = np.zeros(values.shape[-1], np.float32)
+    if not torch_kernel:
+        return masking.forward_fill(values, mask, fill=zeros)
+    # a tensor that needs a gradient takes the torch kernel
+    out = masking.forward_fill(torch.tensor(values, requires_grad=True), torch.from_numpy(mask), fill=zeros)
+    return out.detach().numpy()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     T=st.integers(1, 12),
     F=st.integers(1, 3),
     seed=st.integers(0, 2**16),
     t=st.integers(0, 11),
-    torch_input=st.booleans(),
+    torch_kernel=st.booleans(),
 )
-def test_forward_fill_never_leaks_a_later_step_into_an_earlier_one(T, F, seed, t, torch_input):
+def test_forward_fill_never_leaks_a_later_step_into_an_earlier_one(T, F, seed, t, torch_kernel):
     t = t % T
     rng = np.random.default_rng(seed)
     _, mask, values = random_series(rng, 2, T, F, p=0.5)
     changed_values, changed_mask = values.copy(), mask.copy()
     changed_values[:, t] = rng.standard_normal((2, F))
     changed_mask[:, t] = 1 - mask[:, t]
-    if torch_input:
-        conv = torch.from_numpy
-        values, mask, changed_values, changed_mask = map(conv, (values, mask, changed_values, changed_mask))
-    before = np.asarray(masking.forward_fill(values, mask, fill=[0.0] * F))
-    after = np.asarray(masking.forward_fill(changed_values, changed_mask, fill=[0.0] * F))
+    before = fill_forward(values, mask, torch_kernel)
+    after = fill_forward(changed_values, changed_mask, torch_kernel)
     np.testing.assert_array_equal(after[:, :t], before[:, :t])
 
 
