@@ -136,12 +136,16 @@ def test_deterministic_under_a_seed_including_dropout(name, fast):
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_fast_and_reference_paths_agree(name):
+def test_fast_and_reference_paths_agree_in_values_and_gradients(name):
     batch = make_batch([5, 3, 0], seed=5)
-    out_f, last_f = run(build(name, True).eval(), batch)
-    out_r, last_r = run(build(name, False).eval(), batch)
+    nets = [build(name, fast).eval() for fast in (True, False)]
+    (out_f, last_f), (out_r, last_r) = [run(net, batch) for net in nets]
     torch.testing.assert_close(out_f, out_r, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(last_f, last_r, rtol=1e-5, atol=1e-6)
+    for net, (out, last) in zip(nets, [(out_f, last_f), (out_r, last_r)]):
+        (out.pow(2).sum() + last.sum()).backward()
+    for (pname, p_f), p_r in zip(nets[0].named_parameters(), nets[1].parameters()):
+        torch.testing.assert_close(p_f.grad, p_r.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{pname}: {m}")
 
 
 @pytest.mark.parametrize("name", PRESETS)
