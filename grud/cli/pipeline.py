@@ -55,7 +55,7 @@ def versions() -> dict:
 def read_for_run(data: dict, with_grid: bool = True):
     """Read train/val/test per the ``data`` options -> (train, val, test, input paths)."""
     kind = data.get("kind", "physionet2012")
-    opts = {k: v for k, v in data.items() if k not in ("path", "labels", "test_path", "test_labels")}
+    opts = {k: v for k, v in data.items() if k not in ("path", "labels", "test_path", "test_labels", "kind")}
     full = read_dataset(kind, data.get("path"), data.get("labels"), key="data.path", **opts)
     paths = [resolve_path(data["path"], "data.path")]
     if data.get("labels") is not None:
@@ -147,6 +147,7 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
     start = time.time()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "failure.json").unlink(missing_ok=True)  # a stale record of an earlier attempt
     task_name = cfg.get("task", {}).get("name", "classification")
     check_model_serves_task(cfg["model"], task_name)
     ckpt_dir = run_dir / "checkpoints"

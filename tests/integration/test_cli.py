@@ -1,0 +1,144 @@
+"""The command-line contract: run directory, predictions, errors, sweeps, safe checkpoints."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import TINY_TRAIN, make_long_csv
+
+pytestmark = pytest.mark.slow
+
+CSV_COLUMNS = ["data=csv_long", "data.id_column=subject_id", "data.time_column=charttime",
+               "data.variable_column=label", "data.value_column=valuenum",
+               "data.label_column=hospital_expire_flag", "data.static_variables=[Age]"]
+
+
+def run(cmd: list[str], cwd: Path, env_extra: dict | None = None, check: bool = True):
+    env = dict(os.environ, **(env_extra or {}))
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def clinical_export(tmp_path_factory):
+    """An export with other column names, date-time strings and shuffled rows."""
+    d = tmp_path_factory.mktemp("export")
+    make_long_csv(d / "events.csv", n_series=60, id_column="subject_id", time_column="charttime",
+                  variable_column="label", value_column="valuenum", datetimes=True,
+                  label_column="hospital_expire_flag", labels_path=d / "labels.csv")
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained_run(clinical_export):
+    out = clinical_export / "run"
+    run(["grud-train", *CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
+         f"data.labels={clinical_export / 'labels.csv'}", "model=grud", "task=classification",
+         f"hydra.run.dir={out}", *TINY_TRAIN], cwd=clinical_export)
+    return out
+
+
+def test_train_writes_the_run_directory(trained_run):
+    for name in ("config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.json", "metrics.csv",
+                 "plots/history.png", "plots/roc.png", "plots/pr.png", "plots/calibration.png",
+                 "plots/input_decay.png"):
+        assert (trained_run / name).exists(), name
+    m = json.loads((trained_run / "metrics.json").read_text())
+    for key in ("val/auroc", "test/auroc", "test/auprc", "test/brier", "test/auroc_ci_low", "test/auroc_ci_high",
+                "epochs", "resumed_from_epoch", "seconds", "data_hash", "version/torch"):
+        assert key in m, key
+    assert m["epochs"] == 2 and m["resumed_from_epoch"] is None
+    assert m["test/auroc_ci_low"] <= m["test/auroc"] <= m["test/auroc_ci_high"]
+    assert not list(trained_run.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_checkpoint_loads_weights_only_and_reproduces_predictions(trained_run, clinical_export):
+    ckpt = torch.load(trained_run / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")
+    stats = ckpt["hyper_parameters"]["stats"]
+    assert stats["variables"] == ["HR", "Lactate", "MAP"] and stats["static_names"] == ["Age"]
+    assert stats["reader"]["id_column"] == "subject_id" and stats["reader"]["kind"] == "csv_long"
+    import grud.api
+
+    a = grud.api.predict(trained_run / "checkpoints/best.ckpt", [f"data.path={clinical_export / 'events.csv'}"])
+    b = grud.api.predict(trained_run / "checkpoints/best.ckpt", [f"data.path={clinical_export / 'events.csv'}"])
+    assert list(a.columns) == ["subject_id", "probability"] and len(a) == 60
+    np.testing.assert_array_equal(a["probability"].to_numpy(), b["probability"].to_numpy())
+    assert a["probability"].between(0, 1).all()
+
+
+def test_predict_cli_defaults_to_training_columns(trained_run, clinical_export, tmp_path):
+    # a new export with the same columns, rows shuffled differently, one unknown variable
+    new = make_long_csv(tmp_path / "new.csv", n_series=7, seed=5, id_column="subject_id", time_column="charttime",
+                        variable_column="label", value_column="valuenum", datetimes=True,
+                        label_column="hospital_expire_flag")
+    frame = pd.read_csv(new)
+    extra = frame.iloc[:3].copy()
+    extra["label"] = "NeverSeen"
+    pd.concat([frame, extra]).to_csv(new, index=False)
+    out = tmp_path / "pred.csv"
+    proc = run(["grud-predict", f"checkpoint={trained_run / 'checkpoints/best.ckpt'}", f"data.path={new}",
+                f"output={out}"], cwd=tmp_path)
+    pred = pd.read_csv(out, dtype={"subject_id": str})
+    assert list(pred.columns) == ["subject_id", "probability"]
+    assert sorted(pred["subject_id"]) == sorted(frame["subject_id"].astype(str).unique())
+    assert "NeverSeen" in proc.stderr  # unknown variables are reported, then dropped
+
+
+def test_evaluate_writes_test_keys(trained_run, clinical_export, tmp_path):
+    out = tmp_path / "eval.json"
+    run(["grud-evaluate", f"checkpoint={trained_run / 'checkpoints/best.ckpt'}",
+         f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}",
+         f"output={out}"], cwd=tmp_path)
+    m = json.loads(out.read_text())
+    assert {"test/auroc", "test/auprc", "test/brier", "test/accuracy"} <= set(m)
+
+
+def test_missing_file_is_one_error_line(tmp_path):
+    proc = run(["grud-train", "data=csv_long", f"data.path={tmp_path / 'nope.csv'}", f"hydra.run.dir={tmp_path}/r",
+                *TINY_TRAIN], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "nope.csv" in last and "not found" in last
+    assert "Traceback" not in proc.stderr
+
+
+def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "evil.ckpt"
+    with open(bad, "wb") as f:
+        pickle.dump({"state_dict": Evil()}, f)
+    proc = run(["grud-predict", f"checkpoint={bad}", f"data.path={tmp_path / 'x.csv'}"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(bad) in last and "refused" in last
+    assert not marker.exists()
+
+
+def test_multirun_records_a_failed_job_and_aggregate_lists_it(clinical_export, tmp_path):
+    sweep = tmp_path / "sweep"
+    run(["grud-train", "-m", *CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
+         f"data.labels={clinical_export / 'labels.csv'}", "model=gru_mean", "optim.lr=0.01,-1",
+         f"hydra.sweep.dir={sweep}", *TINY_TRAIN, "trainer.max_epochs=1", "plots=false"], cwd=tmp_path)
+    failures = list(sweep.rglob("failure.json"))
+    assert len(failures) == 1 and "optim.lr" in json.loads(failures[0].read_text())["error"]
+    assert len(list(sweep.rglob("metrics.json"))) == 1
+    run(["grud-aggregate", str(sweep)], cwd=tmp_path)
+    md = (sweep / "summary.md").read_text()
+    assert "optim.lr=-1" in md and "optim.lr" in md.split("ailed")[-1]
+    assert (sweep / "summary.csv").exists()
