@@ -166,7 +166,7 @@ class SummaryClassifier:
             ``"random_forest"`` (``n_estimators`` trees, ``min_samples_leaf`` x
             ``max_features`` chosen from the grids).
         seed: random state of the forest (and of the logistic solver).
-        n_jobs: parallel jobs of the forest.
+        n_jobs: parallel jobs of the forest, and BLAS threads of both kinds.
         C_grid: inverse regularisation strengths tried for ``logreg``.
         class_weight: ``None`` or ``"balanced"`` (both kinds).
         n_estimators, leaf_grid, max_features_grid: random forest settings.
@@ -311,8 +311,15 @@ class SummaryClassifier:
         """Fit on ``train_ds``, choosing hyperparameters by AUROC on ``val_ds``.
 
         Without ``val_ds`` (or when its AUROC is undefined for every candidate) the middle
-        grid point is used and a warning is logged.
+        grid point is used and a warning is logged. BLAS runs with ``n_jobs`` threads (more
+        threads than free cores make the logistic solver orders of magnitude slower).
         """
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.n_jobs, user_api="blas"):
+            return self._fit(train_ds, val_ds)
+
+    def _fit(self, train_ds, val_ds) -> "SummaryClassifier":
         y_raw, idx = self._labels(train_ds, "train data")
         classes = sorted({float(v) for v in y_raw})
         if len(classes) < 2:
@@ -355,7 +362,10 @@ class SummaryClassifier:
         """
         if not self._fitted:
             raise RuntimeError("SummaryClassifier: call fit() or from_state_dict() before predict_proba()")
-        return self._predict_model(self._model, self._transform(self._raw_features(ds)[0]))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.n_jobs, user_api="blas"):
+            return self._predict_model(self._model, self._transform(self._raw_features(ds)[0]))
 
     # ------------------------------------------------------------------ serialisation
     def state_dict(self) -> dict:
