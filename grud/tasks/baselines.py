@@ -429,6 +429,8 @@ class SummaryClassifier:
                                "intercept": np.asarray(m["intercept"], np.float64)}
         except KeyError as e:
             raise CheckpointError(f"{_STATE_FORMAT} state dict lacks the entry {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{_STATE_FORMAT} state dict holds an unusable entry: {e}") from None
         self.params = self.candidates[self.best_index]
         self._fitted = True
         return self
