@@ -86,27 +86,37 @@ class QueryDecoder(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, last_state, static, lead_times, since_last, last_values, last_mask, history_means,
-                history_counts) -> torch.Tensor:
+                history_counts, only=None) -> torch.Tensor:
+        """Forecast (B, Q, F); with ``only`` (B, Q, F) given, the MLP runs on its nonzero entries alone
+        (training and scoring need observed queries only) and the other entries hold the LOCF base."""
         B, Q, F = since_last.shape
         if F != self.n_features or lead_times.shape != (B, Q):
             raise ValueError(f"since_last, lead_times: expected (B, Q, {self.n_features}) and (B, Q), got "
                              f"{tuple(since_last.shape)} and {tuple(lead_times.shape)}")
         x = last_state if not self.n_static else torch.cat([last_state, static], -1)
-        ctx = self.context(x).view(B, F, self.context_size)  # (B, F, C)
+        ctx = self.in_context(self.dropout(self.context(x).view(B, F, self.context_size)))  # (B, F, hidden)
+        base = (last_values * last_mask)[:, None, :].expand(B, Q, F)
+        if only is None:
+            b, q, f = (i.reshape(-1) for i in torch.meshgrid(
+                torch.arange(B, device=x.device), torch.arange(Q, device=x.device),
+                torch.arange(F, device=x.device), indexing="ij"))
+        else:
+            if only.shape != since_last.shape:
+                raise ValueError(f"only: expected {tuple(since_last.shape)}, got {tuple(only.shape)}")
+            b, q, f = torch.nonzero(only, as_tuple=True)
         feats = torch.stack([
-            torch.log1p(lead_times.clamp_min(0))[:, :, None].expand(B, Q, F),
-            torch.log1p(since_last.clamp_min(0)),
-            last_values[:, None, :].expand(B, Q, F),
-            last_mask[:, None, :].expand(B, Q, F),
-            history_means[:, None, :].expand(B, Q, F),
-            torch.log1p(history_counts)[:, None, :].expand(B, Q, F),
-        ], -1)  # (B, Q, F, 6)
-        h = self.in_context(self.dropout(ctx))[:, None] + self.in_query(feats)
-        h = torch.relu(h)
+            torch.log1p(lead_times[b, q].clamp_min(0)),
+            torch.log1p(since_last[b, q, f].clamp_min(0)),
+            last_values[b, f],
+            last_mask[b, f],
+            history_means[b, f],
+            torch.log1p(history_counts[b, f]),
+        ], -1)  # (N, 6)
+        h = torch.relu(ctx[b, f] + self.in_query(feats))
         for layer in self.hidden:
             h = torch.relu(layer(self.dropout(h)))
         r = self.out(self.dropout(h)).squeeze(-1)
-        return last_values[:, None, :] * last_mask[:, None, :] + r
+        return base.index_put((b, q, f), base[b, q, f] + r)
 
 
 # ============================================================================ scoring
@@ -243,11 +253,14 @@ class ForecastTask(TaskModule):
                                self.horizon_hours, self.forecast_grid_hours)
 
     # ------------------------------------------------------------------ model
-    def forward(self, batch: dict):
-        """-> (forecast (B, Q, F) normalised, encoder outputs (B, T, H_out))."""
+    def forward(self, batch: dict, only: torch.Tensor | None = None):
+        """-> (forecast (B, Q, F) normalised, encoder outputs (B, T, H_out)).
+
+        ``only`` (B, Q, F): decode just these entries (the others hold LOCF); None = every entry.
+        """
         outputs, last = self.encode(batch)
         pred = self.decoder(last, batch["static"], batch["lead_times"], batch["since_last"], batch["last_values"],
-                            batch["last_mask"], batch["history_means"], batch["history_counts"])
+                            batch["last_mask"], batch["history_means"], batch["history_counts"], only=only)
         return pred, outputs
 
     def to_minmax(self, z: torch.Tensor) -> torch.Tensor:
@@ -255,7 +268,7 @@ class ForecastTask(TaskModule):
         return z * self.mm_scale + self.mm_shift
 
     def training_step(self, batch, batch_idx):
-        pred, outputs = self(batch)
+        pred, outputs = self(batch, only=batch["query_mask"])
         loss = M.masked_mse_loss(pred, batch["query_values"], batch["query_mask"], weight=self.loss_weights)
         loss = loss + self.auxiliary_loss(batch, outputs)
         self.check_finite(loss)
@@ -263,7 +276,7 @@ class ForecastTask(TaskModule):
         return loss
 
     def _eval_step(self, batch, stage):
-        pred, _ = self(batch)
+        pred, _ = self(batch, only=batch["query_mask"])
         F = pred.shape[-1]
         target, mask = self.to_minmax(batch["query_values"]), batch["query_mask"]
         errs = self._errors.setdefault(stage, {"model": VariableErrors(F), "locf": VariableErrors(F)})
