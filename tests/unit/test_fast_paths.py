@@ -185,13 +185,27 @@ def test_padded_batch_gives_each_series_its_own_result(kind):
                 torch.testing.assert_close(last_batch[b], last_alone[0])
 
 
-def test_gru_with_no_time_steps_returns_the_initial_state_and_its_gradient():
-    args = gru_args(T=0, dtype=torch.float32)
-    outputs, h_last = gru_recurrence(**args)
+@pytest.mark.parametrize("kind", list(FUNCTIONS))
+def test_no_time_steps_return_the_initial_state_and_its_gradient(kind):
+    _, fast, _, make = FUNCTIONS[kind]
+    args = make(T=0, dtype=torch.float32)
+    outputs, h_last, *rest = fast(**args)
     assert outputs.shape == (3, 0, 4)
     torch.testing.assert_close(h_last, args["h0"].detach())
-    h_last.sum().backward()
+    (h_last.sum() + sum(r.sum() for r in rest)).backward()
     torch.testing.assert_close(args["h0"].grad, torch.ones(3, 4))
+    assert torch.count_nonzero(args["weight_hh"].grad) == 0
+
+
+@pytest.mark.parametrize("kind", list(FUNCTIONS))
+def test_changing_the_outputs_in_place_before_backward_is_an_error(kind):
+    _, fast, _, make = FUNCTIONS[kind]
+    args = make(dtype=torch.float32)
+    outputs = fast(**args)[0]
+    loss = outputs.sum()
+    outputs.mul_(2)  # the outputs share memory with what the backward needs
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
 
 
 def test_bool_valid_mask_is_accepted():

@@ -144,7 +144,7 @@ def lstm_recurrence(
     if _needs_graph(gi, weight_hh, bias_hh, h0, c0, peephole, hidden_dropout):
         return LSTMRecurrence.apply(gi, weight_hh, bias_hh, h0, c0, valid, peephole, hidden_dropout)
     with torch.no_grad():
-        outputs, h_last, c_last, _ = lstm_forward(
+        outputs, h_last, c_last, *_ = lstm_forward(
             gi, weight_hh, bias_hh, h0, c0, valid, peephole, hidden_dropout, False
         )
     return outputs, h_last, c_last
