@@ -1,0 +1,117 @@
+"""Fitted statistics, splits, the time grid, collation and bucketing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grud.data.batching import BucketBatchSampler, EncodedDataset, padding_waste, to_grid
+from grud.data.dataset import IrregularDataset, Series
+from grud.data.splits import split_dataset
+from grud.data.transforms import FittedStats, fit_stats
+from grud.errors import ConfigError, DataError
+
+
+def random_dataset(n=50, F=3, seed=0, labels=True):
+    rng = np.random.default_rng(seed)
+    series = []
+    for i in range(n):
+        T = int(rng.integers(0, 12))
+        times = np.sort(rng.uniform(0, 48, T))
+        values = rng.normal(10 * np.arange(1, F + 1), 1.0, (T, F)).astype(np.float32)
+        values[rng.random((T, F)) < 0.5] = np.nan
+        series.append(Series(str(1000 + i), times, values, np.array([rng.normal(60, 10)], np.float32),
+                             int(i % 4 == 0) if labels else None))
+    return IrregularDataset.from_series(series, [f"v{j}" for j in range(F)], ["Age"])
+
+
+def test_stats_come_from_the_training_split_only():
+    ds = random_dataset(80)
+    train, val, test = split_dataset(ds, 0.25, 0.25, seed=1)
+    shifted = IrregularDataset(val.ids, val.variables, val.static_names, val.times, val.values + 1000.0,
+                               val.offsets, val.static, val.labels)
+    s1 = fit_stats(train)
+    expected = np.nanmean(train.values, axis=0)
+    np.testing.assert_allclose(s1.value_mean, expected, rtol=1e-5)
+    np.testing.assert_allclose(s1.value_std, np.nanstd(train.values, axis=0), rtol=1e-4)
+    assert not np.allclose(s1.value_mean, np.nanmean(shifted.values, axis=0))
+    # statistics are plain containers and survive a round trip
+    s2 = FittedStats.from_dict(s1.to_dict())
+    assert s2 == s1 and all(isinstance(v, list) for v in (s2.value_mean, s2.input_means))
+    # training means in normalised space are ~0 (the z-score centre)
+    np.testing.assert_allclose(s1.input_means, 0.0, atol=1e-5)
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    ds = random_dataset(200)
+    a = split_dataset(ds, 0.2, 0.2, seed=3)
+    b = split_dataset(ds, 0.2, 0.2, seed=3)
+    c = split_dataset(ds, 0.2, 0.2, seed=4)
+    assert [x.ids for x in a] == [x.ids for x in b] and a[0].ids != c[0].ids
+    ids = [set(x.ids) for x in a]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert sum(map(len, ids)) == 200
+    rate = ds.labels.mean()
+    for part in a:
+        assert abs(part.labels.mean() - rate) < 0.03
+
+
+def test_split_by_explicit_ids_and_errors():
+    ds = random_dataset(20)
+    train, val, test = split_dataset(ds, val_ids=["1000", "1001"], test_ids=["1002"])
+    assert val.ids == ["1000", "1001"] and test.ids == ["1002"] and len(train) == 17
+    with pytest.raises(DataError, match="not found"):
+        split_dataset(ds, val_ids=["nope"])
+    with pytest.raises(ConfigError, match="val_fraction"):
+        split_dataset(ds, 1.5)
+
+
+def test_grid_averages_bins_and_keeps_empty_steps():
+    s = Series("a", np.array([0.2, 0.7, 2.5]), np.array([[1.0, np.nan], [3.0, 5.0], [np.nan, 7.0]], np.float32),
+               np.zeros(0, np.float32), None)
+    ds = IrregularDataset.from_series([s, Series("e", np.zeros(0), np.zeros((0, 2), np.float32),
+                                                 np.zeros(0, np.float32))], ["x", "y"])
+    g = to_grid(ds, 1.0)
+    np.testing.assert_allclose(g[0].times, [0.0, 1.0, 2.0])
+    np.testing.assert_allclose(g[0].values[0], [2.0, 5.0])
+    assert np.isnan(g[0].values[1]).all()
+    np.testing.assert_allclose(g[0].values[2], [np.nan, 7.0])
+    assert len(g[1]) == 0
+    with pytest.raises(ConfigError, match="grid"):
+        to_grid(ds, 0)
+
+
+def test_collate_pads_masks_and_never_passes_nan():
+    ds = random_dataset(30)
+    stats = fit_stats(ds)
+    enc = EncodedDataset(ds, stats)
+    idx = list(range(30))
+    b = enc.collate(idx)
+    B, T, F = b["values"].shape
+    assert T == max(1, ds.lengths.max()) and F == 3
+    for key in ("values", "mask", "delta", "times", "static"):
+        assert torch.isfinite(b[key]).all(), key
+    for i in idx:
+        L = ds.lengths[i]
+        assert b["lengths"][i] == L
+        assert (b["mask"][i, L:] == 0).all() and (b["values"][i, L:] == 0).all()
+        observed = ~np.isnan(ds[i].values)
+        np.testing.assert_array_equal(b["mask"][i, :L].numpy(), observed.astype(np.float32))
+        z = (ds[i].values - np.array(stats.value_mean)) / np.array(stats.value_std)
+        np.testing.assert_allclose(b["values"][i, :L].numpy()[observed], z[observed], rtol=1e-5, atol=1e-5)
+    assert b["target"].dtype == torch.float32
+
+
+def test_bucketing_cuts_padding_and_covers_every_series_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, 4000)
+    plain = list(BucketBatchSampler(lengths, 64, shuffle=True, bucket=False, seed=0))
+    bucketed = list(BucketBatchSampler(lengths, 64, shuffle=True, bucket=True, seed=0))
+    assert sorted(i for b in bucketed for i in b) == list(range(4000))
+    assert padding_waste(lengths, bucketed) < 0.2 < padding_waste(lengths, plain)
+    s = BucketBatchSampler(lengths, 64, seed=0)
+    first = list(s)
+    s.set_epoch(1)
+    assert list(s) != first  # reshuffled every epoch
+    shards = [list(BucketBatchSampler(lengths, 64, seed=0, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1])
