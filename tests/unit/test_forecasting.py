@@ -209,12 +209,12 @@ def test_loss_weights_favour_rare_variables_and_with_power_1_track_the_metric(da
 def test_a_few_training_steps_reduce_the_loss(data):
     train, _, stats = data
     task = make_task(stats, loss_weights=fit_loss_weights(train, stats, H, HZ), decoder={"dropout": 0.0})
-    batch = task.encode_dataset(train, stats).collate(range(len(train)))
+    batch = task.encode_dataset(train, stats).collate(range(2, 10))
     task.log = lambda *a, **k: None  # no trainer attached
-    opt = torch.optim.Adam(task.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(task.parameters(), lr=2e-2)
     task.train()
     losses = []
-    for _ in range(30):
+    for _ in range(12):
         opt.zero_grad()
         loss = task.training_step(batch, 0)
         loss.backward()
