@@ -52,6 +52,7 @@ class TaskModule(pl.LightningModule):
 
     monitor = "val/loss"
     monitor_mode = "min"
+    name = "base"
 
     def __init__(self, model: dict, stats: dict, optim: dict | None = None, impute_weight: float = 0.0):
         super().__init__()
@@ -67,6 +68,12 @@ class TaskModule(pl.LightningModule):
             raise ConfigError(f"task.impute_weight: expected >= 0, got {impute_weight}")
         self.impute_weight = float(impute_weight)
         self.imputer = NextStepImputer(self.network.output_size, self.stats.n_features) if impute_weight > 0 else None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Name the task in the checkpoint (plain strings), so it reloads as the right class."""
+        import grud
+
+        checkpoint["grud"] = {"task": self.name, "version": grud.__version__}
 
     # ------------------------------------------------------------------ shared pieces
     def encode(self, batch: dict):

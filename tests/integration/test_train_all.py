@@ -1,0 +1,111 @@
+"""Every recurrent preset and every baseline trains a few steps on each task it serves.
+
+In process through grud.api.train (the same pipeline as grud-train), on a tiny synthetic export.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import grud.api
+from grud.models import PRESETS
+from tests.conftest import make_long_csv
+
+pytestmark = pytest.mark.slow
+
+TINY = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.limit_train_batches=2",
+        "data.batch_size=16", "summary=false", "plots=false"]
+SMALL = ["model.hidden_size=8"]  # recurrent presets only (baselines have no hidden size)
+FORECAST = ["task=forecast", "task.history_hours=15", "task.horizon_hours=15", "task.decoder.hidden=8"]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    d = tmp_path_factory.mktemp("export")
+    make_long_csv(d / "events.csv", n_series=48, labels_path=d / "labels.csv")
+    return d
+
+
+def data_args(d):
+    return ["data=csv_long", f"data.path={d / 'events.csv'}", f"data.labels={d / 'labels.csv'}",
+            "data.static_variables=[Age]"]
+
+
+def _train(d, run, extra):
+    return grud.api.train([*data_args(d), *TINY, *extra], run_dir=run)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_trains_for_classification_and_forecast(export, tmp_path, name):
+    run = _train(export, tmp_path / "cls", [f"model={name}", *SMALL])
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "ok" and math.isfinite(m["test/auroc"]) and m["epochs"] == 1
+    pred = grud.api.predict(run / "checkpoints/best.ckpt", [f"data.path={export / 'events.csv'}"])
+    assert pred["probability"].between(0, 1).all() and len(pred) == 48
+
+    run = _train(export, tmp_path / "fc", [f"model={name}", *SMALL, *FORECAST])
+    m = json.loads((run / "metrics.json").read_text())
+    assert math.isfinite(m["test/mse"]) and math.isfinite(m["test/mse_vs_locf"]) and m["test/mse_vs_locf"] > 0
+
+
+@pytest.mark.parametrize("name", ["logreg", "random_forest"])
+def test_classification_baselines(export, tmp_path, name):
+    run = _train(export, tmp_path / name, [f"model={name}"])
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["test/auroc"] > 0.5
+    ckpt = torch.load(run / "checkpoints/best.ckpt", weights_only=True)
+    assert ckpt["grud"]["baseline"] == name
+    pred = grud.api.predict(run / "checkpoints/best.ckpt", [f"data.path={export / 'events.csv'}"])
+    assert list(pred.columns) == ["id", "probability"]
+
+
+@pytest.mark.parametrize("name", ["locf", "mean_forecast"])
+def test_forecast_baselines(export, tmp_path, name):
+    run = _train(export, tmp_path / name, [f"model={name}", *FORECAST])
+    m = json.loads((run / "metrics.json").read_text())
+    assert math.isfinite(m["test/mse"])
+    if name == "locf":
+        assert m["test/mse_vs_locf"] == pytest.approx(1.0)
+    pred = grud.api.predict(run / "checkpoints/best.ckpt", [f"data.path={export / 'events.csv'}"],
+                            task_overrides=["task.history_hours=15"])
+    assert {"id", "time", "variable", "prediction", "value"} <= set(pred.columns)
+
+
+def test_a_baseline_refuses_a_task_it_does_not_serve(export, tmp_path):
+    from grud.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="serves task classification"):
+        _train(export, tmp_path / "x", ["model=logreg", *FORECAST])
+
+
+def test_forecast_predictions_mc_dropout_and_grid(export, tmp_path):
+    run = _train(export, tmp_path / "fc", ["model=grud", *SMALL, *FORECAST])
+    ckpt = run / "checkpoints/best.ckpt"
+    pred = grud.api.predict(ckpt, [f"data.path={export / 'events.csv'}"], mc_samples=5)
+    assert {"id", "time", "variable", "prediction", "value", "lower", "upper"} <= set(pred.columns)
+    assert (pred["lower"] <= pred["upper"]).all()
+    assert (pred["time"] >= 15).all() and set(pred["variable"]) <= {"HR", "MAP", "Lactate"}
+    grid = grud.api.predict(ckpt, [f"data.path={export / 'events.csv'}"],
+                            task_overrides=["task.history_hours=10", "task.forecast_grid_hours=5"])
+    assert grid["value"].isna().any() and (grid["time"] > 10).all()
+
+
+def test_classification_mc_dropout_and_imputation_evaluation(export, tmp_path):
+    run = _train(export, tmp_path / "imp", ["model=grud", *SMALL, "task.impute_weight=0.5"])
+    ckpt = run / "checkpoints/best.ckpt"
+    pred = grud.api.predict(ckpt, [f"data.path={export / 'events.csv'}"], mc_samples=8)
+    assert (pred["probability_std"] > 0).any()
+    from grud.cli.inference import load_model, read_for_prediction
+    from grud.tasks.imputation import imputation_report
+
+    model = load_model(ckpt)
+    ds = read_for_prediction({"kind": "csv_long", "path": str(export / "events.csv"),
+                              "static_variables": ["Age"]}, model.stats)
+    rep = imputation_report(model, ds, rate=0.1, seed=0)
+    assert rep["impute/n_hidden"] > 0
+    for k in ("model", "mean", "locf"):
+        assert math.isfinite(rep[f"impute/mse_{k}"]) and math.isfinite(rep[f"impute/mae_{k}"])
