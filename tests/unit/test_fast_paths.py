@@ -158,6 +158,22 @@ def test_fast_matches_reference_values_and_all_gradients_float32(kind, options, 
 
 
 @pytest.mark.parametrize("kind", list(FUNCTIONS))
+@pytest.mark.parametrize("used", ["sequence", "final states"])
+def test_gradients_when_only_some_outputs_enter_the_loss(kind, used):
+    # the usual classification loss reads only the final state; the backward then gets None for the rest
+    _, fast, reference, make = FUNCTIONS[kind]
+    args = make(B=3, T=7, H=5, lengths=[7, 5, 2], dtype=torch.float64, seed=8)
+    names = _differentiable(args)
+    grads = []
+    for fn in (fast, reference):
+        out = fn(**args)
+        loss = out[0].square().sum() if used == "sequence" else sum(o.square().sum() for o in out[1:])
+        grads.append(torch.autograd.grad(loss, [args[k] for k in names]))
+    for name, a, b in zip(names, *grads):
+        torch.testing.assert_close(a, b, msg=lambda m: f"gradient of {name}: {m}")
+
+
+@pytest.mark.parametrize("kind", list(FUNCTIONS))
 def test_long_sequences_stay_within_tolerance_float32(kind):
     # errors of tanh-as-sigmoid and the reordered sums must not build up over many steps
     _, fast, reference, make = FUNCTIONS[kind]

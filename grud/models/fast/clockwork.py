@@ -47,6 +47,7 @@ class ClockworkRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi, weight_hh, bias_hh, h0, update):
         outputs, h_last, hn = clockwork_forward(gi, weight_hh, bias_hh, h0, update, True)
+        ctx.set_materialize_grads(False)  # an unused output gets no zero-filled gradient
         ctx.save_for_backward(weight_hh, h0, update, outputs, hn)
         return outputs, h_last
 
@@ -61,12 +62,20 @@ class ClockworkRecurrence(torch.autograd.Function):
         omu = 1 - update
         da = torch.empty(B, T, H, **kw)
         dh_bufs = (torch.empty(B, H, **kw), torch.empty(B, H, **kw))
-        fa_v, omu_v, dout_v, da_v = fa.unbind(1), omu.unbind(1), d_outputs.unbind(1), da.unbind(1)
-        dh = torch.add(dout_v[T - 1], d_h_last, out=dh_bufs[0]) if T else d_h_last
+        if d_h_last is None:
+            d_h_last = torch.zeros(B, H, **kw)
+        fa_v, omu_v, da_v = fa.unbind(1), omu.unbind(1), da.unbind(1)
+        dout_v = None if d_outputs is None else d_outputs.unbind(1)
+        if not T:
+            dh = d_h_last
+        elif dout_v is None:
+            dh = dh_bufs[0].copy_(d_h_last)
+        else:
+            dh = torch.add(dout_v[T - 1], d_h_last, out=dh_bufs[0])
         for t in range(T - 1, -1, -1):
             dh_prev = dh_bufs[(T - t) & 1]
             dat = torch.mul(dh, fa_v[t], out=da_v[t])
-            if t > 0:
+            if t > 0 and dout_v is not None:
                 torch.addcmul(dout_v[t - 1], dh, omu_v[t], out=dh_prev)
             else:
                 torch.mul(dh, omu_v[t], out=dh_prev)

@@ -120,6 +120,7 @@ class GRURecurrence(torch.autograd.Function):
     def forward(ctx, gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout):
         outputs, h_last, saved = gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, True)
         ctx.saved = saved
+        ctx.set_materialize_grads(False)  # an unused output (often the sequence) gets no zero-filled gradient
         # hs is saved through autograd so that an in-place change of the outputs (which may be hs
         # itself) is caught instead of silently corrupting the gradients
         ctx.save_for_backward(weight_hh, h0, valid, gamma_h, hidden_dropout, saved["hs"])
@@ -147,7 +148,11 @@ class GRURecurrence(torch.autograd.Function):
         dh_bufs = (torch.empty(B, H, **kw), torch.empty(B, H, **kw))
         dhp = None if all_valid else torch.empty(B, H, **kw)
         d_drop = torch.zeros(B, H, **kw) if drop is not None and need[6] else None
-        vd = d_outputs if all_valid else d_outputs * valid[:, :, None]  # dL/d h_t from the outputs
+        if d_h_last is None:
+            d_h_last = torch.zeros(B, H, **kw)
+        vd = None  # dL/d h_t from the outputs
+        if d_outputs is not None:
+            vd = d_outputs if all_valid else d_outputs * valid[:, :, None]
         one_minus_v = None if all_valid else (1 - valid)[:, :, None].expand(B, T, H)
 
         fz_v, fn_v, fr_v = fz.unbind(1), fn.unbind(1), fr.unbind(1)
@@ -155,7 +160,7 @@ class GRURecurrence(torch.autograd.Function):
         dgh_v = dpre[..., : 3 * H].unbind(1)
         dnh_v, dr_v = dpre[..., :H].unbind(1), dpre[..., H : 2 * H].unbind(1)
         dz_v, dn_v = dpre[..., 2 * H : 3 * H].unbind(1), dpre[..., 3 * H :].unbind(1)
-        vd_v = vd.unbind(1)
+        vd_v = None if vd is None else vd.unbind(1)
         dhh_v = [dhh_scr] * T if dhh is None else dhh.unbind(1)
         gamma_v = None if gamma is None else gamma.unbind(1)
         v_v = None if all_valid else valid[:, :, None].expand(B, T, H).unbind(1)
@@ -164,7 +169,12 @@ class GRURecurrence(torch.autograd.Function):
         if d_drop is not None:
             hhat_v = sv["hhat"].unbind(1) if gamma is not None else [h0] + list(hs[:, :-1].unbind(1))
 
-        dh = torch.add(vd_v[T - 1], d_h_last, out=dh_bufs[0]) if T else d_h_last
+        if not T:
+            dh = d_h_last
+        elif vd_v is None:
+            dh = dh_bufs[0].copy_(d_h_last)
+        else:
+            dh = torch.add(vd_v[T - 1], d_h_last, out=dh_bufs[0])
         for t in range(T - 1, -1, -1):
             dhp_t = dh if all_valid else torch.mul(dh, v_v[t], out=dhp)  # dL/d h'_t
             torch.mul(dhp_t, fz_v[t], out=dz_v[t])
@@ -178,7 +188,7 @@ class GRURecurrence(torch.autograd.Function):
                 dhdt = torch.mul(dhdt, drop, out=dhdd)
             dhht = torch.addcmul(dhdt, dhp_t, z_v[t], out=dhh_v[t])  # dL/d h_hat
             dh_prev = dh_bufs[(T - t) & 1]
-            if t > 0:
+            if t > 0 and vd_v is not None:
                 if gamma_v is None:
                     torch.add(vd_v[t - 1], dhht, out=dh_prev)
                 else:

@@ -128,6 +128,7 @@ class LSTMRecurrence(torch.autograd.Function):
             gi, weight_hh, bias_hh, h0, c0, valid, peephole, hidden_dropout, True
         )
         ctx.saved = saved
+        ctx.set_materialize_grads(False)  # an unused output gets no zero-filled gradient
         ctx.save_for_backward(weight_hh, h0, c0, valid, peephole, hidden_dropout, hs, cs)
         return outputs, h_last, c_last
 
@@ -149,11 +150,18 @@ class LSTMRecurrence(torch.autograd.Function):
         dhp = None if all_valid else torch.empty(B, H, **kw)
         dcp = None if all_valid else torch.empty(B, H, **kw)
         d_drop = torch.zeros(B, H, **kw) if drop is not None and need[7] else None
-        vd = d_outputs if all_valid else d_outputs * valid[:, :, None]
+        if d_h_last is None:
+            d_h_last = torch.zeros(B, H, **kw)
+        if d_c_last is None:
+            d_c_last = torch.zeros(B, H, **kw)
+        vd = None
+        if d_outputs is not None:
+            vd = d_outputs if all_valid else d_outputs * valid[:, :, None]
         omv_v = None if all_valid else (1 - valid)[:, :, None].expand(B, T, H).unbind(1)
         v_v = None if all_valid else valid[:, :, None].expand(B, T, H).unbind(1)
 
-        fo_v, fc_v, fcc_v, vd_v = fo.unbind(1), fc.unbind(1), fcc.unbind(1), vd.unbind(1)
+        fo_v, fc_v, fcc_v = fo.unbind(1), fc.unbind(1), fcc.unbind(1)
+        vd_v = None if vd is None else vd.unbind(1)
         fi_v, ff_v, fg_v = fifg[..., :H].unbind(1), fifg[..., H : 2 * H].unbind(1), fifg[..., 2 * H :].unbind(1)
         da_v = da.unbind(1)
         di_v, df_v = da[..., :H].unbind(1), da[..., H : 2 * H].unbind(1)
@@ -161,7 +169,7 @@ class LSTMRecurrence(torch.autograd.Function):
         hprev_v = [h0] + list(hs[:, :-1].unbind(1)) if d_drop is not None else None
 
         if T:
-            dh = torch.add(vd_v[T - 1], d_h_last, out=dh_bufs[0])
+            dh = dh_bufs[0].copy_(d_h_last) if vd_v is None else torch.add(vd_v[T - 1], d_h_last, out=dh_bufs[0])
             dc = dc_bufs[0].copy_(d_c_last)
         else:
             dh, dc = d_h_last, d_c_last
@@ -179,7 +187,7 @@ class LSTMRecurrence(torch.autograd.Function):
             torch.mul(dcn, ff_v[t], out=df_v[t])
             torch.mul(dcn, fg_v[t], out=dg_v[t])
             if drop is None:
-                if t > 0:
+                if t > 0 and vd_v is not None:
                     torch.addmm(vd_v[t - 1], da_v[t], weight_hh, out=dh_prev)
                 else:
                     torch.mm(da_v[t], weight_hh, out=dh_prev)
@@ -187,7 +195,7 @@ class LSTMRecurrence(torch.autograd.Function):
                 torch.mm(da_v[t], weight_hh, out=dhd)
                 if d_drop is not None:
                     d_drop.addcmul_(dhd, hprev_v[t])
-                if t > 0:
+                if t > 0 and vd_v is not None:
                     torch.addcmul(vd_v[t - 1], dhd, drop, out=dh_prev)
                 else:
                     torch.mul(dhd, drop, out=dh_prev)
