@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -28,6 +30,48 @@ def record_failure(run_dir, exc: BaseException) -> None:
         log.error("could not write failure.json: %s", err)
 
 
+# set by Lightning (DDP relaunch), torchrun and Slurm in every process but the first
+_RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+
+
+def is_first_process() -> bool:
+    """False in the extra processes of a multi-process run (they share the run directory)."""
+    return all(os.environ.get(v, "0") in ("", "0") for v in _RANK_VARIABLES)
+
+
+# the folders of a run directory that grud writes into (never searched deeper: hydra.run.dir may be ".")
+_RUN_FOLDERS = (".", "checkpoints", "plots")
+
+
+def remove_stale_temporaries(run_dir) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files a killed run left in ``run_dir`` and its
+    ``checkpoints/`` and ``plots/`` folders.
+
+    Every run-directory file is written to such a temporary name in its folder and then
+    renamed (:mod:`grud.cli.files`, :mod:`grud.cli.checkpoint`), so a process killed
+    mid-write leaves one of these behind, never a truncated file under the final name.
+    Called at the start of a run, before anything is written; returns the deleted paths.
+    """
+    removed = []
+    run_dir = Path(run_dir)
+    for folder in _RUN_FOLDERS:
+        d = run_dir / folder
+        if not d.is_dir():
+            continue
+        for p in sorted(d.glob(".*.tmp")):
+            if not p.is_file():
+                continue
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError as err:
+                log.warning("could not remove the stale temporary file %s: %s", p, err)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted run: %s", len(removed),
+                 ", ".join(str(p.relative_to(run_dir)) for p in removed))
+    return removed
+
+
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig):
     from grud.cli.files import atomic_write_bytes
@@ -36,6 +80,8 @@ def _train(cfg: DictConfig):
 
     run_dir = run_dir_from_hydra()
     config = plain(cfg)
+    if is_first_process():
+        remove_stale_temporaries(run_dir)
     try:
         atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
         metrics = run_training(config, run_dir)
