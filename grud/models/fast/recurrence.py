@@ -4,10 +4,12 @@ The layers compute everything that does not depend on the hidden state for all s
 (decays, input projections) and hand the rest to these functions. Each one checks its arguments,
 then runs the fused path: a :class:`torch.autograd.Function` whose forward loops over time without
 recording a graph (saving the gates) and whose backward is a hand-written loop back through time,
-with the recurrent weight gradient as one matrix multiply at the end.
+with the recurrent weight gradient as one matrix multiply at the end. Without autograd (no input
+requires a gradient, or under ``torch.no_grad()``) the same forward runs without saving anything.
 
-``valid`` and ``update`` are masks and get no gradient. The ``*_reference`` versions (:mod:`grud.models.fast.reference`) are the autograd-recorded loops
-they must agree with.
+``valid`` and ``update`` are masks and get no gradient. The ``*_reference`` versions
+(:mod:`grud.models.fast.reference`) are the autograd-recorded loops they must agree with; the
+tests in ``tests/unit/test_fast_paths.py`` check values, gradients and ``gradcheck``.
 
 Shape:
     B batch, T time steps, H hidden units; see each function.
