@@ -100,6 +100,15 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str, enable_check
                         save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
         EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.get("early_stopping", {}).get("patience", 8))),
     ]
+    ema = cfg.get("ema_decay")
+    if ema:
+        from pytorch_lightning.callbacks import WeightAveraging
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+        if not 0.0 < float(ema) < 1.0:
+            raise ConfigError(f"ema_decay: expected a number in (0, 1) or null, got {ema}")
+        # validation, checkpoints and the final model use the exponential moving average of the weights
+        callbacks.insert(0, WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(float(ema))))
     trainer_args = dict(cfg.get("trainer", {}))
     grad_clip = cfg.get("optim", {}).get("grad_clip")
     if grad_clip:
