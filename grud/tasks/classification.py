@@ -47,9 +47,12 @@ class ClassificationTask(TaskModule):
                 f"({self.stats.classes}); check data.labels / data.label_column"
             )
         self.n_classes = n_classes
-        head = {"hidden": 64, "batch_norm": True, "dropout": 0.3, **(head or {})}
-        self.head = ClassificationHead(self.network.output_size, self.stats.n_static,
-                                       1 if n_classes == 2 else n_classes, **head)
+        head = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last", **(head or {})}
+        self.pool = str(head.pop("pool"))
+        if self.pool not in ("last", "last_mean", "last_max"):
+            raise ConfigError(f"task.head.pool: expected last, last_mean or last_max, got {self.pool!r}")
+        width = self.network.output_size * (1 if self.pool == "last" else 2)
+        self.head = ClassificationHead(width, self.stats.n_static, 1 if n_classes == 2 else n_classes, **head)
         self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
         self._outputs = {"val": [], "test": []}
         self.last_test = None  # (y, prob) of the last test epoch, for plots
@@ -72,9 +75,26 @@ class ClassificationTask(TaskModule):
         return EncodedDataset(ds, stats)
 
     # ------------------------------------------------------------------ steps
+    def pooled(self, outputs: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The head's view of a series: the last state, optionally with the mean or max over real steps.
+
+        Shape:
+            outputs: (B, T, H_out), last: (B, H_out), lengths: (B,) -> (B, H_out) or (B, 2 H_out).
+            A series of length 0 pools to zeros.
+        """
+        if self.pool == "last":
+            return last
+        valid = (torch.arange(outputs.shape[1], device=outputs.device)[None, :] < lengths[:, None])[..., None]
+        if self.pool == "last_mean":
+            agg = (outputs * valid).sum(1) / lengths.clamp_min(1)[:, None].to(outputs.dtype)
+        else:
+            agg = outputs.masked_fill(~valid, float("-inf")).amax(1)
+            agg = torch.where(lengths[:, None] > 0, agg, torch.zeros_like(agg))
+        return torch.cat([last, agg], dim=-1)
+
     def forward(self, batch: dict):
         outputs, last = self.encode(batch)
-        return self.head(last, batch["static"]), outputs
+        return self.head(self.pooled(outputs, last, batch["lengths"]), batch["static"]), outputs
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.n_classes == 2 else torch.softmax(logits, -1)
