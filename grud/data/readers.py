@@ -28,6 +28,11 @@ Semantics (all readers):
   among the time-varying ``variables``. ``variables`` is sorted by name, ``static_names``
   keeps the order given; series are sorted by id (numerically when every id is an integer).
 * **max_hours** drops every row after that many hours since time 0 (static rows included).
+* **Span**: a series may span at most :data:`MAX_SPAN_HOURS` (10^6 hours, 114 years) from its
+  time 0 (after ``max_hours``); a later row is a :class:`~grud.errors.DataError` naming it (a
+  wrong ``time_unit`` or a corrupt date, never a real stay; float32 times keep minutes there).
+* **Magnitude**: measurements are stored as float32, so one beyond ±3.4e38 is refused like
+  ``inf``; ``TRUE``/``FALSE`` read as 1/0 (see :mod:`grud.data.text_tables`).
 * **value_ranges** (:mod:`grud.data.value_ranges`): measurements outside a variable's possible
   range become unobserved; dropped counts are logged (INFO) per variable and kept in
   ``meta["out_of_range"]``.
@@ -53,9 +58,11 @@ from grud.data import cache as _cache
 from grud.data.dataset import IrregularDataset
 from grud.data.physionet_files import RECORD_ID, StaySource, parse_stays
 from grud.data.text_tables import (
+    FLOAT32_MAX,
     TextTable,
     check_delimiter,
     check_finite,
+    check_float32_range,
     is_empty_cell,
     load_text_table,
     parse_numbers,
@@ -77,6 +84,8 @@ PHYSIONET_STATIC = ("Age", "Gender", "Height", "ICUType")
 PHYSIONET_LABEL = "In-hospital_death"
 _DURATION = re.compile(r"^(\d+):([0-5]?\d)(?::([0-5]?\d(?:\.\d*)?))?$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
+#: The longest a series may last from its time 0, in hours (114 years; see the module docstring).
+MAX_SPAN_HOURS = 1e6
 
 
 # ====================================================================== public readers
@@ -602,10 +611,12 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     frame, value = frame.iloc[keep], value[keep]
     lines = table.line_of(keep)
     check_finite(value, table.path, valc, lines)
+    check_float32_range(value, table.path, valc, lines)
     ids = _require_text(frame[idc], table, lines, idc, "id")
     var = _require_text(frame[vc], table, lines, vc, "variable name")
     hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
     series, id_list = _series_codes(ids.to_numpy(dtype=object))
+    _check_span(series, hours, id_list, opts, table, lines, tc)
     vcodes, vnames = pd.factorize(var)
     vnames = [str(v) for v in vnames]
     static = opts["static_variables"]
@@ -649,9 +660,11 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     lines = table.line_of(keep)
     for j, c in enumerate(names):
         check_finite(V[:, j], table.path, c, lines)
+        check_float32_range(V[:, j], table.path, c, lines)
     ids = _require_text(frame[idc], table, lines, idc, "id")
     hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
     series, id_list = _series_codes(ids.to_numpy(dtype=object))
+    _check_span(series, hours, id_list, opts, table, lines, tc)
     t0 = _earliest(series, hours, len(id_list))
     R, K = V.shape
     return _finish(
@@ -678,6 +691,25 @@ def _build_physionet(source: StaySource, ranges, lab: _LabelSource, max_hours, m
         id_list, series, rows.hours[keep], t0, rows.codes[keep], values, params, list(PHYSIONET_STATIC),
         max_hours, ranges, lab, meta, str(source.path), exclude=(RECORD_ID,),
     )
+
+
+def _check_span(series: np.ndarray, hours: np.ndarray, ids: list, opts: dict, table: TextTable, lines: np.ndarray,
+                column: str) -> None:
+    """Raise on the first row more than :data:`MAX_SPAN_HOURS` after its series' time 0."""
+    max_hours = opts.get("max_hours")
+    if max_hours is not None and max_hours <= MAX_SPAN_HOURS:
+        return  # such rows are dropped by the window anyway
+    rel = hours - _earliest(series, hours, len(ids))[series]
+    late = np.flatnonzero(rel > MAX_SPAN_HOURS)
+    if len(late):
+        i = int(late[0])
+        first = int(lines[np.flatnonzero(series == series[i])[np.argmin(hours[series == series[i]])]])
+        raise DataError(
+            f"this row of series {ids[series[i]]!r} is {rel[i]:.4g} hours after its first row (line {first}); "
+            f"a series may span at most {MAX_SPAN_HOURS:.0e} hours (114 years): check time_unit "
+            f"(now {opts.get('time_unit')!r}) or set max_hours",
+            path=table.path, line=int(lines[i]), column=column,
+        )
 
 
 def _earliest(series: np.ndarray, hours: np.ndarray, n: int) -> np.ndarray:
@@ -741,6 +773,15 @@ def assemble(
     dropped = drop_out_of_range(codes, values, names, ranges, source)
     obs = ~np.isnan(values)
     series, rel, codes, values = series[obs], rel[obs], codes[obs], values[obs]
+    # the builders of text files check these with file lines; this covers the other callers
+    if len(values) and not np.all(np.abs(values) <= FLOAT32_MAX):
+        i = int(np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))[0])
+        raise DataError(f"value {values[i]:g} of variable {names[codes[i]]!r} is not a finite number within "
+                        f"±{FLOAT32_MAX:.1e} (measurements are stored as float32)", path=source or None)
+    if len(rel) and rel.max() > MAX_SPAN_HOURS:
+        i = int(np.argmax(rel))
+        raise DataError(f"a {names[codes[i]]!r} row is {rel[i]:.4g} hours after its series' time 0; a series may "
+                        f"span at most {MAX_SPAN_HOURS:.0e} hours (114 years)", path=source or None)
 
     static_set, excluded = set(static_names), set(exclude)
     variables = sorted(v for v in set(names) if v not in static_set and v not in excluded)

@@ -9,10 +9,14 @@ tables) through :func:`load_text_table`, so all of them share these rules:
   line says so). A file holding NUL bytes or mostly control characters is refused as binary.
 * **Delimiter.** Given, or sniffed from the header among ``,`` ``;`` tab and ``|``.
 * **Lines.** The header is line 1. Blank lines are skipped. A line with more or fewer fields
-  than the header is an error naming the line.
+  than the header is an error naming the line. Lines may end in LF, CRLF or (old Mac
+  exports) a lone CR.
 * **Numbers.** An empty cell and the words ``nan``, ``NA``, ``N/A``, ``null``, ``none`` (any
   case) mean "not observed". ``inf``/``-inf``/``infinity`` are refused: an infinite
-  measurement is always a mistake, and writing it as empty states the intent.
+  measurement is always a mistake, and writing it as empty states the intent. So is a
+  measurement beyond the float32 range (about ±3.4e38, :data:`FLOAT32_MAX`; measurements are
+  stored as float32). ``TRUE``/``FALSE`` (any case, as spreadsheets write booleans) read as
+  1 and 0.
 """
 from __future__ import annotations
 
@@ -38,6 +42,9 @@ EMPTY_SPELLINGS = sorted(
 )
 DELIMITER_CANDIDATES = (",", ";", "\t", "|")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+#: The largest magnitude a measurement may have (values are stored as float32).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_BOOLEANS = {"true": 1.0, "false": 0.0}
 _INK = re.compile(rb"\S")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
@@ -192,6 +199,8 @@ def load_text_table(raw: bytes, path, delimiter: str | None = None) -> TextTable
     if not _INK.search(raw):
         raise DataError("empty file: expected a header line and rows", path=path)
     data = decode_text(raw, path)
+    if b"\n" not in data and b"\r" in data:  # lone-CR line ends (classic Mac OS exports)
+        data = data.replace(b"\r", b"\n")
     text_head = data[:65536].decode("utf-8", errors="replace")
     lines = text_head.splitlines()
     header_line = lines[0] if lines else ""
@@ -268,7 +277,11 @@ def parse_numbers(strings: pd.Series, table_path: str, column: str, lines: np.nd
     """
     stripped = strings.astype(str).str.strip()
     empty = is_empty_cell(strings)
-    nums = pd.to_numeric(stripped.where(~empty, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    nums = np.array(pd.to_numeric(stripped.where(~empty, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    unparsed = np.isnan(nums) & ~empty
+    if unparsed.any():  # TRUE / FALSE, as pandas' typed parser reads them
+        words = stripped[unparsed].str.lower().map(_BOOLEANS)
+        nums[np.flatnonzero(unparsed)] = words.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(np.isnan(nums) & ~empty)
     if len(bad):
         i = int(bad[0])
@@ -286,6 +299,21 @@ def check_finite(nums: np.ndarray, table_path: str, column: str, lines: np.ndarr
         i = int(inf[0])
         raise DataError(
             f"infinite value {nums[i]!r}: expected a finite number (leave the cell empty for a missing value)",
+            path=table_path,
+            line=int(lines[i]),
+            column=column,
+        )
+
+
+def check_float32_range(nums: np.ndarray, table_path: str, column: str, lines: np.ndarray) -> None:
+    """Raise on the first entry of ``nums`` beyond ±:data:`FLOAT32_MAX` (it would be stored as inf)."""
+    with np.errstate(invalid="ignore"):
+        big = np.flatnonzero(np.abs(nums) > FLOAT32_MAX)
+    if len(big):
+        i = int(big[0])
+        raise DataError(
+            f"value {float(nums[i]):g} is too large: expected a number within ±{FLOAT32_MAX:.1e} "
+            "(measurements are stored as float32)",
             path=table_path,
             line=int(lines[i]),
             column=column,
