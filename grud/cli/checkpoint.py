@@ -18,16 +18,37 @@ from grud.errors import CheckpointError
 
 
 def safe_load(path, map_location="cpu") -> dict:
+    """The checkpoint dictionary at ``path``, read with ``torch.load(weights_only=True)``.
+
+    Raises :class:`CheckpointError` naming the file for: a missing file or a folder, an empty,
+    damaged or truncated file, a file of another format, a checkpoint holding anything but
+    tensors and plain containers (refused before anything in it runs), and a file that is not
+    a checkpoint dictionary.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError("checkpoint not found", path=path)
+    if path.is_dir():
+        raise CheckpointError("expected a checkpoint file (best.ckpt, last.ckpt), got a folder", path=path)
+    try:
+        empty = path.stat().st_size == 0
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the checkpoint: {exc.strerror or exc}", path=path) from None
+    if empty:
+        raise CheckpointError("empty file: expected a checkpoint written by grud-train", path=path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the checkpoint: {exc.strerror or exc}", path=path) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as exc:
-        first = " ".join(str(exc).split())[:300]
+        said = " ".join(str(exc).split())[:300]
+        if "Weights only load failed" in said or "weights_only" in said:
+            raise CheckpointError(
+                f"refused to load: not a safe grud checkpoint (only tensors and plain containers are "
+                f"accepted; torch.load(weights_only=True) said: {said})", path=path) from None
         raise CheckpointError(
-            f"refused to load: not a safe grud checkpoint (only tensors and plain containers are "
-            f"accepted; torch.load(weights_only=True) said: {first})", path=path) from None
+            f"not a readable checkpoint: damaged, truncated or another format (torch.load said: "
+            f"{said or type(exc).__name__})", path=path) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"expected a checkpoint dictionary, found {type(ckpt).__name__}", path=path)
     return ckpt

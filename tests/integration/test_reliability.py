@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import time
@@ -170,6 +171,25 @@ def test_resume_without_a_checkpoint_is_one_clear_error(export, tmp_path):
     assert str(tmp_path / "fresh" / "checkpoints" / "last.ckpt") in last and "does not exist" in last
     reason = json.loads((tmp_path / "fresh" / "failure.json").read_text())
     assert reason["status"] == "failed" and "resume=true" in reason["error"]
+
+
+def test_resume_refuses_a_malicious_last_checkpoint_and_runs_nothing(export, tmp_path):
+    d, env = export
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (out / "checkpoints").mkdir(parents=True)
+    last = out / "checkpoints" / "last.ckpt"
+    last.write_bytes(pickle.dumps({"epoch": 1, "state_dict": Payload()}))
+    proc = run(train_cmd(d, out, "resume=true"), cwd=d, env=env, check=False)
+    assert proc.returncode != 0
+    line = error_line(proc)
+    assert line.startswith("error: ") and str(last) in line and "refused to load" in line
+    assert not marker.exists(), "the checkpoint ran code"
+    assert not (out / "metrics.json").exists()
 
 
 # ---------------------------------------------------------------------------------------- divergence

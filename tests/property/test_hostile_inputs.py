@@ -449,6 +449,69 @@ def test_physionet_stay_files_read_or_name_the_bad_line(tmp_path, rows, data):
     assert_error(info.value, path, *fragments, line=line, column=column)
 
 
+# ====================================================================== checkpoints
+@pytest.fixture(scope="module")
+def checkpoint_bytes(tmp_path_factory) -> bytes:
+    """A checkpoint shaped like grud-train's (written by the same atomic save)."""
+    import torch
+
+    from grud.cli.checkpoint import atomic_torch_save
+
+    path = tmp_path_factory.mktemp("ckpt") / "best.ckpt"
+    atomic_torch_save({"epoch": 3, "global_step": 40, "state_dict": {"network.w": torch.randn(8, 4)},
+                       "hyper_parameters": {"model": {"name": "grud", "hidden_size": 8}, "optim": {"lr": 1e-3}}}, path)
+    return path.read_bytes()
+
+
+class _Payload:
+    """Unpickling this runs a shell command (what a malicious checkpoint does)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=st.sampled_from(["truncated", "random bytes", "malicious pickle", "malicious torch.save", "folder",
+                               "empty"]), cut=st.floats(0, 1, exclude_max=True), junk=st.binary(min_size=1, max_size=300))
+def test_damaged_or_malicious_checkpoints_are_refused_by_name(tmp_path, checkpoint_bytes, damage, cut, junk):
+    import pickle
+
+    import torch
+
+    from grud.cli.checkpoint import safe_load
+    from grud.errors import CheckpointError
+
+    d = Path(tempfile.mkdtemp(dir=tmp_path))  # one folder per example
+    path, marker = d / "best.ckpt", d / "pwned"
+    if damage == "truncated":
+        path.write_bytes(checkpoint_bytes[: int(cut * len(checkpoint_bytes))])
+        expected = "empty file" if int(cut * len(checkpoint_bytes)) == 0 else "damaged, truncated or another format"
+    elif damage == "random bytes":
+        path.write_bytes(junk)
+        expected = None  # unreadable or refused, either way named
+    elif damage == "malicious pickle":
+        path.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}))
+        expected = "refused to load"
+    elif damage == "malicious torch.save":
+        torch.save({"state_dict": {}, "hyper_parameters": _Payload(marker)}, path)
+        expected = "refused to load"
+    elif damage == "folder":
+        path.mkdir()
+        expected = "got a folder"
+    else:
+        path.write_bytes(b"")
+        expected = "empty file"
+    with pytest.raises(CheckpointError) as info:
+        safe_load(path)
+    assert str(info.value).startswith(f"{path}: ")
+    if expected:
+        assert expected in str(info.value)
+    assert not marker.exists(), "the checkpoint ran code while loading"
+
+
 # ====================================================================== the CLI
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
