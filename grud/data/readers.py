@@ -67,6 +67,7 @@ from grud.data.text_tables import (
     load_text_table,
     parse_numbers,
     read_source_bytes,
+    release_unused_memory,
 )
 from grud.data.value_ranges import drop_out_of_range, fingerprint, load_value_ranges, log_dropped
 from grud.errors import ConfigError, DataError
@@ -138,8 +139,10 @@ def read_long_csv(
     options = dict(opts, kind="long", value_ranges=fingerprint(ranges))
     key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
     meta = _meta("long", path, opts, value_ranges)
+    held = [raw]  # handed to the builder, which frees the bytes once parsed (big files)
+    del raw
     return _read_cached(
-        "long", key_parts, cache, path, lambda: _build_long(raw, path, opts, ranges, lab, meta), lab.label
+        "long", key_parts, cache, path, lambda: _build_long(held.pop(), path, opts, ranges, lab, meta), lab.label
     )
 
 
@@ -182,8 +185,10 @@ def read_wide_csv(
     options = dict(opts, kind="wide", value_ranges=fingerprint(ranges))
     key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
     meta = _meta("wide", path, opts, value_ranges)
+    held = [raw]  # handed to the builder, which frees the bytes once parsed (big files)
+    del raw
     return _read_cached(
-        "wide", key_parts, cache, path, lambda: _build_wide(raw, path, opts, ranges, lab, meta), lab.label
+        "wide", key_parts, cache, path, lambda: _build_wide(held.pop(), path, opts, ranges, lab, meta), lab.label
     )
 
 
@@ -465,8 +470,11 @@ class _LabelSource:
 
 # ====================================================================== parsing helpers
 def _series_codes(id_strings) -> tuple[np.ndarray, list[str]]:
-    """(codes into the sorted ids, sorted ids); integer-looking ids sort numerically."""
-    codes, uniq = pd.factorize(pd.Series(id_strings, dtype=object))
+    """(codes into the sorted ids, sorted ids); integer-looking ids sort numerically.
+
+    ``id_strings`` may be a pandas string Series (factorised as is: no Python object per row).
+    """
+    codes, uniq = pd.factorize(id_strings if isinstance(id_strings, pd.Series) else pd.Series(id_strings, dtype=object))
     uniq = [str(u) for u in uniq]
     if all(_INTEGER.match(u) for u in uniq):
         order = sorted(range(len(uniq)), key=lambda i: (int(uniq[i]), uniq[i]))
@@ -474,7 +482,7 @@ def _series_codes(id_strings) -> tuple[np.ndarray, list[str]]:
         order = sorted(range(len(uniq)), key=lambda i: uniq[i])
     remap = np.empty(len(uniq), dtype=np.int64)
     remap[order] = np.arange(len(uniq))
-    return remap[np.asarray(codes, dtype=np.int64)], [uniq[i] for i in order]
+    return remap[codes], [uniq[i] for i in order]
 
 
 def _parse_datetimes(strings: np.ndarray) -> np.ndarray:
@@ -583,14 +591,34 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
 
 
 def _drop_blank_rows(frame: pd.DataFrame, text_columns: list[str], other_empty: np.ndarray) -> np.ndarray:
-    """Indices of rows that are not blank (a blank line, or only delimiters)."""
-    blank = other_empty.copy()
+    """Indices of rows that are not blank (a blank line, or only delimiters).
+
+    Only rows whose value cells are all empty (``other_empty``) are looked at, so a big file
+    with values everywhere costs no string work here.
+    """
+    candidates = np.flatnonzero(other_empty)
+    if not len(candidates):
+        return np.arange(len(frame))
+    blank = np.ones(len(candidates), dtype=bool)
     for c in text_columns:
-        blank &= is_empty_cell(frame[c]) if not pd.api.types.is_numeric_dtype(frame[c]) else frame[c].isna().to_numpy()
-    return np.flatnonzero(~blank)
+        col = frame[c].iloc[candidates]
+        blank &= is_empty_cell(col) if not pd.api.types.is_numeric_dtype(col) else col.isna().to_numpy()
+    keep = np.ones(len(frame), dtype=bool)
+    keep[candidates[blank]] = False
+    return np.flatnonzero(keep)
 
 
 def _require_text(frame_col: pd.Series, table: TextTable, lines: np.ndarray, column: str, what: str) -> pd.Series:
+    """The column with blanks stripped; an empty cell is a :class:`DataError` naming its line."""
+    if isinstance(frame_col.dtype, pd.CategoricalDtype):  # strip the distinct texts, not every row
+        cats = pd.Index(np.asarray(frame_col.cat.categories.astype(str), dtype=object)).str.strip()
+        codes = frame_col.cat.codes.to_numpy()
+        bad = np.flatnonzero((codes < 0) | np.asarray(cats == "")[codes])
+        if len(bad):
+            raise DataError(f"empty {what}", path=table.path, line=int(lines[bad[0]]), column=column)
+        merged, uniq = pd.factorize(cats)  # "a" and " a" are the same text once stripped
+        return pd.Series(pd.Categorical.from_codes(merged[codes], categories=pd.Index(uniq, dtype=object)),
+                         index=frame_col.index)
     s = frame_col.astype(str).str.strip()
     bad = np.flatnonzero((s == "").to_numpy() | frame_col.isna().to_numpy())
     if len(bad):
@@ -601,9 +629,11 @@ def _require_text(frame_col: pd.Series, table: TextTable, lines: np.ndarray, col
 # ====================================================================== builders
 def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, meta: dict) -> IrregularDataset:
     table = load_text_table(raw, path, opts["delimiter"])
+    del raw
     idc, tc, vc, valc = opts["id_column"], opts["time_column"], opts["variable_column"], opts["value_column"]
     table.require([idc, tc, vc, valc])
-    frame, nums = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None})
+    frame, nums = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None, idc: "category", vc: "category"})
+    table.data = b""  # parsed: free the file's bytes
     value = nums[valc]
     keep = _drop_blank_rows(frame, [idc, tc, vc], np.isnan(value))
     if not len(keep):
@@ -615,24 +645,28 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     ids = _require_text(frame[idc], table, lines, idc, "id")
     var = _require_text(frame[vc], table, lines, vc, "variable name")
     hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
-    series, id_list = _series_codes(ids.to_numpy(dtype=object))
+    series, id_list = _series_codes(ids)
     _check_span(series, hours, id_list, opts, table, lines, tc)
     vcodes, vnames = pd.factorize(var)
     vnames = [str(v) for v in vnames]
+    source = table.path
+    del frame, ids, var, lines, table  # the text columns are done with: free them before assembling
+    release_unused_memory()
     static = opts["static_variables"]
     absent = [s for s in static if s not in vnames]
     if absent:
         log.warning("%s: static variable(s) %s never appear in column %r (static values all NaN)",
-                    table.path, ", ".join(map(repr, absent)), vc)
+                    source, ", ".join(map(repr, absent)), vc)
     t0 = _earliest(series, hours, len(id_list))
     return _finish(
         id_list, series, hours, t0, np.asarray(vcodes, dtype=np.int64), value, vnames, static, opts["max_hours"],
-        ranges, lab, meta, table.path,
+        ranges, lab, meta, source,
     )
 
 
 def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, meta: dict) -> IrregularDataset:
     table = load_text_table(raw, path, opts["delimiter"])
+    del raw
     idc, tc = opts["id_column"], opts["time_column"]
     table.require([idc, tc])
     static = opts["static_variables"]
@@ -651,7 +685,8 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     table.require(names, what="variable column")
     if not [n for n in names if n not in static] and not static:
         raise DataError("no variable columns besides the id and time columns", path=table.path, line=1)
-    frame, nums = _read_value_columns(table, [idc, tc], names, {tc: None})
+    frame, nums = _read_value_columns(table, [idc, tc], names, {tc: None, idc: "category"})
+    table.data = b""  # parsed: free the file's bytes
     V = np.stack([nums[c] for c in names], axis=1) if names else np.zeros((len(frame), 0))
     keep = _drop_blank_rows(frame, [idc, tc], np.isnan(V).all(axis=1))
     if not len(keep):
@@ -663,8 +698,9 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
         check_float32_range(V[:, j], table.path, c, lines)
     ids = _require_text(frame[idc], table, lines, idc, "id")
     hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
-    series, id_list = _series_codes(ids.to_numpy(dtype=object))
+    series, id_list = _series_codes(ids)
     _check_span(series, hours, id_list, opts, table, lines, tc)
+    del frame, ids, lines
     t0 = _earliest(series, hours, len(id_list))
     R, K = V.shape
     return _finish(
@@ -765,14 +801,21 @@ def assemble(
         ``times`` (N,), ``values`` (N, F) float32, ``offsets`` (n+1,), ``static`` (n, S) float32,
         ``variables`` (F names), ``dropped`` {variable: count out of range}.
     """
+    # Memory: the inputs may hold tens of millions of rows, so intermediates are int32 where the
+    # range allows and are dropped as soon as they are used (peak ~ a few row-length arrays).
     rel = hours - t0[series]
     if max_hours is not None:
         keep = rel <= max_hours
         series, rel, codes, values = series[keep], rel[keep], codes[keep], values[keep]
+        del keep
     values = np.array(values, dtype=np.float64)
     dropped = drop_out_of_range(codes, values, names, ranges, source)
     obs = ~np.isnan(values)
     series, rel, codes, values = series[obs], rel[obs], codes[obs], values[obs]
+    del obs
+    idx = np.int32 if n < 2**31 - 1 else np.int64
+    series = series.astype(idx, copy=False)
+    codes = codes.astype(np.int32, copy=False)
     # the builders of text files check these with file lines; this covers the other callers
     if len(values) and not np.all(np.abs(values) <= FLOAT32_MAX):
         i = int(np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))[0])
@@ -785,48 +828,19 @@ def assemble(
 
     static_set, excluded = set(static_names), set(exclude)
     variables = sorted(v for v in set(names) if v not in static_set and v not in excluded)
-    col = np.full(len(names), -1, dtype=np.int64)
-    scol = np.full(len(names), -1, dtype=np.int64)
+    col = np.full(len(names), -1, dtype=np.int32)
+    scol = np.full(len(names), -1, dtype=np.int32)
     vpos = {v: j for j, v in enumerate(variables)}
     spos = {v: j for j, v in enumerate(static_names)}
     for i, v in enumerate(names):
         col[i] = vpos.get(v, -1)
         scol[i] = spos.get(v, -1)
 
-    # ---- time-varying: one step per distinct (series, time); mean per (step, variable)
-    tv = col[codes] >= 0 if len(codes) else np.zeros(0, dtype=bool)
-    s, t, c, v = series[tv], rel[tv], col[codes[tv]], values[tv]
-    F = len(variables)
-    if len(s):
-        ds = np.diff(s)
-        if not np.all((ds > 0) | ((ds == 0) & (t[1:] >= t[:-1]))):  # inputs are often sorted already
-            order = np.lexsort((t, s))
-            s, t, c, v = s[order], t[order], c[order], v[order]
-        new_step = np.ones(len(s), dtype=bool)
-        new_step[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
-        step = np.cumsum(new_step) - 1
-        n_steps = int(step[-1]) + 1
-        cell = step * F + c
-        counts = np.bincount(cell, minlength=n_steps * F)
-        sums = np.bincount(cell, weights=v, minlength=n_steps * F)
-        out_values = np.full(n_steps * F, np.nan, dtype=np.float32)  # NaN: unobserved
-        filled = np.flatnonzero(counts)
-        out_values[filled] = sums[filled] / counts[filled]
-        out_values = out_values.reshape(n_steps, F)
-        del counts, sums, cell, filled
-        out_times = t[new_step]
-        steps_per_series = np.bincount(s[new_step], minlength=n)
-    else:
-        out_values = np.zeros((0, F), dtype=np.float32)
-        out_times = np.zeros(0)
-        steps_per_series = np.zeros(n, dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(steps_per_series)]).astype(np.int64)
-
-    # ---- static: earliest observed value (mean of those at that earliest time)
+    # ---- static: earliest observed value (mean of those at that earliest time); few rows
     S = len(static_names)
     static = np.full((n, S), np.nan, dtype=np.float32)
-    st = scol[codes] >= 0 if len(codes) else np.zeros(0, dtype=bool)
-    if st.any():
+    st = np.flatnonzero(scol[codes] >= 0) if len(codes) else np.zeros(0, dtype=np.int64)
+    if len(st):
         s, t, c, v = series[st], rel[st], scol[codes[st]], values[st]
         order = np.lexsort((t, c, s))
         s, t, c, v = s[order], t[order], c[order], v[order]
@@ -840,4 +854,46 @@ def assemble(
         cnt = np.bincount(gid)
         head = np.r_[True, gid[1:] != gid[:-1]]
         static[s[head], c[head]] = (sums[gid[head]] / cnt[gid[head]]).astype(np.float32)
+    del st
+
+    # ---- time-varying: one step per distinct (series, time); mean per (step, variable)
+    tv = np.flatnonzero(col[codes] >= 0) if len(codes) else np.zeros(0, dtype=np.int64)
+    s, t, c, v = series[tv], rel[tv], col[codes[tv]], values[tv]
+    del tv, series, rel, codes, values
+    F = len(variables)
+    if len(s):
+        ds = np.diff(s)
+        if not np.all((ds > 0) | ((ds == 0) & (t[1:] >= t[:-1]))):  # inputs are often sorted already
+            del ds
+            order = np.lexsort((t, s))
+            s = s[order]
+            t = t[order]
+            c = c[order]
+            v = v[order]
+            del order
+        else:
+            del ds
+        new_step = np.ones(len(s), dtype=bool)
+        new_step[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
+        cell = np.cumsum(new_step, dtype=np.int64)  # step index + 1
+        n_steps = int(cell[-1])
+        cell -= 1
+        cell *= F
+        cell += c
+        del c
+        counts = np.bincount(cell, minlength=n_steps * F)
+        sums = np.bincount(cell, weights=v, minlength=n_steps * F)
+        del cell, v
+        out_values = np.full(n_steps * F, np.nan, dtype=np.float32)  # NaN: unobserved
+        filled = np.flatnonzero(counts)
+        out_values[filled] = sums[filled] / counts[filled]
+        out_values = out_values.reshape(n_steps, F)
+        del counts, sums, filled
+        out_times = t[new_step]
+        steps_per_series = np.bincount(s[new_step], minlength=n)
+    else:
+        out_values = np.zeros((0, F), dtype=np.float32)
+        out_times = np.zeros(0)
+        steps_per_series = np.zeros(n, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(steps_per_series)]).astype(np.int64)
     return out_times, out_values, offsets, static, variables, dropped

@@ -87,14 +87,17 @@ class TextTable:
         """The named columns as a DataFrame (string columns unless ``dtypes`` says otherwise).
 
         Row ``i`` of the result is file line ``line_of(i)``; blank lines come back as rows
-        of missing values (callers drop them), so the numbering stays exact.
+        of missing values (callers drop them), so the numbering stays exact. ``"category"``
+        reads a text column as written, like a string column, but stores each distinct text
+        once (ids and variable names of a big file).
         """
         dtypes = dict(dtypes or {})
         pos = {c: self.columns.index(c) for c in columns}
-        # string columns keep every cell as written ("" when empty); typed columns (a dtype, or
-        # None = let pandas infer) treat only our empty words as missing
-        dtype = {pos[c]: dtypes.get(c, str) for c in columns if dtypes.get(c, str) is not None}
-        na_values = {pos[c]: EMPTY_SPELLINGS for c in columns if c in dtypes}
+        # string (and category) columns keep every cell as written ("" when empty); typed columns
+        # (a dtype, or None = let pandas infer) treat only our empty words as missing
+        dtype = {pos[c]: (str if dtypes.get(c, str) == "category" else dtypes.get(c, str))
+                 for c in columns if dtypes.get(c, str) is not None}
+        na_values = {pos[c]: EMPTY_SPELLINGS for c in columns if c in dtypes and dtypes[c] != "category"}
         try:
             frame = self._read_csv(pos, dtype, na_values)
         except pd.errors.ParserError as exc:  # checked above, so rare: report it without a traceback
@@ -102,6 +105,12 @@ class TextTable:
             line = int(m.group(1)) if m else None
             raise DataError(f"cannot parse the file: {str(exc).splitlines()[-1]}", path=self.path, line=line) from None
         frame.columns = [self.columns[i] for i in frame.columns]
+        categorical = [c for c in columns if dtypes.get(c) == "category"]
+        if categorical:
+            # parsed as text (pandas' own category parsing would turn "007" into 7), then stored once per value
+            for c in categorical:
+                frame[c] = frame[c].astype("category")
+            release_unused_memory()
         return frame[columns]
 
     def _read_csv(self, pos: dict, dtype: dict, na_values: dict) -> pd.DataFrame:
@@ -231,23 +240,28 @@ def _check_field_counts(table: TextTable) -> np.ndarray | None:
     data, d = table.data, table.delimiter
     if b'"' not in data:
         arr = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(arr == 10)
-        if len(arr) and arr[-1] != 10:
-            ends = np.append(ends, len(arr))
-        starts = np.concatenate([[0], ends[:-1] + 1])
-        seps = np.flatnonzero(arr == ord(d))
-        nsep = np.searchsorted(seps, ends) - np.searchsorted(seps, starts)
-        for i in np.flatnonzero(nsep + 1 != k):  # line 1 is the header; blank lines are fine
-            line = data[starts[i] : ends[i]]
-            if i == 0 or not line.strip(b" \r\t" if d != "\t" else b" \r"):
-                continue
-            if d == "\t" and not line.strip(b" \r\t"):
-                continue
-            raise DataError(
-                f"expected {k} fields as in the header, found {int(nsep[i]) + 1}",
-                path=table.path,
-                line=int(i) + 1,
-            )
+        first_line = 1
+        # blocks of whole lines bound the memory of the index arrays on big files
+        for a, b in _line_blocks(data, _BLOCK_BYTES):
+            block = arr[a:b]
+            ends = np.flatnonzero(block == 10)
+            if len(block) and block[-1] != 10:
+                ends = np.append(ends, len(block))
+            starts = np.concatenate([[0], ends[:-1] + 1])
+            seps = np.flatnonzero(block == ord(d))
+            nsep = np.searchsorted(seps, ends) - np.searchsorted(seps, starts)
+            for i in np.flatnonzero(nsep + 1 != k):  # line 1 is the header; blank lines are fine
+                line = data[a + starts[i] : a + ends[i]]
+                if first_line + i == 1 or not line.strip(b" \r\t" if d != "\t" else b" \r"):
+                    continue
+                if d == "\t" and not line.strip(b" \r\t"):
+                    continue
+                raise DataError(
+                    f"expected {k} fields as in the header, found {int(nsep[i]) + 1}",
+                    path=table.path,
+                    line=first_line + int(i),
+                )
+            first_line += len(ends)
         return None
     # quoted fields (possibly spanning lines): let the csv module count
     reader = csv.reader(io.StringIO(table.data.decode("utf-8")), delimiter=d)
@@ -262,6 +276,32 @@ def _check_field_counts(table: TextTable) -> np.ndarray | None:
         if rec and any(f.strip() for f in rec) and len(rec) != k:
             raise DataError(f"expected {k} fields as in the header, found {len(rec)}", path=table.path, line=start)
     return np.asarray(lines, dtype=np.int64)
+
+
+_BLOCK_BYTES = 32 << 20
+
+
+def release_unused_memory() -> None:
+    """Hand memory that pandas' Arrow-backed strings freed back to the system.
+
+    Arrow's allocator keeps freed blocks for reuse by Arrow only; on a big file the text
+    columns' blocks would otherwise stay in the process while numpy needs new memory.
+    """
+    try:
+        import pyarrow
+    except ImportError:  # pandas without pyarrow: nothing is held
+        return
+    pyarrow.default_memory_pool().release_unused()
+
+
+def _line_blocks(data: bytes, size: int):
+    """(start, end) byte ranges of about ``size`` bytes that end after a newline (or at the end)."""
+    a, n = 0, len(data)
+    while a < n:
+        b = data.find(b"\n", min(a + size, n) - 1)
+        b = n if b < 0 else b + 1
+        yield a, b
+        a = b
 
 
 def is_empty_cell(strings: pd.Series) -> np.ndarray:
