@@ -211,6 +211,21 @@ def test_diverging_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(e
     assert temporaries(out) == []
 
 
+def test_divergence_first_seen_in_validation_is_the_same_clear_error(export, tmp_path):
+    """One batch per epoch: the first update (lr 1e30) makes the model's outputs NaN, and the
+    epoch's validation sees them before any further training loss does."""
+    d, env = export
+    out = tmp_path / "run"
+    proc = run(train_cmd(d, out, "optim.lr=1e30", "data.batch_size=512", "trainer.max_epochs=2"), cwd=d, env=env,
+               check=False)
+    assert proc.returncode != 0
+    last = error_line(proc)
+    assert last.startswith("error: ") and "optim.lr" in last, last
+    assert ("nan" in last.lower()) or ("finite" in last.lower()), last
+    assert "ValueError" not in last, last
+    assert "failed" == json.loads((out / "failure.json").read_text())["status"]
+
+
 def test_sweep_records_nan_and_out_of_memory_jobs_and_finishes_the_others(export, tmp_path):
     d, env = export
     sweep = tmp_path / "sweep"

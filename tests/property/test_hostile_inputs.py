@@ -526,12 +526,12 @@ def checkpoint(tmp_path_factory):
     return d / "run" / "checkpoints" / "best.ckpt", env
 
 
-# 6 fixed examples in CI (one grud-predict process each); GRUD_CLI_EXAMPLES=N explores N random ones
+# 5 fixed examples in CI (one grud-predict process each); GRUD_CLI_EXAMPLES=N explores N random ones
 CLI_EXAMPLES = os.environ.get("GRUD_CLI_EXAMPLES")
 
 
 @pytest.mark.slow
-@settings(max_examples=int(CLI_EXAMPLES or 6), derandomize=CLI_EXAMPLES is None, deadline=None,
+@settings(max_examples=int(CLI_EXAMPLES or 5), derandomize=CLI_EXAMPLES is None, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=rows_strategy, variant=st.sampled_from(sorted(VARIANTS)), data=st.data())
 def test_predict_cli_on_hostile_files_predicts_or_prints_the_readers_error(checkpoint, rows, variant, data):
