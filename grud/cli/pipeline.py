@@ -87,7 +87,8 @@ def class_counts(ds: IrregularDataset, classes: list) -> list:
     return [int(np.sum(ds.labels == c)) for c in classes]
 
 
-def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str, enable_checkpointing: bool = True):
+def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str, enable_checkpointing: bool = True,
+                 resumed_epoch: int | None = None):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
@@ -113,7 +114,9 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str, enable_check
     grad_clip = cfg.get("optim", {}).get("grad_clip")
     if grad_clip:
         trainer_args.setdefault("gradient_clip_val", float(grad_clip))
-    logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+    from grud.cli.run_logger import RunCSVLogger
+
+    logger = RunCSVLogger(run_dir, keep_until_epoch=resumed_epoch)
     return pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
                       plugins=[SafeCheckpointIO()], use_distributed_sampler=False, **trainer_args)
 
@@ -199,18 +202,16 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
         dm = GrudDataModule(train, val, test, stats, module.encode_dataset, batch_size=int(data.get("batch_size", 64)),
                             bucket=bool(data.get("bucket", True)), num_workers=int(data.get("num_workers", 0)),
                             seed=seed)
-        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode)
         resumed = None
         if resume_from is not None:
             from grud.cli.checkpoint import safe_load
 
             resumed = int(safe_load(resume_from)["epoch"])
             log.info("resuming from %s (epoch %d)", resume_from, resumed)
+        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed)
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None,
                     weights_only=True)
         epochs = int(trainer.current_epoch)
-        if trainer.global_rank != 0:
-            return {}
         best = ckpt_dir / "best.ckpt"
         ckpt = str(best) if best.exists() else None
         for stage, fn in (("val", trainer.validate), ("test", trainer.test)):
@@ -219,6 +220,8 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
                 continue
             res = fn(module, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
             metrics.update({k: float(v) for k, v in (res[0] if res else {}).items() if k.startswith(stage + "/")})
+        if trainer.global_rank != 0:  # validate/test above are collective under DDP: every rank runs them
+            return {}
         if cfg.get("plots", True):
             from grud.cli.run_plots import write_plots
 

@@ -190,10 +190,9 @@ def _parse_fast(names: list[str], bodies: list[bytes]) -> StayRows | None:
             na_values={"V": EMPTY_SPELLINGS},
             skip_blank_lines=False,
             encoding="utf-8",
-            encoding_errors="replace",
             engine="c",
         )
-    except (ValueError, pd.errors.ParserError):
+    except (ValueError, pd.errors.ParserError):  # UnicodeDecodeError included: the slow reader reads Latin-1
         return None  # a bad number or time: the slow reader names the line
     if len(df) != n:
         return None

@@ -109,7 +109,9 @@ class ClassificationTask(TaskModule):
     def training_step(self, batch, batch_idx):
         logits, outputs = self(batch)
         keep = batch["target"] >= 0
-        loss = self.loss(logits[keep], batch["target"][keep]) + self.auxiliary_loss(batch, outputs)
+        # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
+        label_loss = self.loss(logits[keep], batch["target"][keep]) if keep.any() else logits.sum() * 0.0
+        loss = label_loss + self.auxiliary_loss(batch, outputs)
         self.check_finite(loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(keep))
         return loss
@@ -117,8 +119,9 @@ class ClassificationTask(TaskModule):
     def _eval_step(self, batch, stage):
         logits, _ = self(batch)
         keep = batch["target"] >= 0
-        loss = self.loss(logits[keep], batch["target"][keep])
-        self.log(f"{stage}/loss", loss, batch_size=int(keep.sum()), sync_dist=True)
+        if keep.any():
+            loss = self.loss(logits[keep], batch["target"][keep])
+            self.log(f"{stage}/loss", loss, batch_size=int(keep.sum()), sync_dist=True)
         self._outputs[stage].append((self.probabilities(logits[keep]).detach().cpu(), batch["target"][keep].cpu()))
 
     def validation_step(self, batch, batch_idx):
@@ -134,6 +137,12 @@ class ClassificationTask(TaskModule):
             return
         prob = torch.cat([p for p, _ in outs])
         y = torch.cat([t for _, t in outs])
+        if not torch.isfinite(prob).all():
+            from grud.tasks.base import NonFiniteLossError
+
+            raise NonFiniteLossError(
+                f"the model's {stage} outputs became NaN/inf at epoch {self.current_epoch}; lower optim.lr or set "
+                "optim.grad_clip (the best checkpoint so far is kept)")
         # validation and test loaders are not sharded under DDP: every rank scores all series
         values = self.score(y.numpy(), prob.numpy())
         if stage == "test":

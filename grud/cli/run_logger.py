@@ -1,0 +1,59 @@
+"""The per-epoch history of a run (metrics.csv): written atomically, kept across a resume."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from lightning_fabric.loggers.logger import rank_zero_experiment
+
+from grud.cli.files import atomic_write_bytes
+
+
+class _HistoryWriter(ExperimentWriter):
+    """Lightning's CSV writer, but every save rewrites metrics.csv through a temporary file,
+    and a resumed run starts from the rows of epochs <= ``keep_until_epoch``."""
+
+    def __init__(self, log_dir: str, keep_until_epoch: int | None = None):
+        path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        kept = []
+        if keep_until_epoch is not None and os.path.isfile(path):
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        if int(float(row.get("epoch") or "nan")) <= keep_until_epoch:
+                            kept.append({k: v for k, v in row.items() if v not in ("", None)})
+                    except ValueError:
+                        continue  # a row of a killed write
+        super().__init__(log_dir=log_dir)  # removes the old file
+        self.rows = kept
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        self.rows.extend(self.metrics)
+        self.metrics = []
+        keys = sorted(set().union(*self.rows))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_bytes(self.metrics_file_path, buf.getvalue().encode())
+
+
+class RunCSVLogger(CSVLogger):
+    """``metrics.csv`` in the run directory itself (see :class:`_HistoryWriter`)."""
+
+    def __init__(self, run_dir, keep_until_epoch: int | None = None):
+        super().__init__(save_dir=str(run_dir), name="", version="")
+        self._keep_until_epoch = keep_until_epoch
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _HistoryWriter(self.log_dir, self._keep_until_epoch)
+        return self._experiment
