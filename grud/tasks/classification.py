@@ -47,7 +47,7 @@ class ClassificationTask(TaskModule):
                 f"({self.stats.classes}); check data.labels / data.label_column"
             )
         self.n_classes = n_classes
-        head = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last", **(head or {})}
+        head = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last_mean", **(head or {})}
         self.pool = str(head.pop("pool"))
         if self.pool not in ("last", "last_mean", "last_max"):
             raise ConfigError(f"task.head.pool: expected last, last_mean or last_max, got {self.pool!r}")
