@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-from grud.cli.config import CONFIG_PATH, plain, precheck
-from grud.cli.errors import report
+from grud.cli.entry import hydra_entry
 from grud.cli.predict import data_options, task_overrides
 
 log = logging.getLogger("grud")
@@ -41,22 +36,7 @@ def run_evaluate(cfg: dict) -> dict:
     return metrics
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="evaluate", version_base="1.3")
-def _evaluate(cfg: DictConfig):
-    try:
-        run_evaluate(plain(cfg))
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        raise SystemExit(report(exc))
-
-
-def main() -> None:
-    try:
-        precheck("evaluate", sys.argv[1:])
-    except Exception as exc:
-        raise SystemExit(report(exc, code=2)) from None
-    _evaluate()
+main = hydra_entry("evaluate", run_evaluate)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,10 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-from grud.cli.config import CONFIG_PATH, explicit_overrides, plain, precheck
-from grud.cli.errors import report
+from grud.cli.config import explicit_overrides
+from grud.cli.entry import hydra_entry
 
 log = logging.getLogger("grud")
 
@@ -43,22 +39,7 @@ def run_predict(cfg: dict) -> Path:
     return out
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
-def _predict(cfg: DictConfig):
-    try:
-        run_predict(plain(cfg))
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        raise SystemExit(report(exc))
-
-
-def main() -> None:
-    try:
-        precheck("predict", sys.argv[1:])
-    except Exception as exc:
-        raise SystemExit(report(exc, code=2)) from None
-    _predict()
+main = hydra_entry("predict", run_predict)
 
 
 if __name__ == "__main__":

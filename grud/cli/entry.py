@@ -1,0 +1,35 @@
+"""One Hydra entry point shape for grud-predict and grud-evaluate: pre-check, run, one error line."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import hydra
+
+from grud.cli.config import CONFIG_PATH, plain, precheck
+from grud.cli.errors import report
+
+
+def hydra_entry(config_name: str, work: Callable[[dict], object]) -> Callable[[], None]:
+    """A console-script ``main`` that composes ``config_name`` and calls ``work(plain config)``.
+
+    A bad override, or any failure of ``work``, ends with one ``error: ...`` line and a non-zero exit.
+    """
+
+    @hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")
+    def _run(cfg) -> None:
+        try:
+            work(plain(cfg))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise SystemExit(report(exc))
+
+    def main() -> None:
+        try:
+            precheck(config_name, sys.argv[1:])
+        except Exception as exc:
+            raise SystemExit(report(exc, code=2)) from None
+        _run()
+
+    return main
