@@ -1,7 +1,6 @@
 """Shared fixtures: an isolated cache, a small synthetic long CSV with labels, tiny trainer overrides."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

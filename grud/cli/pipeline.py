@@ -87,11 +87,10 @@ def class_counts(ds: IrregularDataset, classes: list) -> list:
     return [int(np.sum(ds.labels == c)) for c in classes]
 
 
-def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str, enable_checkpointing: bool = True,
+def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
                  resumed_epoch: int | None = None):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
 
     from grud.cli.checkpoint import SafeCheckpointIO
 
@@ -154,7 +153,6 @@ def check_model_serves_task(model: dict, task_name: str) -> None:
 def run_training(cfg: dict, run_dir: Path) -> dict:
     """Train per ``cfg`` (plain dict) into ``run_dir``; returns the metrics written to metrics.json."""
     import pytorch_lightning as pl
-    import torch
 
     start = time.time()
     run_dir = Path(run_dir)

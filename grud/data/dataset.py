@@ -14,12 +14,11 @@ All series are kept concatenated in a few flat arrays (fast to slice, cache and 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from grud.errors import DataError
 
 log = logging.getLogger(__name__)
 

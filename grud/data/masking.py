@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 import torch
 
-from grud.errors import ConfigError, DataError
+from grud.errors import ConfigError
 
 __all__ = [
     "observed_mask",
@@ -237,7 +237,7 @@ def time_deltas(times, mask, *, lengths=None):
     fn = "time_deltas"
     mask = _check_series(mask, fn, "mask")
     times = _like(times, mask, "times", fn)
-    lead, T, F = tuple(mask.shape[:-2]), mask.shape[-2], mask.shape[-1]
+    lead, T = tuple(mask.shape[:-2]), mask.shape[-2]
     if tuple(times.shape) not in ((T,), lead + (T,)):
         raise ConfigError(
             f"{fn}: times: expected shape {lead + (T,)} (or ({T},) shared) for mask of shape "

@@ -15,7 +15,6 @@ the same test queries.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
