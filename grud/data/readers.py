@@ -132,18 +132,7 @@ def read_long_csv(
                    value_column=value_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
                           delimiter, cache)
-    path = Path(path)
-    raw = read_source_bytes(path, "data file")
-    ranges = load_value_ranges(value_ranges)
-    lab = _LabelSource(labels, opts["label_id_column"], label_column, "labels")
-    options = dict(opts, kind="long", value_ranges=fingerprint(ranges))
-    key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
-    meta = _meta("long", path, opts, value_ranges)
-    held = [raw]  # handed to the builder, which frees the bytes once parsed (big files)
-    del raw
-    return _read_cached(
-        "long", key_parts, cache, path, lambda: _build_long(held.pop(), path, opts, ranges, lab, meta), lab.label
-    )
+    return _read_table("long", _build_long, path, opts, value_ranges, labels, label_column, cache)
 
 
 def read_wide_csv(
@@ -178,18 +167,22 @@ def read_wide_csv(
             if v in (id_column, time_column):
                 raise ConfigError(f"variables: {v!r} is the id or time column, not a variable")
     opts["variables"] = variables
+    return _read_table("wide", _build_wide, path, opts, value_ranges, labels, label_column, cache)
+
+
+def _read_table(kind: str, build, path, opts: dict, value_ranges, labels, label_column: str, cache: bool):
+    """Shared tail of the CSV readers: read the bytes, key the cache on them and every option, build."""
     path = Path(path)
     raw = read_source_bytes(path, "data file")
     ranges = load_value_ranges(value_ranges)
     lab = _LabelSource(labels, opts["label_id_column"], label_column, "labels")
-    options = dict(opts, kind="wide", value_ranges=fingerprint(ranges))
+    options = dict(opts, kind=kind, value_ranges=fingerprint(ranges))
     key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
-    meta = _meta("wide", path, opts, value_ranges)
+    meta = _meta(kind, path, opts, value_ranges)
     held = [raw]  # handed to the builder, which frees the bytes once parsed (big files)
     del raw
-    return _read_cached(
-        "wide", key_parts, cache, path, lambda: _build_wide(held.pop(), path, opts, ranges, lab, meta), lab.label
-    )
+    return _read_cached(kind, key_parts, cache, path, lambda: build(held.pop(), path, opts, ranges, lab, meta),
+                        lab.label)
 
 
 def read_physionet2012(
