@@ -28,7 +28,39 @@ def _check_step(name: str, x: Tensor, width: int, batch: int | None, symbol: str
         raise ValueError(f"{name}: expected shape (B, {symbol}) = ({b}, {width}), got {tuple(x.shape)}")
 
 
-class GRUCell(nn.Module):
+class _GatedCell(nn.Module):
+    """Parameters shared by the gated cells: ``weight_ih`` (G, I), ``weight_hh`` (G, H) and PyTorch's
+    two bias vectors ``bias_ih``, ``bias_hh`` (G,), with G = ``n_gates`` * H."""
+
+    n_gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        G, H = self.n_gates * self.hidden_size, self.hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(G, self.input_size))
+        self.weight_hh = nn.Parameter(torch.empty(G, H))
+        self.bias_ih = nn.Parameter(torch.empty(G))
+        self.bias_hh = nn.Parameter(torch.empty(G))
+        self._init_extra()
+        self.reset_parameters()
+
+    def _init_extra(self) -> None:
+        """Subclasses add their own parameters here (before :meth:`reset_parameters`)."""
+
+    def reset_parameters(self) -> None:
+        """Every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRUCell`` / ``LSTMCell``."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
+            nn.init.uniform_(p, -k, k)
+
+    def input_projection(self, x: Tensor) -> Tensor:
+        """``W_ih x + b_ih`` for any leading shape: (..., I) -> (..., G)."""
+        return nnf.linear(x, self.weight_ih, self.bias_ih)
+
+
+class GRUCell(_GatedCell):
     """Gated recurrent unit, one step, in PyTorch's formulation (Cho et al. 2014).
 
     ::
@@ -50,27 +82,6 @@ class GRUCell(nn.Module):
     """
 
     n_gates = 3
-
-    def __init__(self, input_size: int, hidden_size: int):
-        super().__init__()
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
-        G, H = self.n_gates * self.hidden_size, self.hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(G, self.input_size))
-        self.weight_hh = nn.Parameter(torch.empty(G, H))
-        self.bias_ih = nn.Parameter(torch.empty(G))
-        self.bias_hh = nn.Parameter(torch.empty(G))
-        self._init_extra()
-        self.reset_parameters()
-
-    def _init_extra(self) -> None:
-        """Subclasses add their own parameters here (before :meth:`reset_parameters`)."""
-
-    def reset_parameters(self) -> None:
-        """Every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)), as ``torch.nn.GRUCell``."""
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
-            nn.init.uniform_(p, -k, k)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
@@ -221,7 +232,7 @@ class GRUDCell(GRUCell):
         return self.recurrent_step(self.input_projection(x, mask), h_hat, hidden_dropout)
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(_GatedCell):
     """Long short-term memory, one step, in PyTorch's formulation (gate order ``[i | f | g | o]``).
 
     ::
@@ -245,28 +256,14 @@ class LSTMCell(nn.Module):
     n_gates = 4
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float | None = 1.0):
-        super().__init__()
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
         self.forget_bias = None if forget_bias is None else float(forget_bias)
-        G, H = 4 * self.hidden_size, self.hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(G, self.input_size))
-        self.weight_hh = nn.Parameter(torch.empty(G, H))
-        self.bias_ih = nn.Parameter(torch.empty(G))
-        self.bias_hh = nn.Parameter(torch.empty(G))
-        self._init_extra()
-        self.reset_parameters()
-
-    def _init_extra(self) -> None:
-        """Subclasses add their own parameters here (before :meth:`reset_parameters`)."""
+        super().__init__(input_size, hidden_size)
 
     def reset_parameters(self) -> None:
         """Every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)) (as ``torch.nn.LSTMCell``); then, unless
         ``forget_bias`` is None, ``b_if = forget_bias`` and ``b_hf = 0`` so the forget gate starts
         open (Jozefowicz et al., ICML 2015)."""
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
-            nn.init.uniform_(p, -k, k)
+        super().reset_parameters()
         if self.forget_bias is not None:
             H = self.hidden_size
             with torch.no_grad():
