@@ -45,6 +45,7 @@ __all__ = [
     "observed_mask",
     "time_deltas",
     "forward_fill",
+    "forward_fill_and_deltas",
     "mean_impute",
     "empirical_mean",
     "simulate_missing",
@@ -210,6 +211,33 @@ def observed_mask(values):
     return np.ones(values.shape, dtype=bool)
 
 
+def _check_times(times, lengths, mask, fn: str):
+    """``times`` (float, mask's kind) and ``lengths`` (or None) checked against ``mask`` (..., T, F)."""
+    times = _like(times, mask, "times", fn)
+    lead, T = tuple(mask.shape[:-2]), mask.shape[-2]
+    if tuple(times.shape) not in ((T,), lead + (T,)):
+        raise ConfigError(
+            f"{fn}: times: expected shape {lead + (T,)} (or ({T},) shared) for mask of shape "
+            f"{tuple(mask.shape)}, got {tuple(times.shape)}"
+        )
+    if not _is_float(times):
+        times = times.to(torch.get_default_dtype()) if _is_torch(times) else times.astype(np.float64)
+    if lengths is not None:
+        lengths = _like(lengths, mask, "lengths", fn)
+        if tuple(lengths.shape) != lead:
+            raise ConfigError(f"{fn}: lengths: expected shape {lead} (one per series), got {tuple(lengths.shape)}")
+        if not _is_integer(lengths):
+            raise ConfigError(f"{fn}: lengths: expected integers, got dtype {lengths.dtype}")
+        flat = lengths.reshape(-1).tolist()
+        bad = [(i, v) for i, v in enumerate(flat) if not 0 <= v <= T]
+        if bad:
+            raise ConfigError(
+                f"{fn}: lengths: expected values in [0, {T}] (the padded length), got {bad[0][1]} "
+                f"for series {bad[0][0]}"
+            )
+    return times, lengths
+
+
 def time_deltas(times, mask, *, lengths=None):
     """Hours since each variable was last observed before each step (GRU-D's delta, eq. 2).
 
@@ -236,28 +264,7 @@ def time_deltas(times, mask, *, lengths=None):
     """
     fn = "time_deltas"
     mask = _check_series(mask, fn, "mask")
-    times = _like(times, mask, "times", fn)
-    lead, T = tuple(mask.shape[:-2]), mask.shape[-2]
-    if tuple(times.shape) not in ((T,), lead + (T,)):
-        raise ConfigError(
-            f"{fn}: times: expected shape {lead + (T,)} (or ({T},) shared) for mask of shape "
-            f"{tuple(mask.shape)}, got {tuple(times.shape)}"
-        )
-    if not _is_float(times):
-        times = times.to(torch.get_default_dtype()) if _is_torch(times) else times.astype(np.float64)
-    if lengths is not None:
-        lengths = _like(lengths, mask, "lengths", fn)
-        if tuple(lengths.shape) != lead:
-            raise ConfigError(f"{fn}: lengths: expected shape {lead} (one per series), got {tuple(lengths.shape)}")
-        if not _is_integer(lengths):
-            raise ConfigError(f"{fn}: lengths: expected integers, got dtype {lengths.dtype}")
-        flat = lengths.reshape(-1).tolist()
-        bad = [(i, v) for i, v in enumerate(flat) if not 0 <= v <= T]
-        if bad:
-            raise ConfigError(
-                f"{fn}: lengths: expected values in [0, {T}] (the padded length), got {bad[0][1]} "
-                f"for series {bad[0][0]}"
-            )
+    times, lengths = _check_times(times, lengths, mask, fn)
     if _is_torch(mask):
         if _numpy_kernel_fits(times, mask, lengths):
             return torch.from_numpy(_time_deltas_numpy(_np(times), _np(mask), None if lengths is None else _np(lengths)))
@@ -393,6 +400,81 @@ def _forward_fill_numpy(values: np.ndarray, mask: np.ndarray, fill) -> np.ndarra
         np.take(v[i:j].reshape(-1), ix, out=out[i:j], mode="clip")  # none -> clipped, then filled
         np.copyto(out[i:j], fill_row, where=last == 0)
     return out.reshape(values.shape)
+
+
+def forward_fill_and_deltas(values, mask, times, fill=None, *, lengths=None):
+    """:func:`forward_fill` and :func:`time_deltas` together, from one scan of the mask.
+
+    GRU-D needs both the last observation ``x_last`` and ``delta`` (Che et al. 2018, eqs. 2-4);
+    they share the "last observed step" scan, so computing them together costs little more
+    than one of them. The results equal ``forward_fill(values, mask, fill)`` and
+    ``time_deltas(times, mask, lengths=lengths)`` exactly (the filled values are not zeroed
+    past ``lengths``, as with :func:`forward_fill`).
+
+    Shape:
+        values (..., T, F); mask (..., T, F); times (..., T) or (T,); fill (F,); lengths (...,)
+        -> (filled (..., T, F), delta (..., T, F))
+    """
+    fn = "forward_fill_and_deltas"
+    values = _check_series(values, fn)
+    _check_float(values, fn)
+    mask = _check_mask(mask, values, fn)
+    if fill is not None:
+        fill = _check_row(fill, values.shape[-1], values, "fill", fn)
+    times, lengths = _check_times(times, lengths, mask, fn)
+    if _is_torch(values):
+        if _numpy_kernel_fits(values, mask, fill, times, lengths):
+            filled, delta = _fill_and_deltas_numpy(
+                _np(values), _np(mask), _np(times), None if fill is None else _np(fill),
+                None if lengths is None else _np(lengths))
+            return torch.from_numpy(filled), torch.from_numpy(delta)
+        return _forward_fill_torch(values, mask, fill), _time_deltas_torch(times, mask, lengths)
+    return _fill_and_deltas_numpy(values, mask, times, fill, lengths)
+
+
+def _fill_and_deltas_numpy(values, mask, times, fill, lengths) -> tuple[np.ndarray, np.ndarray]:
+    lead, T, F = tuple(values.shape[:-2]), values.shape[-2], values.shape[-1]
+    n = _leading(lead)
+    filled = np.empty((n, T, F), values.dtype)
+    delta = np.zeros((n, T, F), times.dtype)
+    if filled.size == 0:
+        return filled.reshape(values.shape), delta.reshape(values.shape)
+    v = np.ascontiguousarray(values).reshape(n, T, F)
+    m = np.ascontiguousarray(mask).reshape(n, T, F)
+    s = np.broadcast_to(times, lead + (T,)).reshape(n, T)
+    fill_row = np.full(F, np.nan, values.dtype) if fill is None else fill
+    nb = max(1, min(n, _BLOCK_ENTRIES // (T * F)))
+    step_dt = _step_dtype(T)
+    steps = np.arange(1, T + 1, dtype=step_dt)[:, None]
+    scan, tmp = np.empty((nb, T, F), step_dt), np.empty((nb, T, F), step_dt)
+    idx = np.empty((nb, T, F), _index_dtype(nb * (T + 1) * F))
+    # flat index of (series b, step k-1, variable f) inside a block = b*T*F + (k-1)*F + f
+    base = (np.arange(nb, dtype=idx.dtype)[:, None, None] * (T * F) - F) + np.arange(F, dtype=idx.dtype)
+    F_ = idx.dtype.type(F)
+    table = np.empty((nb, T + 1), times.dtype)  # [s_1, s_1, ..., s_T]: entry k = time of step k-1, s_1 for 0
+    base_t = (np.arange(nb, dtype=idx.dtype) * (T + 1))[:, None, None]
+    valid = None if lengths is None else np.arange(T) < np.reshape(lengths, (n, 1))
+    for i in range(0, n, nb):  # blocks of series, each fully vectorised
+        j = min(i + nb, n)
+        k = j - i
+        w = scan[:k]
+        np.multiply(m[i:j] != 0, steps, out=w)
+        last = _running_max_numpy(w, tmp[:k])  # last observed step <= t: 0 = none, k = step k-1
+        ix = idx[:k]
+        np.multiply(last, F_, out=ix)
+        ix += base[:k]
+        np.take(v[i:j].reshape(-1), ix, out=filled[i:j], mode="clip")  # none -> clipped, then filled
+        np.copyto(filled[i:j], fill_row, where=last == 0)
+        if T > 1:  # delta_t = s_t - s_(last observed step < t) = s_t - table[last[t-1]]
+            tb = table[:k]
+            tb[:, 0] = s[i:j, 0]
+            tb[:, 1:] = s[i:j]
+            ixd = ix[:, : T - 1]
+            np.add(last[:, : T - 1], base_t[:k], out=ixd)
+            np.subtract(s[i:j, 1:, None], np.take(tb.reshape(-1), ixd), out=delta[i:j, 1:])
+            if valid is not None:
+                np.copyto(delta[i:j], 0, where=~valid[i:j, :, None])
+    return filled.reshape(values.shape), delta.reshape(values.shape)
 
 
 def mean_impute(values, mask, means):

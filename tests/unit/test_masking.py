@@ -236,6 +236,46 @@ def test_forward_fill_checks_arguments():
 
 
 # ---------------------------------------------------------------------------- means
+@pytest.mark.parametrize("T", [1, 2, 13, 300])
+@pytest.mark.parametrize("kind", ["numpy", "torch", "torch_grad"])
+def test_forward_fill_and_deltas_equal_the_two_functions_and_the_paper_recursions(T, kind, monkeypatch):
+    rng = np.random.default_rng(T)
+    times, mask, values = random_series(rng, 11, T, 3, p=0.2)
+    values = np.nan_to_num(values)
+    lengths = rng.integers(0, T + 1, 11)
+    fill = rng.standard_normal(3).astype(np.float32)
+    monkeypatch.setattr(masking, "_BLOCK_ENTRIES", 4 * T * 3)  # several blocks, the last one ragged
+    args = (values, mask, times)
+    if kind != "numpy":
+        args = tuple(torch.from_numpy(a) for a in args)
+    if kind == "torch_grad":
+        args[0].requires_grad_(True)
+    filled, delta = masking.forward_fill_and_deltas(*args, fill, lengths=lengths)
+    assert type(filled) is type(args[0]) and filled.shape == values.shape and delta.shape == values.shape
+    filled = filled.detach().numpy() if kind != "numpy" else filled
+    delta = delta.detach().numpy() if kind != "numpy" else delta
+    np.testing.assert_array_equal(filled, masking.forward_fill(values, mask, fill))
+    np.testing.assert_array_equal(delta, masking.time_deltas(times, mask, lengths=lengths))
+    for b in range(11):
+        np.testing.assert_allclose(filled[b], ffill_reference(values[b], mask[b], fill), rtol=1e-6)
+        want = delta_reference(times[b], mask[b])
+        want[lengths[b]:] = 0
+        np.testing.assert_allclose(delta[b], want, atol=1e-9)
+
+
+def test_forward_fill_and_deltas_check_their_arguments():
+    times, mask, values = PAPER_TIMES, PAPER_MASK, np.zeros(PAPER_MASK.shape)
+    with pytest.raises(ConfigError, match="times: expected shape"):
+        masking.forward_fill_and_deltas(values, mask, times[:-1])
+    with pytest.raises(ConfigError, match="mask: expected shape"):
+        masking.forward_fill_and_deltas(values, mask[:-1], times)
+    with pytest.raises(ConfigError, match=r"fill: expected shape \(2,\)"):
+        masking.forward_fill_and_deltas(values, mask, times, np.zeros(3))
+    filled, delta = masking.forward_fill_and_deltas(values, mask, times)
+    np.testing.assert_allclose(delta, PAPER_DELTA, atol=1e-12)
+    assert np.isnan(filled[0, 1]) and filled[1, 1] == 0  # variable 2 first seen at step 2
+
+
 def test_mean_impute_keeps_observed_and_fills_the_rest():
     values = np.array([[[1.0, np.nan], [np.nan, 4.0]]])
     mask = masking.observed_mask(values)
