@@ -78,12 +78,29 @@ class EncodedDataset(torch.utils.data.Dataset):
         self.ds = ds
         self.stats = stats
         z = stats.normalise_values(ds.values)
-        self.mask = np.isfinite(z)
-        self.values = np.where(self.mask, z, 0.0).astype(np.float32)
-        self.mask = self.mask.astype(np.float32)
+        observed = np.isfinite(z)
+        self.values = np.where(observed, z, 0.0).astype(np.float32)
+        self.mask = observed.astype(np.float32)
         self.static = stats.normalise_static(ds.static)
         self.lengths = ds.lengths
         self.targets = class_targets(ds.labels, stats.classes) if stats.classes else None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(N, F) flat mask; setting it (e.g. to hide values on purpose) recomputes delta."""
+        return self._mask
+
+    @mask.setter
+    def mask(self, mask: np.ndarray) -> None:
+        self._mask = mask
+        self._delta = None
+
+    @property
+    def delta(self) -> np.ndarray:
+        """(N, F) flat hours since each variable's last observation, computed once per mask."""
+        if self._delta is None:
+            self._delta = masking.ragged_time_deltas(self.ds.times, self._mask, self.ds.offsets).astype(np.float32)
+        return self._delta
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -102,8 +119,7 @@ class EncodedDataset(torch.utils.data.Dataset):
             (len(idx), T, self.values.shape[1]), np.float32)
         mask = np.where(valid[..., None], self.mask[rows], 0.0) if len(self.values) else np.zeros_like(values)
         times = np.where(valid, self.ds.times[rows], 0.0) if len(self.values) else np.zeros((len(idx), T))
-        delta = masking.time_deltas(times, mask)
-        delta = np.where(valid[..., None], delta, 0.0)
+        delta = np.where(valid[..., None], self.delta[rows], 0.0) if len(self.values) else np.zeros_like(values)
         batch = {
             "values": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)),
             "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)),

@@ -44,6 +44,7 @@ from grud.errors import ConfigError
 __all__ = [
     "observed_mask",
     "time_deltas",
+    "ragged_time_deltas",
     "forward_fill",
     "forward_fill_and_deltas",
     "mean_impute",
@@ -270,6 +271,43 @@ def time_deltas(times, mask, *, lengths=None):
             return torch.from_numpy(_time_deltas_numpy(_np(times), _np(mask), None if lengths is None else _np(lengths)))
         return _time_deltas_torch(times, mask, lengths)
     return _time_deltas_numpy(times, mask, lengths)
+
+
+def ragged_time_deltas(times, mask, offsets) -> np.ndarray:
+    """:func:`time_deltas` for series stored flat, one after another (numpy only).
+
+    Series i owns rows ``offsets[i]:offsets[i + 1]`` (the layout of
+    :class:`grud.data.dataset.IrregularDataset`). Equals padding every series, calling
+    :func:`time_deltas` and taking the real steps back out, without the padding: one running
+    maximum over all rows, where each series' first row acts as an observation of every variable
+    (so a series never looks into the one before it, and ``delta = s_t - s_1`` until a variable's
+    first observation).
+
+    Shape:
+        times (N,); mask (N, F); offsets (n + 1,) ascending from 0 to N -> delta (N, F)
+    """
+    fn = "ragged_time_deltas"
+    times = _as_numpy(times, "times", fn)
+    mask = _as_numpy(mask, "mask", fn)
+    offsets = _as_numpy(offsets, "offsets", fn).astype(np.int64, copy=False)
+    if mask.ndim != 2 or times.shape != mask.shape[:1]:
+        raise ConfigError(f"{fn}: expected times (N,) and mask (N, F), got {tuple(times.shape)} and {tuple(mask.shape)}")
+    N = mask.shape[0]
+    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != N or (np.diff(offsets) < 0).any():
+        raise ConfigError(f"{fn}: offsets: expected an ascending array from 0 to N = {N}, got {offsets[:5]}...")
+    if not _is_float(times):
+        times = times.astype(np.float64)
+    if N == 0:
+        return np.zeros(mask.shape, times.dtype)
+    dt = _index_dtype(N)
+    last = np.empty(mask.shape, dt)  # row of the last observation before each row, or the series' first row
+    rows = np.arange(N - 1, dtype=dt)[:, None]
+    np.multiply(mask[:-1] != 0, rows, out=last[1:])  # 0 where unobserved: below every series' first row
+    last[0] = 0
+    starts = offsets[:-1][np.diff(offsets) > 0]
+    last[starts] = starts[:, None]
+    np.maximum.accumulate(last, axis=0, out=last)
+    return (times[:, None] - times[last]).astype(times.dtype, copy=False)
 
 
 def _time_deltas_torch(times: torch.Tensor, mask: torch.Tensor, lengths) -> torch.Tensor:

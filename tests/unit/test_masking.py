@@ -276,6 +276,24 @@ def test_forward_fill_and_deltas_check_their_arguments():
     assert np.isnan(filled[0, 1]) and filled[1, 1] == 0  # variable 2 first seen at step 2
 
 
+def test_ragged_time_deltas_equal_the_padded_ones_series_by_series():
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(0, 20, 40)
+    lengths[0] = 0  # an empty first series
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    times = np.concatenate([np.sort(rng.uniform(0, 48, n)) for n in lengths])
+    mask = (rng.random((offsets[-1], 3)) < 0.3).astype(np.float32)
+    got = masking.ragged_time_deltas(times, mask, offsets)
+    assert got.shape == mask.shape
+    for i, n in enumerate(lengths):
+        rows = slice(offsets[i], offsets[i + 1])
+        np.testing.assert_allclose(got[rows], delta_reference(times[rows], mask[rows]), atol=1e-9)
+    with pytest.raises(ConfigError, match="offsets"):
+        masking.ragged_time_deltas(times, mask, offsets[:-1])
+    with pytest.raises(ConfigError, match="mask"):
+        masking.ragged_time_deltas(times, mask[:-1], offsets)
+
+
 def test_mean_impute_keeps_observed_and_fills_the_rest():
     values = np.array([[[1.0, np.nan], [np.nan, 4.0]]])
     mask = masking.observed_mask(values)

@@ -102,6 +102,29 @@ def test_collate_pads_masks_and_never_passes_nan():
     assert b["target"].dtype == torch.float32
 
 
+def test_collated_delta_is_the_papers_delta_of_each_series_and_follows_a_new_mask():
+    from grud.data import masking
+
+    ds = random_dataset(40, seed=3)
+    enc = EncodedDataset(ds, fit_stats(ds))
+    idx = [5, 0, 17, 33, 2]  # any order, mixed lengths (some empty)
+
+    def expected(mask_of):
+        b = enc.collate(idx)
+        want = masking.time_deltas(b["times"].numpy(), mask_of(b), lengths=b["lengths"].numpy())
+        return b["delta"].numpy(), want
+
+    got, want = expected(lambda b: b["mask"].numpy())
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # hiding observations (as grud-evaluate task=impute does) must change delta with the mask
+    hidden = enc.mask.copy()
+    hidden[::2] = 0.0
+    enc.mask = hidden
+    got2, want2 = expected(lambda b: b["mask"].numpy())
+    np.testing.assert_allclose(got2, want2, atol=1e-5)
+    assert not np.allclose(got, got2)
+
+
 def test_bucketing_cuts_padding_and_covers_every_series_once():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 200, 4000)
