@@ -193,13 +193,20 @@ class GRUDCell(GRUCell):
         )
 
     def input_projection(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``W_ih x + V m + b_ih`` for any leading shape, as one matrix product: -> (..., 3H)."""
+        """``W_ih x + V m + b_ih`` for any leading shape: -> (..., 3H).
+
+        ``V m`` is added in place by a second product rather than one product over ``[x ; m]``:
+        the mask needs no gradient, so the backward computes the gradient of ``x`` only (one
+        product over ``[x ; m]`` would also compute a discarded gradient for the mask).
+        """
+        gi = nnf.linear(x, self.weight_ih, self.bias_ih)
         if self.weight_mh is None:
-            return nnf.linear(x, self.weight_ih, self.bias_ih)
+            return gi
         if mask is None:
             raise ValueError("mask: the GRU-D cell with mask_in_gates=True needs the mask (B, F)")
-        weight = torch.cat([self.weight_ih, self.weight_mh], dim=1)
-        return nnf.linear(torch.cat([x, mask], dim=-1), weight, self.bias_ih)
+        G = gi.shape[-1]
+        gi.view(-1, G).addmm_(mask.reshape(-1, mask.shape[-1]), self.weight_mh.t())
+        return gi
 
     def decay_factor(self, delta: Tensor) -> Tensor | None:
         """``gamma_h = exp(-relu(W_gamma_h delta + b))`` for any leading shape: (..., F) -> (..., H);

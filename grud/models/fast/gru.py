@@ -2,10 +2,11 @@
 
 A per-step loop recorded by autograd spends most of its time building graph nodes and small
 temporaries. Here the forward runs with autograd off and writes every step into preallocated
-buffers, saving, per step, the gates and the few products the backward needs (so the backward
-never makes a pass over whole (B, T, H) arrays just to prepare); the backward walks back through
-time with a few elementwise ops and one small matrix multiply per step; the recurrent weight
-gradient is one matrix multiply over all steps at the end. Every per-step view is made before
+buffers (gates, candidate, recurrent pre-activations); after the loop, the few products the
+backward needs are formed for all steps at once (a handful of whole-array operations instead of
+several small ones per step); the backward walks back through time with a few elementwise ops
+and one small matrix multiply per step; the recurrent weight gradient is one matrix multiply
+over all steps at the end. Every per-step view is made before
 the loops (``unbind``), since Python-level indexing costs as much as a small elementwise op.
 Buffers are batch-major like the inputs and outputs, so nothing is transposed.
 
@@ -55,20 +56,11 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
     hhat = torch.empty(B, S, H, **kw) if gamma_h is not None else None  # gamma * h_{t-1}
     hd = torch.empty(B, S, H, **kw) if hidden_dropout is not None else None  # h_hat * dropout
     rz = torch.empty(B, S, 2 * H, **kw)  # r, z after sigmoid
-    gh = torch.empty(B, 3 * H, **kw)  # scratch: W_hh hd + b_hh (candidate part x 2)
-    n = torch.empty(B, H, **kw)  # scratch: candidate
+    gh_all = torch.empty(B, S, 3 * H, **kw)  # W_hh hd + b_hh (candidate part x 2)
+    n_all = torch.empty(B, S, H, **kw)  # candidate
     dif = torch.empty(B, H, **kw)  # scratch: h_hat - n
     h_new = None if all_valid else torch.empty(B, H, **kw)
     minus_one = torch.full((B, H), -1.0, **kw)
-    if save:  # per-step factors of the backward (see GRURecurrence.backward)
-        ones = torch.ones(B, H, **kw)
-        zeros = torch.zeros(B, H, **kw)
-        fz = torch.empty(B, T, H, **kw)
-        fn = torch.empty(B, T, H, **kw)
-        fr = torch.empty(B, T, H, **kw)
-        sig = torch.empty(B, 2 * H, **kw)  # scratch: [r(1-r) | z(1-z)]
-        q = torch.empty(B, H, **kw)  # scratch: 1 - n^2
-        fz_v, fn_v, fr_v = fz.unbind(1), fn.unbind(1), fr.unbind(1)
 
     hs_v = hs.unbind(1)
     gi_rz_v, gi_n2_v = gi_rz.unbind(1), gi_n2.unbind(1)
@@ -77,16 +69,16 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
     hhat_v = None if hhat is None else _steps(hhat, T, save)
     hd_v = None if hd is None else _steps(hd, T, save)
     v_v = None if all_valid else valid[:, :, None].expand(B, T, H).unbind(1)
-    gh_rz, gh_n = gh[:, : 2 * H], gh[:, 2 * H :]
+    gh_v, n_v = _steps(gh_all, T, save), _steps(n_all, T, save)
 
     h = h0
     for t in range(T):
         hh = h if gamma_v is None else torch.mul(h, gamma_v[t], out=hhat_v[t])
         hdt = hh if hd_v is None else torch.mul(hh, hidden_dropout, out=hd_v[t])
-        torch.addmm(b2, hdt, w_t, out=gh)
-        rzt = torch.add(gi_rz_v[t], gh_rz, out=rz_v[t]).sigmoid_()
+        gh = torch.addmm(b2, hdt, w_t, out=gh_v[t])
+        torch.add(gi_rz_v[t], gh[:, : 2 * H], out=rz_v[t]).sigmoid_()
         zt, rt = z_v[t], r_v[t]
-        torch.addcmul(gi_n2_v[t], rt, gh_n, out=n).sigmoid_()
+        n = torch.addcmul(gi_n2_v[t], rt, gh[:, 2 * H :], out=n_v[t]).sigmoid_()
         torch.add(minus_one, n, alpha=2, out=n)  # tanh(a) = 2 sigmoid(2a) - 1
         torch.sub(hh, n, out=dif)
         if all_valid:
@@ -94,17 +86,20 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
         else:
             torch.addcmul(n, zt, dif, out=h_new)
             h = torch.lerp(h, h_new, v_v[t], out=hs_v[t])
-        if save:
-            torch.addcmul(rzt, rzt, rzt, value=-1, out=sig)  # sigmoid derivatives
-            torch.mul(dif, sig[:, H:], out=fz_v[t])  # d pre_z / d h'
-            torch.addcmul(ones, n, n, value=-1, out=q)
-            torch.addcmul(q, q, zt, value=-1, out=fn_v[t])  # d pre_n / d h' = (1 - z)(1 - n^2)
-            torch.addcmul(zeros, gh_n, sig[:, :H], value=0.5, out=fr_v[t])  # d pre_r / d pre_n
 
     outputs = hs if all_valid else hs * valid[:, :, None]
     h_last = h.clone() if T else h0.clone()
     saved = None
-    if save:
+    if save:  # the backward's per-step factors, for all steps at once (see GRURecurrence.backward)
+        sig = torch.addcmul(rz, rz, rz, value=-1)  # sigmoid derivatives [r(1-r) | z(1-z)]
+        if hhat is None:
+            hhat_all = torch.cat([h0[:, None], hs[:, :-1]], dim=1)
+        else:
+            hhat_all = hhat
+        fz = (hhat_all - n_all).mul_(sig[..., H:])  # d pre_z / d h' = (h_hat - n) z(1-z)
+        fn = torch.addcmul(torch.ones((), **kw), n_all, n_all, value=-1)
+        fn.mul_(1 - rz[..., H:])  # d pre_n / d h' = (1 - z)(1 - n^2)
+        fr = gh_all[..., 2 * H :].mul(sig[..., :H]).mul_(0.5)  # d pre_r / d pre_n
         saved = dict(hs=hs, rz=rz, hhat=hhat, hd=hd, fz=fz, fn=fn, fr=fr, all_valid=all_valid)
     return outputs, h_last, saved
 
