@@ -205,6 +205,24 @@ def test_loss_weights_favour_rare_variables_and_with_power_1_track_the_metric(da
     assert fit_loss_weights(empty, stats, H, HZ)[2] == 0.0
 
 
+@pytest.mark.parametrize("power, expect", [(0.0, "equal"), (1.0, "metric"), (-1, "error"), ("x", "error")])
+def test_loss_weight_power_is_a_task_setting(data, power, expect):
+    from grud.cli.pipeline import build_module
+
+    train, _, stats = data
+    cfg = {"model": dict(MODEL), "optim": None,
+           "task": {"name": "forecast", "history_hours": H, "horizon_hours": HZ, "loss_weight_power": power}}
+    if expect == "error":
+        with pytest.raises(ConfigError, match="task.loss_weight_power"):
+            build_module(cfg, stats, train)
+        return
+    w = build_module(cfg, stats, train).loss_weights.numpy()
+    if expect == "equal":
+        np.testing.assert_allclose(w, 1.0)
+    else:
+        np.testing.assert_allclose(w, fit_loss_weights(train, stats, H, HZ, power=1.0), rtol=1e-6)
+
+
 # ---------------------------------------------------------------------------- training
 def test_a_few_training_steps_reduce_the_loss(data):
     train, _, stats = data
