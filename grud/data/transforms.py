@@ -6,6 +6,13 @@ GRU-D's empirical means in the normalised space (x-tilde of Che et al. 2018), pe
 minimum and maximum (the forecasting metric's scale) and the reader's column names and time
 unit. It is fitted once (:func:`fit_stats`) and travels inside the checkpoint as plain lists
 (:meth:`FittedStats.to_dict`), so prediction reproduces it exactly.
+
+Value transforms (``value_transform``): ``affine`` (the default) z-scores raw values; ``log``
+first maps the heavy-tailed, non-negative variables (:attr:`FittedStats.log_variables`, chosen on
+the training split by :func:`log_candidates`) through ``log1p`` and z-scores them in that space.
+:func:`fit_stats` fits the parameters of both, so a task picks one with
+:meth:`FittedStats.with_value_transform` without seeing the training data again; both are
+exactly invertible (:meth:`FittedStats.denormalise_values`).
 """
 from __future__ import annotations
 
@@ -23,8 +30,14 @@ from grud.errors import DataError
 class FittedStats:
     """Training-split statistics. All fields are plain python values (checkpoint-safe).
 
+    ``value_mean``, ``value_std`` and ``input_means`` are those of the active ``value_transform``;
+    ``log_value_mean``, ``log_value_std`` and ``log_input_means`` hold the ``log`` transform's
+    (equal to the affine ones outside ``log_variables``); empty in statistics saved before they
+    existed, which then only support ``affine``.
+
     Shape:
         value_mean, value_std, input_means, value_min, value_max: (F,)
+        log_value_mean, log_value_std, log_input_means: (F,) or empty
         static_mean, static_std: (S,)
     """
 
@@ -40,6 +53,11 @@ class FittedStats:
     n_train: int = 0
     classes: list = field(default_factory=list)
     reader: dict = field(default_factory=dict)
+    value_transform: str = "affine"
+    log_variables: list = field(default_factory=list)
+    log_value_mean: list = field(default_factory=list)
+    log_value_std: list = field(default_factory=list)
+    log_input_means: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
@@ -59,19 +77,59 @@ class FittedStats:
     def n_static(self) -> int:
         return len(self.static_names)
 
+    def with_value_transform(self, kind: str) -> "FittedStats":
+        """A copy whose normaliser is ``kind`` (``affine`` or ``log``; see the module docstring).
+
+        The same object back when it already uses ``kind``. ``log`` needs statistics fitted by
+        this version of :func:`fit_stats` (older checkpoints hold only the affine ones).
+        """
+        if kind not in VALUE_TRANSFORMS:
+            raise ValueError(f"value_transform: expected one of {', '.join(VALUE_TRANSFORMS)}, got {kind!r}")
+        if kind == self.value_transform:
+            return self
+        F = self.n_features
+        if kind == "log" and not (len(self.log_value_mean) == len(self.log_value_std) == len(self.log_input_means) == F):
+            raise DataError("value_transform log: these statistics carry no log-space parameters (fitted by an older "
+                            "grud); refit on the training data or use value_transform affine")
+        d = self.to_dict()
+        # swap the active parameters with the stored alternative ones
+        d["value_mean"], d["log_value_mean"] = list(self.log_value_mean), list(self.value_mean)
+        d["value_std"], d["log_value_std"] = list(self.log_value_std), list(self.value_std)
+        d["input_means"], d["log_input_means"] = list(self.log_input_means), list(self.input_means)
+        d["value_transform"] = kind
+        return FittedStats.from_dict(d)
+
+    def _log_columns(self) -> np.ndarray:
+        """(F,) bool: the columns the active transform passes through log1p."""
+        cols = np.zeros(self.n_features, dtype=bool)
+        if self.value_transform == "log" and self.log_variables:
+            cols[[self.variables.index(v) for v in self.log_variables]] = True
+        return cols
+
     def normalise_values(self, values: np.ndarray) -> np.ndarray:
-        """(..., F) raw -> z-scores; NaN stays NaN."""
+        """(..., F) raw -> z-scores (after log1p on ``log_variables`` under ``log``); NaN stays NaN."""
         mean = np.asarray(self.value_mean, np.float32)
         std = np.asarray(self.value_std, np.float32)
+        cols = self._log_columns()
+        if cols.any():
+            values = np.asarray(values, np.float32)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                # a negative value of a log variable (none in training) is clipped to 0 first
+                values = np.where(cols, np.log1p(np.maximum(values, 0.0)), values)
         return ((values - mean) / std).astype(np.float32)
 
     def denormalise_values(self, values):
-        """(..., F) z-scores -> raw units (numpy or torch)."""
+        """(..., F) z-scores -> raw units (numpy or torch); the exact inverse of :meth:`normalise_values`."""
         mean = np.asarray(self.value_mean, np.float32)
         std = np.asarray(self.value_std, np.float32)
-        if hasattr(values, "new_tensor"):
-            return values * values.new_tensor(std) + values.new_tensor(mean)
-        return values * std + mean
+        cols = self._log_columns()
+        torch_input = hasattr(values, "new_tensor")
+        out = values * values.new_tensor(std) + values.new_tensor(mean) if torch_input else values * std + mean
+        if cols.any():  # only the log columns (expm1 of another column's raw value may overflow)
+            idx = np.flatnonzero(cols).tolist()
+            out = out.clone() if torch_input else np.array(out, dtype=np.result_type(out, np.float32))
+            out[..., idx] = out[..., idx].expm1() if torch_input else np.expm1(out[..., idx])
+        return out
 
     def normalise_static(self, static: np.ndarray) -> np.ndarray:
         """(n, S) raw -> z-scores with unknown entries at the training mean (0)."""
@@ -90,6 +148,42 @@ class FittedStats:
         return (values - lo) / span
 
 
+#: the value transforms of :class:`FittedStats`
+VALUE_TRANSFORMS = ("affine", "log")
+#: :func:`log_candidates`: minimum training skewness of a variable sent through log1p
+LOG_SKEW_THRESHOLD = 1.0
+
+
+def _skewness(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)].astype(np.float64)
+    if x.size < 3:
+        return 0.0
+    sd = x.std()
+    return 0.0 if sd <= 0 else float(np.mean(((x - x.mean()) / sd) ** 3))
+
+
+def log_candidates(values: np.ndarray, variables: list, threshold: float = LOG_SKEW_THRESHOLD) -> list:
+    """Variables whose training values are heavy-tailed and non-negative: ``log1p`` candidates.
+
+    A variable qualifies when all its observed (training) values are >= 0, their skewness exceeds
+    ``threshold`` and ``log1p`` lowers the absolute skewness (e.g. Creatinine, BUN, Lactate, ALT,
+    Urine in PhysioNet 2012; not MAP, whose zeros would make it skewed the other way).
+
+    Shape:
+        values (N, F) raw, NaN where unobserved -> a list of names among ``variables``.
+    """
+    out = []
+    for j, name in enumerate(variables):
+        x = values[:, j]
+        x = x[np.isfinite(x)]
+        if x.size < 3 or x.min() < 0:
+            continue
+        skew = _skewness(x)
+        if skew > threshold and abs(_skewness(np.log1p(x))) < abs(skew):
+            out.append(name)
+    return out
+
+
 def _nan_stats(x: np.ndarray):
     """Per-column mean, std, min, max over finite entries; never-observed columns get (0, 1, 0, 1)."""
     finite = np.isfinite(x)
@@ -104,8 +198,20 @@ def _nan_stats(x: np.ndarray):
     return mean, std, lo, hi, count
 
 
+def _input_means(z: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = masking.empirical_mean(np.nan_to_num(z), masking.observed_mask(z))
+    # a never-observed variable has no mean: use the normaliser's centre (0 in z-space)
+    return np.nan_to_num(np.asarray(means, np.float64), nan=0.0)
+
+
 def fit_stats(train: IrregularDataset) -> FittedStats:
-    """Fit the normaliser, GRU-D input means and min/max on the TRAINING split only."""
+    """Fit the normaliser, GRU-D input means and min/max on the TRAINING split only.
+
+    The result uses the ``affine`` transform and also carries the ``log`` transform's parameters
+    (:func:`log_candidates` chooses its variables on this split).
+    """
     if len(train) == 0:
         raise DataError("the training split is empty: nothing to fit statistics on")
     mean, std, lo, hi, count = _nan_stats(train.values)
@@ -119,11 +225,14 @@ def fit_stats(train: IrregularDataset) -> FittedStats:
         )
     s_mean, s_std, *_ = _nan_stats(train.static) if train.static.shape[1] else (np.zeros(0), np.ones(0))
     z = (train.values - mean.astype(np.float32)) / std.astype(np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        input_means = masking.empirical_mean(np.nan_to_num(z), masking.observed_mask(z))
-    # a never-observed variable has no mean: use the normaliser's centre (0 in z-space)
-    input_means = np.nan_to_num(np.asarray(input_means, np.float64), nan=0.0)
+    input_means = _input_means(z)
+    log_vars = log_candidates(train.values, list(train.variables))
+    cols = np.isin(np.asarray(train.variables, dtype=object), log_vars)
+    with np.errstate(invalid="ignore"):
+        logged = np.where(cols, np.log1p(np.maximum(train.values, 0.0)), train.values).astype(np.float32)
+    l_mean, l_std, *_ = _nan_stats(logged)
+    l_mean, l_std = np.where(cols, l_mean, mean), np.where(cols, l_std, std)
+    log_input_means = _input_means((logged - l_mean.astype(np.float32)) / l_std.astype(np.float32))
     classes = []
     if train.has_labels:
         classes = sorted({int(v) for v in train.labels[np.isfinite(train.labels)]})
@@ -140,4 +249,8 @@ def fit_stats(train: IrregularDataset) -> FittedStats:
         n_train=len(train),
         classes=classes,
         reader={k: v for k, v in train.meta.items() if isinstance(v, (str, int, float, bool, list, type(None)))},
+        log_variables=list(log_vars),
+        log_value_mean=np.asarray(l_mean).tolist(),
+        log_value_std=np.asarray(l_std).tolist(),
+        log_input_means=log_input_means.tolist(),
     )

@@ -6,7 +6,8 @@ steps (none depends on the hidden state). The baselines of Che et al. (Sci. Rep.
 
 * ``mean``    x-tilde: ``m * x + (1 - m) * x_mean`` (GRU-Mean)
 * ``forward`` last observation carried forward, the training mean before the first (GRU-Forward)
-* ``mixed``   ``[m * x + (1 - m) * x_mean ; m ; delta]`` concatenated (GRU-Simple)
+* ``mixed``   ``[m * x + (1 - m) * x_mean ; m ; delta]`` concatenated (GRU-Simple); delta in hours
+  as in the paper, or ``log1p(delta)`` (``mixed_delta="log1p"``)
 * ``decay``   ``m * x + (1 - m) * (gamma_x * x_last + (1 - gamma_x) * x_mean)``,
   ``gamma_x = exp(-relu(w * delta + b))`` with one weight per variable (GRU-D)
 
@@ -24,10 +25,12 @@ from torch import Tensor, nn
 
 from grud.data import masking
 
-__all__ = ["INPUTS", "MeanInput", "ForwardInput", "MixedInput", "DecayInput", "make_input"]
+__all__ = ["INPUTS", "MIXED_DELTAS", "MeanInput", "ForwardInput", "MixedInput", "DecayInput", "make_input"]
 
 #: the input strategies, by config name
 INPUTS = ("mean", "forward", "mixed", "decay")
+#: how the ``mixed`` input feeds delta: in hours (the paper) or as log1p(hours)
+MIXED_DELTAS = ("hours", "log1p")
 
 
 def _mean_imputed(values: Tensor, mask: Tensor, x_mean: Tensor) -> Tensor:
@@ -75,18 +78,27 @@ class MixedInput(MeanInput):
     """GRU-Simple input (Che et al. 2018): mean-imputed values, the mask and delta concatenated.
 
     Values are mean-imputed (x-tilde), which is the authors' released code
-    (``x_imputation='zero'`` on normalised data); delta is fed in hours, unscaled, as in the paper.
+    (``x_imputation='zero'`` on normalised data). ``delta="hours"`` feeds delta unscaled, as in the
+    paper: tens of hours next to z-scores near 0 and a 0/1 mask. ``delta="log1p"`` feeds
+    ``log1p(delta)`` (0 at delta 0, about 3.9 at 48 h), on the scale of the other inputs.
     No parameters. Shape: see the module docstring; F_in = 3F, in the order [x ; m ; delta].
     """
 
     kind = "mixed"
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, delta: str = "hours"):
         super().__init__(n_features)
+        if delta not in MIXED_DELTAS:
+            raise ValueError(f"mixed delta: expected one of {', '.join(MIXED_DELTAS)}, got {delta!r}")
+        self.delta = delta
         self.out_features = 3 * self.n_features
 
+    def extra_repr(self) -> str:
+        return f"n_features={self.n_features}, delta={self.delta!r}"
+
     def forward(self, values: Tensor, mask: Tensor, delta: Tensor, x_mean: Tensor) -> Tensor:
-        return torch.cat([_mean_imputed(values, mask, x_mean), mask, delta], dim=-1)
+        d = torch.log1p(delta) if self.delta == "log1p" else delta
+        return torch.cat([_mean_imputed(values, mask, x_mean), mask, d], dim=-1)
 
 
 class DecayInput(MeanInput):
@@ -146,14 +158,15 @@ class DecayInput(MeanInput):
         return mask * values + (1 - mask) * (gamma * x_last + (1 - gamma) * x_mean)
 
 
-def make_input(kind: str, n_features: int, input_decay: bool = True) -> MeanInput:
-    """The input strategy called ``kind`` (one of :data:`INPUTS`) for ``n_features`` variables."""
+def make_input(kind: str, n_features: int, input_decay: bool = True, mixed_delta: str = "hours") -> MeanInput:
+    """The input strategy called ``kind`` (one of :data:`INPUTS`) for ``n_features`` variables;
+    ``input_decay`` concerns ``decay`` only, ``mixed_delta`` (one of :data:`MIXED_DELTAS`) ``mixed`` only."""
     if kind == "mean":
         return MeanInput(n_features)
     if kind == "forward":
         return ForwardInput(n_features)
     if kind == "mixed":
-        return MixedInput(n_features)
+        return MixedInput(n_features, delta=mixed_delta)
     if kind == "decay":
         return DecayInput(n_features, input_decay=input_decay)
     raise ValueError(f"input: expected one of {', '.join(INPUTS)}, got {kind!r}")

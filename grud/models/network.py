@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from grud.errors import ConfigError, DataError
-from grud.models.inputs import INPUTS, make_input
+from grud.models.inputs import INPUTS, MIXED_DELTAS, make_input
 from grud.models.layers import CELLS, RecurrentLayer
 
 __all__ = ["RecurrentNetwork", "HPARAM_NAMES", "PERIOD_UNITS", "check_hparams"]
@@ -45,6 +45,8 @@ HPARAM_DEFAULTS = dict(
     periods=None,
     period_unit="steps",
     fast=True,
+    static_input=False,
+    mixed_delta="hours",
 )
 HPARAM_NAMES = ("n_features", "n_static") + tuple(HPARAM_DEFAULTS)
 
@@ -105,9 +107,10 @@ def check_hparams(**hp) -> dict:
     if fb is not None and (isinstance(fb, bool) or not isinstance(fb, numbers.Real) or not np.isfinite(fb)):
         raise ConfigError(f"{_key('forget_bias')}: expected a finite number or null, got {fb!r}")
     out["forget_bias"] = None if fb is None else float(fb)
-    for name in ("bidirectional", "input_decay", "hidden_decay", "mask_in_gates", "fast"):
+    for name in ("bidirectional", "input_decay", "hidden_decay", "mask_in_gates", "fast", "static_input"):
         out[name] = _bool(name, out[name])
     out["period_unit"] = _choice("period_unit", out["period_unit"], PERIOD_UNITS)
+    out["mixed_delta"] = _choice("mixed_delta", out["mixed_delta"], MIXED_DELTAS)
 
     n_modules, periods = out["n_modules"], out["periods"]
     if n_modules is not None:
@@ -153,8 +156,7 @@ class RecurrentNetwork(nn.Module):
 
     Args:
         n_features: F.
-        n_static: S (the network does not read static variables; kept so ``hparams`` describe
-            the whole batch; the task head concatenates them).
+        n_static: S (read only with ``static_input``; the task head concatenates them anyway).
         input: ``mean`` | ``forward`` | ``mixed`` | ``decay`` (Che et al. 2018).
         cell: ``gru`` | ``lstm`` | ``peephole_lstm`` | ``clockwork`` | ``grud``.
         hidden_size: H, units per direction and layer.
@@ -173,6 +175,9 @@ class RecurrentNetwork(nn.Module):
         period_unit: ``clockwork`` only: ``steps`` (tick when t mod T_i = 0) or ``hours`` (tick
             when real time has advanced by T_i hours since the module's last tick).
         fast: use the fused recurrences of :mod:`grud.models.fast` (False: per-step cell loop).
+        static_input: append the S static features to the first layer's input at every step
+            (so the recurrence is conditioned on them from the first step on).
+        mixed_delta: ``mixed`` input only: feed delta in ``hours`` (the paper) or as ``log1p``.
 
     With the ``grud`` cell every layer receives the mask and delta (deeper layers too); the
     backward direction uses the time to the next observation as its delta. The input strategy
@@ -204,6 +209,8 @@ class RecurrentNetwork(nn.Module):
         periods: list | None = None,
         period_unit: str = "steps",
         fast: bool = True,
+        static_input: bool = False,
+        mixed_delta: str = "hours",
     ):
         super().__init__()
         hp = check_hparams(
@@ -211,7 +218,8 @@ class RecurrentNetwork(nn.Module):
             num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, input_dropout=input_dropout,
             recurrent_dropout=recurrent_dropout, forget_bias=forget_bias, input_decay=input_decay,
             hidden_decay=hidden_decay, mask_in_gates=mask_in_gates, n_modules=n_modules, periods=periods,
-            period_unit=period_unit, fast=fast,
+            period_unit=period_unit, fast=fast, static_input=static_input,
+            mixed_delta=mixed_delta,
         )
         self._hparams = hp
         F, H = hp["n_features"], hp["hidden_size"]
@@ -227,9 +235,10 @@ class RecurrentNetwork(nn.Module):
         self.periods = cell_periods
 
         self.register_buffer("x_mean", torch.zeros(F))
-        self.input_layer = make_input(hp["input"], F, hp["input_decay"])
+        self.input_layer = make_input(hp["input"], F, hp["input_decay"], hp["mixed_delta"])
+        self.static_input = hp["static_input"] and self.n_static > 0
         layers = []
-        size = self.input_layer.out_features
+        size = self.input_layer.out_features + (self.n_static if self.static_input else 0)
         for _ in range(self.num_layers):
             layers.append(
                 RecurrentLayer(
@@ -325,8 +334,12 @@ class RecurrentNetwork(nn.Module):
         lengths: Tensor,
         static: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Run the network; see the class docstring for shapes. ``static`` is checked, not used."""
+        """Run the network; see the class docstring for shapes. ``static`` is read only with
+        ``static_input`` (then required)."""
         self._check_batch(values, mask, delta, times, lengths, static)
+        if self.static_input and (static is None or static.shape[1] != self.n_static):
+            got = None if static is None else tuple(static.shape)
+            raise DataError(f"static: expected shape (B, S) with S = {self.n_static} (static_input), got {got}")
         dtype = self.x_mean.dtype  # the module's floating dtype (follows .double() / .half())
         values = values.to(dtype)
         mask = mask.to(dtype)
@@ -334,6 +347,8 @@ class RecurrentNetwork(nn.Module):
         times = times.to(dtype)
         x_mean = self.x_mean.to(dtype)
         x = self.input_layer(values, mask, delta, x_mean)
+        if self.static_input:
+            x = torch.cat([x, static.to(dtype)[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
         last = None
         for i, layer in enumerate(self.layers):
             if i > 0:

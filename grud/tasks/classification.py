@@ -3,6 +3,10 @@
 The head sees the network's last state and the static features, with batch norm and
 dropout on the top layer, the regulariser of Che et al. (2018). Binary tasks use one logit
 and a sigmoid; multi-class tasks one logit per class and a softmax.
+
+Classification-only input options: ``value_transform`` (``log``: heavy-tailed labs through
+``log1p`` before z-scoring, see :mod:`grud.data.transforms`) and ``augment_missing`` (hide a
+random fraction of the observed entries of every training batch, recomputing delta).
 """
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from grud.data import masking
 from grud.data.batching import EncodedDataset
+from grud.data.transforms import VALUE_TRANSFORMS, FittedStats
 from grud.errors import ConfigError
 from grud.models.heads import ClassificationHead
 from grud.tasks import metrics as M
@@ -27,6 +33,10 @@ class ClassificationTask(TaskModule):
         class_weight: ``null`` (none), ``balanced`` (inverse class frequency of the training split)
             or a list of per-class weights.
         class_counts: training-split count per class (filled by the entry point).
+        value_transform: ``affine`` (z-scores) or ``log`` (log1p of the training split's
+            heavy-tailed variables, then z-scores); the encoder of every split uses it.
+        augment_missing: fraction in [0, 1) of the observed entries hidden at random in every
+            training batch (simulated missingness; 0 = off). Validation and test see all.
 
     Shape:
         batch as :mod:`grud.data.batching`; ``target`` (B,) -> logits (B,) binary or (B, C).
@@ -37,9 +47,17 @@ class ClassificationTask(TaskModule):
     name = "classification"
 
     def __init__(self, model: dict, stats: dict, optim: dict | None = None, head: dict | None = None,
-                 class_weight=None, class_counts: list | None = None, impute_weight: float = 0.0):
-        super().__init__(model, stats, optim, impute_weight)
-        self.save_hyperparameters()
+                 class_weight=None, class_counts: list | None = None, impute_weight: float = 0.0,
+                 value_transform: str = "affine", augment_missing: float = 0.0):
+        if value_transform not in VALUE_TRANSFORMS:
+            raise ConfigError(f"task.value_transform: expected one of {', '.join(VALUE_TRANSFORMS)}, "
+                              f"got {value_transform!r}")
+        if not 0.0 <= float(augment_missing) < 1.0:
+            raise ConfigError(f"task.augment_missing: expected a fraction in [0, 1), got {augment_missing!r}")
+        active = FittedStats.from_dict(stats).with_value_transform(value_transform).to_dict()
+        super().__init__(model, active, optim, impute_weight)
+        self.save_hyperparameters()  # the stats as fitted (affine); the transform is re-applied on load
+        self.augment_missing = float(augment_missing)
         n_classes = len(self.stats.classes)
         if n_classes < 2:
             raise ConfigError(
@@ -70,9 +88,9 @@ class ClassificationTask(TaskModule):
         return w
 
     # ------------------------------------------------------------------ data
-    @staticmethod
-    def encode_dataset(ds, stats):
-        return EncodedDataset(ds, stats)
+    def encode_dataset(self, ds, stats=None):
+        """Normalise ``ds`` with this task's statistics (its value transform); ``stats`` is ignored."""
+        return EncodedDataset(ds, self.stats)
 
     # ------------------------------------------------------------------ steps
     def pooled(self, outputs: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -107,6 +125,8 @@ class ClassificationTask(TaskModule):
         return F.cross_entropy(logits, target.long(), weight=self.class_weights)
 
     def training_step(self, batch, batch_idx):
+        if self.augment_missing > 0:  # simulated missingness, training batches only
+            batch = hide_observed(batch, self.augment_missing)
         logits, outputs = self(batch)
         keep = batch["target"] >= 0
         # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
@@ -187,3 +207,19 @@ class ClassificationTask(TaskModule):
                 if std is not None:
                     out[f"probability_std_{c}"] = std[:, k]
         return pd.DataFrame(out)
+
+
+def hide_observed(batch: dict, fraction: float, generator: torch.Generator | None = None) -> dict:
+    """A copy of ``batch`` with each observed entry hidden with probability ``fraction``.
+
+    Hidden entries get mask 0 and value 0, and ``delta`` is recomputed from the new mask (time
+    since the last entry still observed), as if they had never been measured.
+
+    Shape:
+        values, mask, delta (B, T, F); times (B, T); lengths (B,) -> same shapes.
+    """
+    mask = batch["mask"]
+    keep = (torch.rand(mask.shape, generator=generator, device=mask.device) >= fraction).to(mask.dtype)
+    new_mask = mask * keep
+    delta = masking.time_deltas(batch["times"], new_mask, lengths=batch["lengths"])
+    return {**batch, "mask": new_mask, "values": batch["values"] * new_mask, "delta": delta.to(batch["delta"].dtype)}

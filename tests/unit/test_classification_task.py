@@ -48,3 +48,49 @@ def test_balanced_class_weights_and_multiclass_probabilities():
     torch.testing.assert_close(task.class_weights, torch.tensor([12 / 18, 12 / 9, 12 / 9]))
     p = task.probabilities(torch.randn(5, 3))
     torch.testing.assert_close(p.sum(-1), torch.ones(5))
+
+
+def _skewed_dataset(n=24):
+    rng = np.random.default_rng(1)
+    series = [Series(str(i), np.arange(4.0), np.stack([rng.lognormal(0, 1.5, 4), rng.normal(size=4)], 1)
+                     .astype(np.float32), np.zeros(1, np.float32), i % 2) for i in range(n)]
+    return IrregularDataset.from_series(series, ["heavy", "b"], ["s"])
+
+
+def test_log_value_transform_is_what_the_encoder_and_a_reloaded_task_use():
+    ds = _skewed_dataset()
+    stats = fit_stats(ds)
+    assert stats.log_variables == ["heavy"]
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, stats.to_dict(), value_transform="log")
+    enc = task.encode_dataset(ds, stats)  # the pipeline's (affine) stats do not override the task's transform
+    z = stats.with_value_transform("log").normalise_values(ds.values)
+    np.testing.assert_allclose(enc.values, np.nan_to_num(z), rtol=1e-6)
+    assert not np.allclose(enc.values[:, 0], np.nan_to_num(stats.normalise_values(ds.values))[:, 0])
+    again = ClassificationTask(**task.hparams)  # what loading a checkpoint does
+    assert again.stats.value_transform == "log"
+    np.testing.assert_array_equal(again.encode_dataset(ds).values, enc.values)
+    with pytest.raises(ConfigError, match="value_transform"):
+        ClassificationTask({"name": "gru_mean"}, stats.to_dict(), value_transform="sqrt")
+    with pytest.raises(ConfigError, match="augment_missing"):
+        ClassificationTask({"name": "gru_mean"}, stats.to_dict(), augment_missing=1.0)
+
+
+def test_hide_observed_hides_entries_and_recomputes_delta():
+    from grud.data import masking
+    from grud.tasks.classification import hide_observed
+
+    g = torch.Generator().manual_seed(0)
+    B, T, F = 4, 7, 3
+    mask = (torch.rand(B, T, F, generator=g) > 0.3).float()
+    lengths = torch.tensor([7, 5, 1, 0])
+    mask = mask * (torch.arange(T)[None, :, None] < lengths[:, None, None])
+    times = torch.cumsum(torch.rand(B, T, generator=g), 1) * (torch.arange(T)[None] < lengths[:, None])
+    values = torch.randn(B, T, F, generator=g) * mask
+    batch = {"values": values, "mask": mask, "delta": masking.time_deltas(times, mask, lengths=lengths),
+             "times": times, "lengths": lengths, "static": torch.zeros(B, 1)}
+    out = hide_observed(batch, 0.5, generator=torch.Generator().manual_seed(1))
+    new = out["mask"]
+    assert torch.all(new <= mask) and 0 < new.sum() < mask.sum()  # only observed entries are hidden
+    torch.testing.assert_close(out["values"], values * new)
+    torch.testing.assert_close(out["delta"], masking.time_deltas(times, new, lengths=lengths))
+    assert out["static"] is batch["static"] and batch["mask"] is mask  # the input batch is left alone
