@@ -42,6 +42,9 @@ def load_model(checkpoint) -> LoadedModel:
 
         task = (info or {}).get("task", "classification")
         hp = dict(ckpt["hyper_parameters"])
+        if isinstance(hp.get("model"), dict) and "mixed_delta" not in hp["model"]:
+            # saved before model.mixed_delta existed: the mixed input then fed delta in hours
+            hp["model"] = {**hp["model"], "mixed_delta": "hours"}
         try:
             module = task_class(task)(**hp)
             module.load_state_dict(ckpt["state_dict"])

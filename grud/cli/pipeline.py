@@ -131,7 +131,9 @@ def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
     if name == "classification":
         return cls(model=model, stats=stats.to_dict(), optim=cfg.get("optim"), head=task.get("head"),
                    class_weight=task.get("class_weight"), class_counts=class_counts(train, stats.classes),
-                   impute_weight=float(task.get("impute_weight", 0.0)))
+                   impute_weight=float(task.get("impute_weight", 0.0)),
+                   value_transform=task.get("value_transform", "affine"),
+                   augment_missing=task.get("augment_missing", 0.0))
     from grud.tasks.forecasting import fit_loss_weights
 
     power = task.get("loss_weight_power", 0.5)

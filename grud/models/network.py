@@ -46,7 +46,7 @@ HPARAM_DEFAULTS = dict(
     period_unit="steps",
     fast=True,
     static_input=False,
-    mixed_delta="hours",
+    mixed_delta="log1p",
 )
 HPARAM_NAMES = ("n_features", "n_static") + tuple(HPARAM_DEFAULTS)
 
@@ -177,7 +177,8 @@ class RecurrentNetwork(nn.Module):
         fast: use the fused recurrences of :mod:`grud.models.fast` (False: per-step cell loop).
         static_input: append the S static features to the first layer's input at every step
             (so the recurrence is conditioned on them from the first step on).
-        mixed_delta: ``mixed`` input only: feed delta in ``hours`` (the paper) or as ``log1p``.
+        mixed_delta: ``mixed`` input only: feed delta as ``log1p`` of the hours (default; raw hours span
+            0-48 and swamp the other inputs) or in ``hours``, unscaled, as in the paper.
 
     With the ``grud`` cell every layer receives the mask and delta (deeper layers too); the
     backward direction uses the time to the next observation as its delta. The input strategy
@@ -210,7 +211,7 @@ class RecurrentNetwork(nn.Module):
         period_unit: str = "steps",
         fast: bool = True,
         static_input: bool = False,
-        mixed_delta: str = "hours",
+        mixed_delta: str = "log1p",
     ):
         super().__init__()
         hp = check_hparams(

@@ -141,3 +141,34 @@ def test_multirun_records_a_failed_job_and_aggregate_lists_it(clinical_export, t
     md = (sweep / "summary.md").read_text()
     assert "optim.lr=-1" in md and "optim.lr" in md.split("ailed")[-1]
     assert (sweep / "summary.csv").exists()
+
+
+def test_classification_input_options_reach_the_checkpoint_and_prediction(clinical_export, tmp_path):
+    import grud.api
+
+    out = grud.api.train([*CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
+                          f"data.labels={clinical_export / 'labels.csv'}", "model=gru_simple",
+                          "task.value_transform=log", "task.augment_missing=0.2", "plots=false",
+                          f"hydra.run.dir={tmp_path / 'run'}", *TINY_TRAIN])
+    ckpt = torch.load(out / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")
+    hp = ckpt["hyper_parameters"]
+    assert hp["value_transform"] == "log" and hp["augment_missing"] == 0.2
+    assert hp["model"]["mixed_delta"] == "log1p"
+    a = grud.api.predict(out / "checkpoints/best.ckpt", [f"data.path={clinical_export / 'events.csv'}"])
+    b = grud.api.predict(out / "checkpoints/best.ckpt", [f"data.path={clinical_export / 'events.csv'}"])
+    np.testing.assert_array_equal(a["probability"].to_numpy(), b["probability"].to_numpy())
+
+
+def test_a_checkpoint_saved_before_mixed_delta_existed_keeps_delta_in_hours(trained_run, tmp_path):
+    from grud.cli.inference import load_model
+    from grud.tasks.classification import ClassificationTask
+
+    ckpt = torch.load(trained_run / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")
+    hp = ckpt["hyper_parameters"]
+    model = {**hp["model"], "name": "gru_simple", "input": "mixed", "cell": "gru", "mixed_delta": "hours"}
+    old = ClassificationTask(**{**hp, "model": model})  # a GRU-Simple as an older grud trained it
+    model.pop("mixed_delta")  # ... whose checkpoint did not name the key
+    ckpt["hyper_parameters"] = {**hp, "model": model}
+    ckpt["state_dict"] = old.state_dict()
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    assert load_model(tmp_path / "old.ckpt").module.network.input_layer.delta == "hours"

@@ -180,7 +180,8 @@ def test_mean_forward_and_mixed_inputs():
     assert mixed.out_features == 3
     out = mixed(values, mask, delta, x_mean)
     assert out[0, :, 0].tolist() == [10.0, 2.0, 10.0, 10.0]
-    assert torch.equal(out[..., 1:2], mask) and torch.equal(out[..., 2:3], delta)
+    assert torch.equal(out[..., 1:2], mask) and torch.equal(out[..., 2:3], torch.log1p(delta))
+    assert torch.equal(MixedInput(1, delta="hours")(values, mask, delta, x_mean)[..., 2:3], delta)
 
 
 # ---------------------------------------------------------------- clockwork

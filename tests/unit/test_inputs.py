@@ -30,9 +30,9 @@ def test_mixed_input_feeds_delta_in_hours_or_log1p(scale):
 
 
 def test_mixed_delta_is_a_checked_network_argument():
-    net = preset("gru_simple", n_features=4, n_static=2, hidden_size=5, mixed_delta="log1p")
-    assert net.hparams["mixed_delta"] == "log1p" and net.input_layer.delta == "log1p"
-    assert preset("gru_simple", n_features=4, hidden_size=5).input_layer.delta == "hours"  # the paper's default
+    net = preset("gru_simple", n_features=4, n_static=2, hidden_size=5, mixed_delta="hours")
+    assert net.hparams["mixed_delta"] == "hours" and net.input_layer.delta == "hours"  # the paper's
+    assert preset("gru_simple", n_features=4, hidden_size=5).input_layer.delta == "log1p"  # the default
     with pytest.raises(ConfigError, match="mixed_delta"):
         preset("gru_simple", n_features=4, mixed_delta="minutes")
 
