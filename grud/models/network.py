@@ -316,8 +316,8 @@ class RecurrentNetwork(nn.Module):
                 got = tuple(static.shape) if isinstance(static, Tensor) else type(static).__name__
                 raise DataError(f"static: expected shape (B, S) with B = {B}, got {got}")
         for name, x in (("values", values), ("mask", mask), ("delta", delta), ("times", times), ("static", static)):
-            if x is None or not x.is_floating_point():
-                continue
+            if x is None or not x.is_floating_point() or not torch.isnan(x.sum()):
+                continue  # one reduction: a NaN anywhere makes the sum NaN (then locate it below)
             bad = torch.isnan(x)
             if bad.any():
                 first = tuple(int(i) for i in bad.nonzero()[0])
