@@ -356,7 +356,7 @@ def section_epoch(args, res: dict, tmp: Path) -> None:
         (train, val), t_read = timed(read)
     H = 64
     cfg = _compose_train([
-        "model=grud", f"model.hidden_size={H}", "data.batch_size=64", "data.grid=1.0",
+        "model=grud", f"model.hidden_size={H}", "data.batch_size=64", "data.grid=1.0", "task.impute_weight=0",
         "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "summary=false", "plots=false",
     ])
 
