@@ -10,8 +10,9 @@ A fitted :class:`SummaryClassifier` serialises to plain python values and torch 
 ``torch.load(weights_only=True)``; prediction always runs through the numpy implementation
 below, so a reloaded model gives bit-identical probabilities.
 
-The forecasters (:func:`locf_forecast`, :func:`mean_forecast`) predict one value per series
-and variable from the history window; the forecasting task broadcasts them over its queries.
+The forecasting baselines ``locf`` and ``mean_forecast`` are computed by the forecasting task
+itself from its history window (:meth:`grud.data.forecast_batching.ForecastDataset.baseline_raw`),
+so that they are scored on exactly the queries and scale of the neural forecasters.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from grud.errors import CheckpointError, ConfigError, DataError
-from grud.tasks.summary_features import series_statistics, summary_features
+from grud.tasks.summary_features import summary_features
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,6 @@ __all__ = [
     "BASELINES",
     "check_task",
     "SummaryClassifier",
-    "history_last_and_mean",
-    "locf_forecast",
-    "mean_forecast",
-    "observed_means",
 ]
 
 BASELINES = {
@@ -434,59 +431,3 @@ class SummaryClassifier:
         self.params = self.candidates[self.best_index]
         self._fitted = True
         return self
-
-
-# ============================================================================ forecasters
-def observed_means(ds) -> np.ndarray:
-    """(F,) mean of every observed value of each variable, pooled over all series and times.
-
-    Variables never observed get 0.0 (with a logged warning) so that no NaN reaches a forecast.
-    """
-    v = np.asarray(ds.values, dtype=np.float64)
-    obs = ~np.isnan(v)
-    count = obs.sum(0)
-    means = np.where(obs, v, 0.0).sum(0) / np.maximum(count, 1)
-    if (count == 0).any():
-        log.warning("never observed, their forecast fallback is 0.0: %s",
-                    ", ".join(np.asarray(ds.variables)[count == 0]))
-    return means
-
-
-def history_last_and_mean(ds, fallback) -> tuple[np.ndarray, np.ndarray]:
-    """Last observed value and mean of each variable over each series' history.
-
-    Args:
-        ds: an :class:`~grud.data.dataset.IrregularDataset` holding only the history window.
-        fallback: (F,) value used where a series never observed a variable (typically the
-            training means, :func:`observed_means`); must be finite.
-
-    Returns:
-        ``(last, mean)``, both (n, F) float64 without NaN.
-
-    Shape:
-        fallback: (F,) -> last, mean: (n, F)
-    """
-    F = len(ds.variables)
-    fb = np.asarray(fallback, dtype=np.float64)
-    if fb.shape != (F,):
-        raise ValueError(f"fallback: expected shape ({F},) (one value per variable), got {fb.shape}")
-    if not np.isfinite(fb).all():
-        bad = [ds.variables[j] for j in np.flatnonzero(~np.isfinite(fb))]
-        raise ValueError(f"fallback: expected finite values, got NaN/inf for {bad}")
-    s = series_statistics(ds)
-    seen = s["count"] > 0
-    return np.where(seen, s["last"], fb[None, :]), np.where(seen, s["mean"], fb[None, :])
-
-
-def locf_forecast(ds_history, fallback) -> np.ndarray:
-    """Last observation carried forward: (n, F) last observed value before the horizon.
-
-    The forecasting task repeats row ``i`` for every query of series ``i`` (e.g.
-    ``np.repeat(out, n_queries, axis=0)``). See :func:`history_last_and_mean`.
-    """
-    return history_last_and_mean(ds_history, fallback)[0]
-
-
-def mean_forecast(ds_history, fallback) -> np.ndarray:
-    """The series' own mean over the history window: (n, F). See :func:`history_last_and_mean`."""
-    return history_last_and_mean(ds_history, fallback)[1]

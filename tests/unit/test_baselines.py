@@ -14,10 +14,6 @@ from grud.tasks.baselines import (
     SummaryClassifier,
     _Forest,
     check_task,
-    history_last_and_mean,
-    locf_forecast,
-    mean_forecast,
-    observed_means,
 )
 from grud.tasks.summary_features import summary_features
 
@@ -188,22 +184,3 @@ def test_check_task_names_the_tasks_a_baseline_serves():
     with pytest.raises(ConfigError, match="unknown"):
         check_task("xgboost", "classification")
 
-
-# ------------------------------------------------------------------ forecasters
-def test_history_last_and_mean_by_hand_with_fallback():
-    nan = np.nan
-    values = np.array([[1.0, nan], [nan, nan], [3.0, 7.0],  # series 0
-                       [nan, 2.0]], dtype=np.float32)       # series 2 (series 1 is empty)
-    ds = IrregularDataset(["a", "b", "c"], ["u", "w"], [], np.array([0.0, 1, 2, 0]), values,
-                          np.array([0, 3, 3, 4]))
-    fallback = np.array([10.0, 20.0])
-    last, mean = history_last_and_mean(ds, fallback)
-    np.testing.assert_array_equal(last, [[3.0, 7.0], [10.0, 20.0], [10.0, 2.0]])
-    np.testing.assert_array_equal(mean, [[2.0, 7.0], [10.0, 20.0], [10.0, 2.0]])
-    np.testing.assert_array_equal(locf_forecast(ds, fallback), last)
-    np.testing.assert_array_equal(mean_forecast(ds, fallback), mean)
-    np.testing.assert_allclose(observed_means(ds), [2.0, 4.5])
-    with pytest.raises(ValueError, match="finite"):
-        history_last_and_mean(ds, np.array([1.0, nan]))
-    with pytest.raises(ValueError, match=r"\(2,\)"):
-        history_last_and_mean(ds, np.zeros(3))
