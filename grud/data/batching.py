@@ -69,7 +69,8 @@ class EncodedDataset(torch.utils.data.Dataset):
     """A dataset normalised with training statistics, kept flat; items are series indices.
 
     Collation (:meth:`collate`) gathers the flat rows of a list of indices into padded tensors,
-    so no per-series Python work happens in the loader.
+    so no per-series Python work happens in the loader; ``delta`` is computed once for all rows
+    (:func:`grud.data.masking.ragged_time_deltas`, again whenever :attr:`mask` is replaced).
     """
 
     def __init__(self, ds: IrregularDataset, stats: FittedStats):
