@@ -268,9 +268,10 @@ def time_deltas(times, mask, *, lengths=None):
     times, lengths = _check_times(times, lengths, mask, fn)
     if _is_torch(mask):
         if _numpy_kernel_fits(times, mask, lengths):
-            return torch.from_numpy(_time_deltas_numpy(_np(times), _np(mask), None if lengths is None else _np(lengths)))
+            lengths_np = None if lengths is None else _np(lengths)
+            return torch.from_numpy(_scan_numpy(_np(mask), times=_np(times), lengths=lengths_np)[1])
         return _time_deltas_torch(times, mask, lengths)
-    return _time_deltas_numpy(times, mask, lengths)
+    return _scan_numpy(mask, times=times, lengths=lengths)[1]
 
 
 def ragged_time_deltas(times, mask, offsets) -> np.ndarray:
@@ -291,7 +292,9 @@ def ragged_time_deltas(times, mask, offsets) -> np.ndarray:
     mask = _as_numpy(mask, "mask", fn)
     offsets = _as_numpy(offsets, "offsets", fn).astype(np.int64, copy=False)
     if mask.ndim != 2 or times.shape != mask.shape[:1]:
-        raise ConfigError(f"{fn}: expected times (N,) and mask (N, F), got {tuple(times.shape)} and {tuple(mask.shape)}")
+        raise ConfigError(
+            f"{fn}: expected times (N,) and mask (N, F), got {tuple(times.shape)} and {tuple(mask.shape)}"
+        )
     N = mask.shape[0]
     if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != N or (np.diff(offsets) < 0).any():
         raise ConfigError(f"{fn}: offsets: expected an ascending array from 0 to N = {N}, got {offsets[:5]}...")
@@ -330,39 +333,6 @@ def _time_deltas_torch(times: torch.Tensor, mask: torch.Tensor, lengths) -> torc
     return delta
 
 
-def _time_deltas_numpy(times: np.ndarray, mask: np.ndarray, lengths) -> np.ndarray:
-    lead, T, F = tuple(mask.shape[:-2]), mask.shape[-2], mask.shape[-1]
-    n = _leading(lead)
-    out = np.zeros((n, T, F), dtype=times.dtype)
-    if T <= 1 or out.size == 0:
-        return out.reshape(mask.shape)
-    m = np.ascontiguousarray(mask).reshape(n, T, F)
-    s = np.broadcast_to(times, lead + (T,)).reshape(n, T)
-    nb = max(1, min(n, _BLOCK_ENTRIES // (T * F)))
-    step_dt = _step_dtype(T)
-    steps = np.arange(1, T, dtype=step_dt)[:, None]
-    scan, tmp = np.empty((nb, T - 1, F), step_dt), np.empty((nb, T - 1, F), step_dt)
-    idx = np.empty((nb, T - 1, F), _index_dtype(nb * (T + 1)))
-    table = np.empty((nb, T + 1), times.dtype)
-    base = (np.arange(nb, dtype=idx.dtype) * (T + 1))[:, None, None]
-    valid = None if lengths is None else np.arange(T) < np.reshape(lengths, (n, 1))
-    for i in range(0, n, nb):  # blocks of series, each fully vectorised
-        j = min(i + nb, n)
-        k = j - i
-        w = scan[:k]
-        np.multiply(m[i:j, :-1] != 0, steps, out=w)
-        last = _running_max_numpy(w, tmp[:k])  # 0 = none, k = step k-1
-        tb = table[:k]
-        tb[:, 0] = s[i:j, 0]
-        tb[:, 1:] = s[i:j]
-        ix = idx[:k]
-        np.add(last, base[:k], out=ix)
-        np.subtract(s[i:j, 1:, None], np.take(tb.reshape(-1), ix), out=out[i:j, 1:])
-        if valid is not None:
-            np.copyto(out[i:j], 0, where=~valid[i:j, :, None])
-    return out.reshape(mask.shape)
-
-
 def forward_fill(values, mask, fill=None):
     """Last observation carried forward along time (the "GRU-Forward" input of Che et al. 2018).
 
@@ -392,9 +362,10 @@ def forward_fill(values, mask, fill=None):
         fill = _check_row(fill, F, values, "fill", fn)
     if _is_torch(values):
         if _numpy_kernel_fits(values, mask, fill):
-            return torch.from_numpy(_forward_fill_numpy(_np(values), _np(mask), None if fill is None else _np(fill)))
+            fill_np = None if fill is None else _np(fill)
+            return torch.from_numpy(_scan_numpy(_np(mask), values=_np(values), fill=fill_np)[0])
         return _forward_fill_torch(values, mask, fill)
-    return _forward_fill_numpy(values, mask, fill)
+    return _scan_numpy(mask, values=values, fill=fill)[0]
 
 
 def _forward_fill_torch(values: torch.Tensor, mask: torch.Tensor, fill) -> torch.Tensor:
@@ -407,37 +378,6 @@ def _forward_fill_torch(values: torch.Tensor, mask: torch.Tensor, fill) -> torch
     if fill is None:
         fill = torch.full((), float("nan"), dtype=values.dtype, device=values.device)
     return torch.where(last == 0, fill, out)
-
-
-def _forward_fill_numpy(values: np.ndarray, mask: np.ndarray, fill) -> np.ndarray:
-    lead, T, F = tuple(values.shape[:-2]), values.shape[-2], values.shape[-1]
-    n = _leading(lead)
-    out = np.empty((n, T, F), values.dtype)
-    if out.size == 0:
-        return out.reshape(values.shape)
-    v = np.ascontiguousarray(values).reshape(n, T, F)
-    m = np.ascontiguousarray(mask).reshape(n, T, F)
-    fill_row = np.full(F, np.nan, values.dtype) if fill is None else fill
-    nb = max(1, min(n, _BLOCK_ENTRIES // (T * F)))
-    step_dt = _step_dtype(T)
-    steps = np.arange(1, T + 1, dtype=step_dt)[:, None]
-    scan, tmp = np.empty((nb, T, F), step_dt), np.empty((nb, T, F), step_dt)
-    idx = np.empty((nb, T, F), _index_dtype(nb * T * F))
-    # flat index of (series b, step k-1, variable f) inside a block = b*T*F + (k-1)*F + f
-    base = (np.arange(nb, dtype=idx.dtype)[:, None, None] * (T * F) - F) + np.arange(F, dtype=idx.dtype)
-    F_ = idx.dtype.type(F)
-    for i in range(0, n, nb):  # blocks of series, each fully vectorised
-        j = min(i + nb, n)
-        k = j - i
-        w = scan[:k]
-        np.multiply(m[i:j] != 0, steps, out=w)
-        last = _running_max_numpy(w, tmp[:k])  # 0 = none, k = step k-1
-        ix = idx[:k]
-        np.multiply(last, F_, out=ix)
-        ix += base[:k]
-        np.take(v[i:j].reshape(-1), ix, out=out[i:j], mode="clip")  # none -> clipped, then filled
-        np.copyto(out[i:j], fill_row, where=last == 0)
-    return out.reshape(values.shape)
 
 
 def forward_fill_and_deltas(values, mask, times, fill=None, *, lengths=None):
@@ -462,36 +402,46 @@ def forward_fill_and_deltas(values, mask, times, fill=None, *, lengths=None):
     times, lengths = _check_times(times, lengths, mask, fn)
     if _is_torch(values):
         if _numpy_kernel_fits(values, mask, fill, times, lengths):
-            filled, delta = _fill_and_deltas_numpy(
-                _np(values), _np(mask), _np(times), None if fill is None else _np(fill),
-                None if lengths is None else _np(lengths))
+            filled, delta = _scan_numpy(
+                _np(mask), values=_np(values), fill=None if fill is None else _np(fill), times=_np(times),
+                lengths=None if lengths is None else _np(lengths))
             return torch.from_numpy(filled), torch.from_numpy(delta)
         return _forward_fill_torch(values, mask, fill), _time_deltas_torch(times, mask, lengths)
-    return _fill_and_deltas_numpy(values, mask, times, fill, lengths)
+    return _scan_numpy(mask, values=values, fill=fill, times=times, lengths=lengths)
 
 
-def _fill_and_deltas_numpy(values, mask, times, fill, lengths) -> tuple[np.ndarray, np.ndarray]:
-    lead, T, F = tuple(values.shape[:-2]), values.shape[-2], values.shape[-1]
+def _scan_numpy(mask, values=None, fill=None, times=None, lengths=None) -> tuple:
+    """The numpy kernel behind forward filling (given ``values``) and delta (given ``times``).
+
+    One running maximum of ``where(mask, step, 0)`` per block of series gives the last observed
+    step ``<= t``; the forward fill gathers ``values`` there, and delta at step t is ``s_t`` minus
+    the time of the last observed step ``<= t - 1`` (the first time when there is none).
+    Returns ``(filled or None, delta or None)``, each shaped like ``mask``.
+    """
+    lead, T, F = tuple(mask.shape[:-2]), mask.shape[-2], mask.shape[-1]
     n = _leading(lead)
-    filled = np.empty((n, T, F), values.dtype)
-    delta = np.zeros((n, T, F), times.dtype)
-    if filled.size == 0:
-        return filled.reshape(values.shape), delta.reshape(values.shape)
-    v = np.ascontiguousarray(values).reshape(n, T, F)
+    filled = None if values is None else np.empty((n, T, F), values.dtype)
+    delta = None if times is None else np.zeros((n, T, F), times.dtype)
+    reshaped = lambda x: None if x is None else x.reshape(mask.shape)  # noqa: E731
+    if n * T * F == 0 or (values is None and T <= 1):
+        return reshaped(filled), reshaped(delta)
     m = np.ascontiguousarray(mask).reshape(n, T, F)
-    s = np.broadcast_to(times, lead + (T,)).reshape(n, T)
-    fill_row = np.full(F, np.nan, values.dtype) if fill is None else fill
     nb = max(1, min(n, _BLOCK_ENTRIES // (T * F)))
     step_dt = _step_dtype(T)
     steps = np.arange(1, T + 1, dtype=step_dt)[:, None]
     scan, tmp = np.empty((nb, T, F), step_dt), np.empty((nb, T, F), step_dt)
     idx = np.empty((nb, T, F), _index_dtype(nb * (T + 1) * F))
-    # flat index of (series b, step k-1, variable f) inside a block = b*T*F + (k-1)*F + f
-    base = (np.arange(nb, dtype=idx.dtype)[:, None, None] * (T * F) - F) + np.arange(F, dtype=idx.dtype)
-    F_ = idx.dtype.type(F)
-    table = np.empty((nb, T + 1), times.dtype)  # [s_1, s_1, ..., s_T]: entry k = time of step k-1, s_1 for 0
-    base_t = (np.arange(nb, dtype=idx.dtype) * (T + 1))[:, None, None]
-    valid = None if lengths is None else np.arange(T) < np.reshape(lengths, (n, 1))
+    if values is not None:
+        v = np.ascontiguousarray(values).reshape(n, T, F)
+        fill_row = np.full(F, np.nan, values.dtype) if fill is None else fill
+        # flat index of (series b, step k-1, variable f) inside a block = b*T*F + (k-1)*F + f
+        base = (np.arange(nb, dtype=idx.dtype)[:, None, None] * (T * F) - F) + np.arange(F, dtype=idx.dtype)
+        F_ = idx.dtype.type(F)
+    if times is not None:
+        s = np.broadcast_to(times, lead + (T,)).reshape(n, T)
+        table = np.empty((nb, T + 1), times.dtype)  # [s_1, s_1, ..., s_T]: entry k = time of step k-1, s_1 for 0
+        base_t = (np.arange(nb, dtype=idx.dtype) * (T + 1))[:, None, None]
+        valid = None if lengths is None else np.arange(T) < np.reshape(lengths, (n, 1))
     for i in range(0, n, nb):  # blocks of series, each fully vectorised
         j = min(i + nb, n)
         k = j - i
@@ -499,11 +449,12 @@ def _fill_and_deltas_numpy(values, mask, times, fill, lengths) -> tuple[np.ndarr
         np.multiply(m[i:j] != 0, steps, out=w)
         last = _running_max_numpy(w, tmp[:k])  # last observed step <= t: 0 = none, k = step k-1
         ix = idx[:k]
-        np.multiply(last, F_, out=ix)
-        ix += base[:k]
-        np.take(v[i:j].reshape(-1), ix, out=filled[i:j], mode="clip")  # none -> clipped, then filled
-        np.copyto(filled[i:j], fill_row, where=last == 0)
-        if T > 1:  # delta_t = s_t - s_(last observed step < t) = s_t - table[last[t-1]]
+        if values is not None:
+            np.multiply(last, F_, out=ix)
+            ix += base[:k]
+            np.take(v[i:j].reshape(-1), ix, out=filled[i:j], mode="clip")  # none -> clipped, then filled
+            np.copyto(filled[i:j], fill_row, where=last == 0)
+        if times is not None and T > 1:  # delta_t = s_t - table[last[t-1]]
             tb = table[:k]
             tb[:, 0] = s[i:j, 0]
             tb[:, 1:] = s[i:j]
@@ -512,7 +463,7 @@ def _fill_and_deltas_numpy(values, mask, times, fill, lengths) -> tuple[np.ndarr
             np.subtract(s[i:j, 1:, None], np.take(tb.reshape(-1), ixd), out=delta[i:j, 1:])
             if valid is not None:
                 np.copyto(delta[i:j], 0, where=~valid[i:j, :, None])
-    return filled.reshape(values.shape), delta.reshape(values.shape)
+    return reshaped(filled), reshaped(delta)
 
 
 def mean_impute(values, mask, means):
