@@ -136,16 +136,8 @@ def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
                    augment_missing=task.get("augment_missing", 0.0))
     from grud.tasks.forecasting import fit_loss_weights
 
-    power = task.get("loss_weight_power", 0.5)
-    try:
-        power = float(power)
-    except (TypeError, ValueError):
-        power = float("nan")
-    if not (np.isfinite(power) and power >= 0):
-        raise ConfigError(f"task.loss_weight_power: expected a number >= 0 (0 = every variable weighs 1), "
-                          f"got {task.get('loss_weight_power')!r}")
     weights = fit_loss_weights(train, stats, float(task.get("history_hours", 24.0)), task.get("horizon_hours"),
-                               power=power)
+                               power=task.get("loss_weight_power", 0.5))
     return cls(model=model, stats=stats.to_dict(), optim=cfg.get("optim"), decoder=task.get("decoder"),
                history_hours=float(task.get("history_hours", 24.0)), horizon_hours=task.get("horizon_hours"),
                forecast_grid_hours=task.get("forecast_grid_hours"), loss_weights=weights,

@@ -174,7 +174,17 @@ def fit_loss_weights(train_ds, stats, history_hours: float = 24.0, horizon_hours
 
     Returns:
         a plain list of F floats (for ``ForecastTask(loss_weights=...)``).
+
+    Raises:
+        ConfigError: ``power`` is not a number >= 0.
     """
+    try:
+        p = float(power)
+    except (TypeError, ValueError):
+        p = float("nan")
+    if not (np.isfinite(p) and p >= 0):
+        raise ConfigError(f"task.loss_weight_power: expected a number >= 0 (0 = every variable weighs 1), "
+                          f"got {power!r}")
     stats = _as_stats(stats)
     fd = ForecastDataset(train_ds, stats, history_hours, horizon_hours)
     n = fd.query_mask.sum(0).astype(np.float64)
@@ -183,7 +193,7 @@ def fit_loss_weights(train_ds, stats, history_hours: float = 24.0, horizon_hours
     span = np.where(span > 0, span, 1.0)
     w = np.zeros_like(n)
     has = n > 0
-    w[has] = ((std[has] / span[has]) ** 2 / n[has]) ** float(power)
+    w[has] = ((std[has] / span[has]) ** 2 / n[has]) ** p
     if has.any():
         w[has] /= w[has].mean()
     return [float(x) for x in w]
