@@ -92,11 +92,9 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
     saved = None
     if save:  # the backward's per-step factors, for all steps at once (see GRURecurrence.backward)
         sig = torch.addcmul(rz, rz, rz, value=-1)  # sigmoid derivatives [r(1-r) | z(1-z)]
-        if hhat is None:
-            hhat_all = torch.cat([h0[:, None], hs[:, :-1]], dim=1)
-        else:
-            hhat_all = hhat
-        fz = (hhat_all - n_all).mul_(sig[..., H:])  # d pre_z / d h' = (h_hat - n) z(1-z)
+        if hhat is None:  # without hidden decay h_hat_t is h_(t-1); kept for the backward too
+            hhat = torch.cat([h0[:, None], hs[:, :-1]], dim=1)
+        fz = (hhat - n_all).mul_(sig[..., H:])  # d pre_z / d h' = (h_hat - n) z(1-z)
         fn = torch.addcmul(torch.ones((), **kw), n_all, n_all, value=-1)
         fn.mul_(1 - rz[..., H:])  # d pre_n / d h' = (1 - z)(1 - n^2)
         fr = gh_all[..., 2 * H :].mul(sig[..., :H]).mul_(0.5)  # d pre_r / d pre_n
@@ -162,7 +160,7 @@ class GRURecurrence(torch.autograd.Function):
         omv_v = None if all_valid else one_minus_v.unbind(1)
         hhat_v = None
         if d_drop is not None:
-            hhat_v = sv["hhat"].unbind(1) if gamma is not None else [h0] + list(hs[:, :-1].unbind(1))
+            hhat_v = sv["hhat"].unbind(1)
 
         if not T:
             dh = d_h_last
@@ -202,12 +200,7 @@ class GRURecurrence(torch.autograd.Function):
         if (need[1] or need[2]) and T:
             dgh = dpre[..., : 3 * H].reshape(B * T, 3 * H)
             if need[1]:
-                if drop is not None:
-                    hd_all = sv["hd"]
-                elif gamma is not None:
-                    hd_all = sv["hhat"]
-                else:
-                    hd_all = torch.cat([h0[:, None], hs[:, :-1]], dim=1)
+                hd_all = sv["hd"] if drop is not None else sv["hhat"]  # what W_hh multiplied
                 dw = dgh.t() @ hd_all.reshape(B * T, H)  # the recurrent weight gradient, one matmul
                 d_w = torch.cat([dw[H : 2 * H], dw[2 * H :], dw[:H]])
             if need[2]:
