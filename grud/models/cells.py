@@ -197,23 +197,25 @@ class GRUDCell(GRUCell):
 
         ``V m`` is added in place by a second product rather than one product over ``[x ; m]``:
         the mask needs no gradient, so the backward computes the gradient of ``x`` only (one
-        product over ``[x ; m]`` would also compute a discarded gradient for the mask).
+        product over ``[x ; m]`` would also compute a discarded gradient for the mask). Both
+        products run on 2-D tensors so that the in-place sum is on a base tensor: on a view of
+        ``gi``, autograd would clone and copy the whole gradient of ``gi`` in the backward.
         """
-        gi = nnf.linear(x, self.weight_ih, self.bias_ih)
-        if self.weight_mh is None:
-            return gi
-        if mask is None:
-            raise ValueError("mask: the GRU-D cell with mask_in_gates=True needs the mask (B, F)")
-        G = gi.shape[-1]
-        gi.view(-1, G).addmm_(mask.reshape(-1, mask.shape[-1]), self.weight_mh.t())
-        return gi
+        lead = x.shape[:-1]
+        gi = nnf.linear(x.reshape(-1, x.shape[-1]), self.weight_ih, self.bias_ih)
+        if self.weight_mh is not None:
+            if mask is None:
+                raise ValueError("mask: the GRU-D cell with mask_in_gates=True needs the mask (B, F)")
+            gi.addmm_(mask.reshape(-1, mask.shape[-1]), self.weight_mh.t())
+        return gi.view(*lead, gi.shape[-1])
 
     def decay_factor(self, delta: Tensor) -> Tensor | None:
         """``gamma_h = exp(-relu(W_gamma_h delta + b))`` for any leading shape: (..., F) -> (..., H);
         None when hidden decay is off."""
         if self.decay_weight is None:
             return None
-        return torch.exp(-torch.relu(nnf.linear(delta, self.decay_weight, self.decay_bias)))
+        # exp(-relu(a)) = exp(min(-a, 0)); the negation goes into the (small) weights
+        return torch.exp(torch.clamp(nnf.linear(delta, -self.decay_weight, -self.decay_bias), max=0.0))
 
     def forward(
         self,

@@ -149,14 +149,20 @@ class DecayInput(MeanInput):
         """``gamma_x`` (..., F) for ``delta`` (..., F) hours; all ones with ``input_decay=False``."""
         if self.weight is None:
             return torch.ones_like(delta)
-        return torch.exp(-torch.relu(delta * self.weight + self.bias))
+        # exp(-relu(a)) = exp(min(-a, 0)): one fewer pass over (..., F) than the literal form
+        return torch.exp(torch.clamp(torch.addcmul(-self.bias, delta, -self.weight), max=0.0))
 
     def forward(self, values: Tensor, mask: Tensor, delta: Tensor, x_mean: Tensor) -> Tensor:
         x_last = _last_observed(values, mask, x_mean)
         if self.weight is None:
             return x_last
         gamma = self.decay_factor(delta)
-        return mask * values + (1 - mask) * (gamma * x_last + (1 - gamma) * x_mean)
+        # the same x_hat, regrouped so that only one product involves gamma:
+        # x_hat = [m x + (1 - m) x_mean] + gamma * (1 - m) (x_last - x_mean)
+        observed = mask != 0
+        base = torch.where(observed, values, x_mean)
+        gap = torch.where(observed, 0.0, x_last - x_mean)
+        return torch.addcmul(base, gamma, gap)
 
 
 def make_input(kind: str, n_features: int, input_decay: bool = True, mixed_delta: str = "log1p") -> MeanInput:

@@ -231,7 +231,10 @@ class RecurrentLayer(nn.Module):
         B = x.shape[0]
         h0 = x.new_zeros(B, self.hidden_size)
         if isinstance(cell, GRUDCell):
-            gi = cell.input_projection(x, mask)
+            if cell.weight_mh is None:
+                gi = cell.input_projection(x)
+            else:
+                gi = fast_paths.masked_input_projection(x, mask, cell.weight_ih, cell.weight_mh, cell.bias_ih)
             gamma_h = None if delta is None else cell.decay_factor(delta)
             return fast_paths.gru_recurrence(gi, cell.weight_hh, cell.bias_hh, h0, valid, gamma_h, h_drop)
         if isinstance(cell, GRUCell):
