@@ -341,3 +341,77 @@ def test_every_preset_fast_and_reference_agree(name, training):
     assert g_f.keys() == g_r.keys()
     for k in g_f:
         torch.testing.assert_close(g_f[k], g_r[k], atol=ATOL, rtol=1e-5, msg=lambda m: f"gradient of {k}: {m}")
+
+
+# ---------------------------------------------------------------- GRU-D input projection
+def _projection_case(dtype, lead=(3, 5), I=6, F=4, H=2, seed=0):
+    from grud.models.cells import GRUDCell
+
+    g = torch.Generator().manual_seed(seed)
+    cell = GRUDCell(I, H, n_features=F).to(dtype)
+    x = torch.randn(*lead, I, generator=g, dtype=dtype, requires_grad=True)
+    mask = (torch.rand(*lead, F, generator=g) < 0.4).to(dtype)
+    return cell, x, mask
+
+
+def test_masked_input_projection_matches_the_cell_values_and_gradients():
+    from grud.models.fast import masked_input_projection
+
+    cell, x, mask = _projection_case(torch.float32)
+    ref = cell.input_projection(x, mask)
+    fast = masked_input_projection(x, mask, cell.weight_ih, cell.weight_mh, cell.bias_ih)
+    assert fast.shape == ref.shape == (3, 5, 3 * cell.hidden_size)
+    torch.testing.assert_close(fast, ref, atol=ATOL, rtol=0)
+    w = torch.randn_like(ref)
+    params = [x, cell.weight_ih, cell.weight_mh, cell.bias_ih]
+    g_ref = torch.autograd.grad((ref * w).sum(), params)
+    g_fast = torch.autograd.grad((fast * w).sum(), params)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_masked_input_projection_passes_gradcheck_and_gives_the_mask_no_gradient():
+    from grud.models.fast import masked_input_projection
+
+    cell, x, mask = _projection_case(torch.float64, lead=(2, 3), I=3, F=2)
+    mask.requires_grad_()
+    fn = lambda x_, w, v, b: masked_input_projection(x_, mask, w, v, b)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, cell.weight_ih, cell.weight_mh, cell.bias_ih))
+    masked_input_projection(x, mask, cell.weight_ih, cell.weight_mh, cell.bias_ih).sum().backward()
+    assert mask.grad is None
+
+
+def test_masked_input_projection_names_a_mismatched_mask():
+    from grud.models.fast import masked_input_projection
+
+    cell, x, mask = _projection_case(torch.float32)
+    with pytest.raises(ValueError, match=r"x, mask: expected shapes .* F = 4.*got \(3, 5, 6\) and \(3, 5, 3\)"):
+        masked_input_projection(x, mask[..., :3], cell.weight_ih, cell.weight_mh, cell.bias_ih)
+
+
+# ---------------------------------------------------------------- memory
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+@pytest.mark.parametrize("backward", [True, False])
+def test_step_buffers_are_freed_without_the_garbage_collector(kind, backward):
+    """A training step's outputs and saved buffers go as soon as the caller drops them.
+
+    Regression: the fused GRU kept its outputs (the state buffer) as a ctx attribute, a reference
+    cycle through its own grad_fn; every step's buffers then waited for the cyclic garbage
+    collector, and a training loop's memory grew by megabytes per step.
+    """
+    import gc
+    import weakref
+
+    _, fast, _, make = FUNCTIONS[kind]
+    args = make(B=2, T=4, H=3, dtype=torch.float32)  # every step valid: the outputs are the state buffer
+    gc.collect()
+    gc.disable()
+    try:
+        outputs = fast(**args)
+        alive = weakref.ref(outputs[0])
+        if backward:
+            outputs[1].sum().backward()
+        del outputs
+        assert alive() is None, "the outputs outlived their last reference (a reference cycle)"
+    finally:
+        gc.enable()

@@ -58,7 +58,6 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
     rz = torch.empty(B, S, 2 * H, **kw)  # r, z after sigmoid
     gh_all = torch.empty(B, S, 3 * H, **kw)  # W_hh hd + b_hh (candidate part x 2)
     n_all = torch.empty(B, S, H, **kw)  # candidate
-    dif = torch.empty(B, H, **kw)  # scratch: h_hat - n
     h_new = None if all_valid else torch.empty(B, H, **kw)
     minus_one = torch.full((B, H), -1.0, **kw)
 
@@ -80,11 +79,10 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
         zt, rt = z_v[t], r_v[t]
         n = torch.addcmul(gi_n2_v[t], rt, gh[:, 2 * H :], out=n_v[t]).sigmoid_()
         torch.add(minus_one, n, alpha=2, out=n)  # tanh(a) = 2 sigmoid(2a) - 1
-        torch.sub(hh, n, out=dif)
         if all_valid:
-            h = torch.addcmul(n, zt, dif, out=hs_v[t])  # h' = (1 - z) n + z h_hat
+            h = torch.lerp(n, hh, zt, out=hs_v[t])  # h' = (1 - z) n + z h_hat
         else:
-            torch.addcmul(n, zt, dif, out=h_new)
+            torch.lerp(n, hh, zt, out=h_new)
             h = torch.lerp(h, h_new, v_v[t], out=hs_v[t])
 
     outputs = hs if all_valid else hs * valid[:, :, None]
@@ -112,11 +110,13 @@ class GRURecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout):
         outputs, h_last, saved = gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, True)
-        ctx.saved = saved
         ctx.set_materialize_grads(False)  # an unused output (often the sequence) gets no zero-filled gradient
-        # hs is saved through autograd so that an in-place change of the outputs (which may be hs
-        # itself) is caught instead of silently corrupting the gradients
-        ctx.save_for_backward(weight_hh, h0, valid, gamma_h, hidden_dropout, saved["hs"])
+        # hs is saved through autograd, never as a ctx attribute: it may be the outputs tensor
+        # itself, and an output held by its own grad_fn is a reference cycle that only the garbage
+        # collector frees (memory grew by every step's buffers until it ran); saving it this way
+        # also catches an in-place change of the outputs instead of corrupting the gradients
+        ctx.save_for_backward(weight_hh, h0, valid, gamma_h, hidden_dropout, saved.pop("hs"))
+        ctx.saved = saved
         return outputs, h_last
 
     @staticmethod
