@@ -43,41 +43,46 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
     all_valid = bool((valid == 1).all())
     S = T if save else 1
 
-    gi_rz = gi[..., : 2 * H]
     gi_n2 = gi[..., 2 * H :] * 2  # (B, T, H) candidate input term, scaled for tanh via sigmoid
     w2 = weight_hh.clone()
     w2[2 * H :] *= 2
     w_t = w2.t().contiguous()  # (H, 3H): hd @ w_t = 2-scaled W_hh hd
-    b2 = bias_hh.clone()
-    b2[2 * H :] *= 2
+
+    # pre holds, per step, [W_ir x + b_ir + b_hr | W_iz x + b_iz + b_hz | 2 b_hn] before the loop;
+    # each step adds W_hh hd to it in place (one matrix multiply, no separate bias or input add),
+    # then turns its r, z part into the gates: afterwards pre = [r | z | 2 (W_hn hd + b_hn)].
+    # It always spans all T steps (the prefill is one whole-array operation).
+    pre = torch.empty(B, T, 3 * H, **kw)
+    torch.add(gi[..., : 2 * H], bias_hh[: 2 * H], out=pre[..., : 2 * H])
+    pre[..., 2 * H :].copy_(bias_hh[2 * H :] * 2)  # broadcast over (B, T)
+    rz = pre[..., : 2 * H]
 
     # States: when every step is valid the outputs are the states themselves.
     hs = torch.empty(B, T, H, **kw)  # h_t (carried over padded steps)
     hhat = torch.empty(B, S, H, **kw) if gamma_h is not None else None  # gamma * h_{t-1}
     hd = torch.empty(B, S, H, **kw) if hidden_dropout is not None else None  # h_hat * dropout
-    rz = torch.empty(B, S, 2 * H, **kw)  # r, z after sigmoid
-    gh_all = torch.empty(B, S, 3 * H, **kw)  # W_hh hd + b_hh (candidate part x 2)
     n_all = torch.empty(B, S, H, **kw)  # candidate
     h_new = None if all_valid else torch.empty(B, H, **kw)
     minus_one = torch.full((B, H), -1.0, **kw)
 
     hs_v = hs.unbind(1)
-    gi_rz_v, gi_n2_v = gi_rz.unbind(1), gi_n2.unbind(1)
-    rz_v, r_v, z_v = _steps(rz, T, save), _steps(rz[..., :H], T, save), _steps(rz[..., H:], T, save)
+    gi_n2_v = gi_n2.unbind(1)
+    pre_v, rz_v, ghn_v = pre.unbind(1), rz.unbind(1), pre[..., 2 * H :].unbind(1)
+    r_v, z_v = pre[..., :H].unbind(1), pre[..., H : 2 * H].unbind(1)
     gamma_v = None if gamma_h is None else gamma_h.unbind(1)
     hhat_v = None if hhat is None else _steps(hhat, T, save)
     hd_v = None if hd is None else _steps(hd, T, save)
     v_v = None if all_valid else valid[:, :, None].expand(B, T, H).unbind(1)
-    gh_v, n_v = _steps(gh_all, T, save), _steps(n_all, T, save)
+    n_v = _steps(n_all, T, save)
 
     h = h0
     for t in range(T):
         hh = h if gamma_v is None else torch.mul(h, gamma_v[t], out=hhat_v[t])
         hdt = hh if hd_v is None else torch.mul(hh, hidden_dropout, out=hd_v[t])
-        gh = torch.addmm(b2, hdt, w_t, out=gh_v[t])
-        torch.add(gi_rz_v[t], gh[:, : 2 * H], out=rz_v[t]).sigmoid_()
+        pre_v[t].addmm_(hdt, w_t)
+        rz_v[t].sigmoid_()
         zt, rt = z_v[t], r_v[t]
-        n = torch.addcmul(gi_n2_v[t], rt, gh[:, 2 * H :], out=n_v[t]).sigmoid_()
+        n = torch.addcmul(gi_n2_v[t], rt, ghn_v[t], out=n_v[t]).sigmoid_()
         torch.add(minus_one, n, alpha=2, out=n)  # tanh(a) = 2 sigmoid(2a) - 1
         if all_valid:
             h = torch.lerp(n, hh, zt, out=hs_v[t])  # h' = (1 - z) n + z h_hat
@@ -95,7 +100,7 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
         fz = (hhat - n_all).mul_(sig[..., H:])  # d pre_z / d h' = (h_hat - n) z(1-z)
         fn = torch.addcmul(torch.ones((), **kw), n_all, n_all, value=-1)
         fn.mul_(1 - rz[..., H:])  # d pre_n / d h' = (1 - z)(1 - n^2)
-        fr = gh_all[..., 2 * H :].mul(sig[..., :H]).mul_(0.5)  # d pre_r / d pre_n
+        fr = pre[..., 2 * H :].mul(sig[..., :H]).mul_(0.5)  # d pre_r / d pre_n
         saved = dict(hs=hs, rz=rz, hhat=hhat, hd=hd, fz=fz, fn=fn, fr=fr, all_valid=all_valid)
     return outputs, h_last, saved
 
