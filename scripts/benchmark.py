@@ -89,6 +89,18 @@ def samples(contenders: dict, reps: int, warmup: int = 1) -> dict:
     return times
 
 
+def page_faults(fn, reps: int = 5) -> float:
+    """Median minor page faults of one call (memory the allocator had to fetch from the OS again)."""
+    import resource
+
+    counts = []
+    for _ in range(reps):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        fn()
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return float(statistics.median(counts))
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -176,7 +188,7 @@ def section_step(args, res: dict) -> None:
     from grud.models import PRESETS, preset
 
     B, F, H = 64, 37, 64
-    reps = 3 if args.quick else 15
+    reps = 3 if args.quick else 25
     lengths_T = (48, 200)
     others = [p for p in PRESETS if p != "grud"]
     rows = []
@@ -211,6 +223,11 @@ def section_step(args, res: dict) -> None:
         res[f"step_ratio_vs_nn_gru_t{T}"] = med["grud"] / med["nn.GRU"]
         res[f"step_ratio_of_fastest_runs_t{T}"] = best["grud"] / best["nn.GRU"]  # less sensitive to a busy machine
         res[f"step_ms_nn_gru_t{T}"], res[f"step_ms_grud_t{T}"] = med["nn.GRU"] * 1e3, med["grud"] * 1e3
+        # each round runs both back to back: the median of the per-round ratios cancels slow drifts
+        res[f"step_ratio_paired_median_t{T}"] = statistics.median(
+            g / n for g, n in zip(runs["grud"], runs["nn.GRU"]))
+        res[f"step_page_faults_nn_gru_t{T}"] = page_faults(step_nn)
+        res[f"step_page_faults_grud_t{T}"] = page_faults(contenders["grud"])
         for name, sec in med.items():
             rows.append((name, T, sec, sec / med["nn.GRU"], "-" if name == "nn.GRU" else name == "grud",
                          best[name] / best["nn.GRU"]))
@@ -243,6 +260,9 @@ def section_step(args, res: dict) -> None:
         fused = fast if isinstance(fast, str) else ("yes" if fast else "no")
         extra = "" if best_ratio is None else f"{best_ratio:.2f}"
         log(f"{name:<30}{T:>5}{sec * 1e3:>10.1f}{ratio:>10.2f}{extra:>16}  {fused}")
+    for T in lengths_T:
+        log(f"T={T}: median of the per-round ratios {res[f'step_ratio_paired_median_t{T}']:.2f}; minor page faults "
+            f"per step nn.GRU {res[f'step_page_faults_nn_gru_t{T}']:.0f}, grud {res[f'step_page_faults_grud_t{T}']:.0f}")
     log("targets: grud <= 1.3 x nn.GRU at T=48 and T=200")
 
 
@@ -537,11 +557,16 @@ def main(argv=None) -> int:
         if args.threads < 1:
             p.error(f"--threads: expected a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
+    from grud.cli.allocator import keep_freed_memory
+
     mach = machine()
+    mach["malloc_kept"] = keep_freed_memory()  # as grud-train does; every contender runs in this process
     log(f"grud benchmark{' (quick: not for the README)' if args.quick else ''}")
     log(f"machine: {mach['cores']} cores, {mach['cpu']}, torch threads {mach['threads']}, "
         f"load average {', '.join(f'{x:.2f}' for x in mach['load_average'] or [])}")
     log("versions: " + ", ".join(f"{k} {v}" for k, v in mach["versions"].items() if v))
+    log("malloc: " + ("glibc thresholds raised as in grud-train (grud.cli.allocator)" if mach["malloc_kept"]
+                      else "left at the C library's defaults"))
     load = (mach["load_average"] or [0.0])[0]
     mach["busy"] = bool(load > 0.5 * (mach["cores"] or 1))
     if mach["busy"]:

@@ -6,6 +6,7 @@ from typing import Callable
 
 import hydra
 
+from grud.cli.allocator import keep_freed_memory
 from grud.cli.config import CONFIG_PATH, plain, precheck
 from grud.cli.errors import report
 
@@ -26,6 +27,7 @@ def hydra_entry(config_name: str, work: Callable[[dict], object]) -> Callable[[]
             raise SystemExit(report(exc))
 
     def main() -> None:
+        keep_freed_memory()
         try:
             precheck(config_name, sys.argv[1:])
         except Exception as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from grud.cli.allocator import keep_freed_memory
 from grud.cli.config import CONFIG_PATH, is_multirun, plain, precheck, run_dir_from_hydra
 from grud.cli.errors import describe, report
 from grud.cli.files import atomic_write_json
@@ -78,6 +79,7 @@ def _train(cfg: DictConfig):
     from grud.cli.pipeline import run_training
     from omegaconf import OmegaConf
 
+    keep_freed_memory()  # again here: joblib / submitit jobs run in their own processes, not via main()
     run_dir = run_dir_from_hydra()
     config = plain(cfg)
     if is_first_process():
@@ -97,6 +99,7 @@ def _train(cfg: DictConfig):
 
 
 def main() -> None:
+    keep_freed_memory()
     try:
         precheck("train", sys.argv[1:])
     except Exception as exc:
