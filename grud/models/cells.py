@@ -214,7 +214,8 @@ class GRUDCell(GRUCell):
         None when hidden decay is off."""
         if self.decay_weight is None:
             return None
-        # exp(-relu(a)) = exp(min(-a, 0)); the negation goes into the (small) weights
+        # exp(-relu(a)) = exp(min(-a, 0)); the negation goes into the (small) weights. Same values;
+        # only at a = 0 exactly does the subgradient differ (clamp passes it, relu does not)
         return torch.exp(torch.clamp(nnf.linear(delta, -self.decay_weight, -self.decay_bias), max=0.0))
 
     def forward(

@@ -149,7 +149,8 @@ class DecayInput(MeanInput):
         """``gamma_x`` (..., F) for ``delta`` (..., F) hours; all ones with ``input_decay=False``."""
         if self.weight is None:
             return torch.ones_like(delta)
-        # exp(-relu(a)) = exp(min(-a, 0)): one fewer pass over (..., F) than the literal form
+        # exp(-relu(a)) = exp(min(-a, 0)): one fewer pass over (..., F) than the literal form. Same
+        # values; only at a = 0 exactly does the subgradient differ (clamp passes it, relu does not)
         return torch.exp(torch.clamp(torch.addcmul(-self.bias, delta, -self.weight), max=0.0))
 
     def forward(self, values: Tensor, mask: Tensor, delta: Tensor, x_mean: Tensor) -> Tensor:

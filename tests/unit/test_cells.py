@@ -169,6 +169,40 @@ def test_input_decay_is_one_at_zero_delta_and_moves_toward_the_mean():
     torch.testing.assert_close(off(values, mask, delta, x_mean), ForwardInput(2)(values, mask, delta, x_mean))
 
 
+def test_decays_match_the_papers_equations_in_values_and_gradients():
+    """x_hat = m x + (1 - m)(gamma_x x_last + (1 - gamma_x) x_mean), gamma = exp(-relu(w delta + b))
+    (Che et al. 2018, eqs. 1 and 3), written literally here; the modules compute them regrouped."""
+    from grud.data import masking
+
+    g = torch.Generator().manual_seed(3)
+    B, T, F, H = 3, 7, 4, 5
+    mask = (torch.rand(B, T, F, generator=g) < 0.4).float()
+    values = torch.randn(B, T, F, generator=g) * mask
+    times = torch.cumsum(torch.rand(B, T, generator=g) + 0.2, 1)
+    delta = torch.as_tensor(masking.time_deltas(times, mask), dtype=torch.float32)
+    x_mean = torch.randn(F, generator=g)
+    inp = DecayInput(F)
+    cell = GRUDCell(F, H, n_features=F)
+    with torch.no_grad():  # away from relu's kink, where any subgradient is as good as another
+        inp.bias.uniform_(-0.5, 0.5, generator=g)
+        inp.weight.uniform_(-0.3, 0.3, generator=g)
+        cell.decay_bias.uniform_(-0.5, 0.5, generator=g)
+
+    x_last = masking.forward_fill(values, mask, fill=x_mean)
+    gamma_x = torch.exp(-torch.relu(delta * inp.weight + inp.bias))
+    literal_x = mask * values + (1 - mask) * (gamma_x * x_last + (1 - gamma_x) * x_mean)
+    literal_h = torch.exp(-torch.relu(delta @ cell.decay_weight.t() + cell.decay_bias))
+    x_hat, gamma_h = inp(values, mask, delta, x_mean), cell.decay_factor(delta)
+    torch.testing.assert_close(x_hat, literal_x)
+    torch.testing.assert_close(gamma_h, literal_h)
+    wx, wh = torch.randn(B, T, F, generator=g), torch.randn(B, T, H, generator=g)
+    params = [inp.weight, inp.bias, cell.decay_weight, cell.decay_bias]
+    got = torch.autograd.grad((x_hat * wx).sum() + (gamma_h * wh).sum(), params)
+    want = torch.autograd.grad((literal_x * wx).sum() + (literal_h * wh).sum(), params)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
 def test_mean_forward_and_mixed_inputs():
     x_mean = torch.tensor([10.0])
     values = torch.tensor([[[0.0], [2.0], [0.0], [0.0]]])
