@@ -79,7 +79,7 @@ def _train(cfg: DictConfig):
     from grud.cli.pipeline import run_training
     from omegaconf import OmegaConf
 
-    keep_freed_memory()  # again here: joblib / submitit jobs run in their own processes, not via main()
+    keep_freed_memory()  # here, not in main(): joblib / submitit jobs run in their own processes
     run_dir = run_dir_from_hydra()
     config = plain(cfg)
     if is_first_process():
@@ -99,7 +99,6 @@ def _train(cfg: DictConfig):
 
 
 def main() -> None:
-    keep_freed_memory()
     try:
         precheck("train", sys.argv[1:])
     except Exception as exc:

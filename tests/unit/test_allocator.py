@@ -10,7 +10,7 @@ import sys
 import pytest
 
 PROBE = (
-    "import json, resource\n"
+    "import json\n"
     "from grud.cli.allocator import keep_freed_memory\n"
     "first = keep_freed_memory()\n"
     "print(json.dumps([first, keep_freed_memory()]))\n"
