@@ -133,7 +133,7 @@ def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
                    class_weight=task.get("class_weight"), class_counts=class_counts(train, stats.classes),
                    impute_weight=float(task.get("impute_weight", 0.0)),
                    value_transform=task.get("value_transform", "affine"),
-                   augment_missing=task.get("augment_missing", 0.0))
+                   augment_missing=task.get("augment_missing", 0.0), ensemble=task.get("ensemble", 1))
     from grud.tasks.forecasting import fit_loss_weights
 
     weights = fit_loss_weights(train, stats, float(task.get("history_hours", 24.0)), task.get("horizon_hours"),

@@ -58,16 +58,14 @@ class TaskModule(pl.LightningModule):
         super().__init__()
         self.stats = FittedStats.from_dict(stats)
         self.optim = {**DEFAULT_OPTIM, **(optim or {})}
-        spec = {k: v for k, v in dict(model).items() if k not in ("name", "kind", "tasks")}
-        name = model.get("name")
-        if name is None:
+        if model.get("name") is None:
             raise ConfigError("model.name: a model preset name is required")
-        self.network = preset(str(name), n_features=self.stats.n_features, n_static=self.stats.n_static, **spec)
-        self.network.set_input_means(torch.tensor(self.stats.input_means, dtype=torch.float32))
+        self.model_spec = dict(model)
+        self.network = self.build_network()
         if impute_weight < 0:
             raise ConfigError(f"task.impute_weight: expected >= 0, got {impute_weight}")
         self.impute_weight = float(impute_weight)
-        self.imputer = NextStepImputer(self.network.output_size, self.stats.n_features) if impute_weight > 0 else None
+        self.imputer = self.build_imputer()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task in the checkpoint (plain strings), so it reloads as the right class."""
@@ -76,16 +74,39 @@ class TaskModule(pl.LightningModule):
         checkpoint["grud"] = {"task": self.name, "version": grud.__version__}
 
     # ------------------------------------------------------------------ shared pieces
-    def encode(self, batch: dict):
-        """Run the recurrent network on a batch -> (outputs (B, T, H_out), last (B, H_out))."""
-        return self.network(batch["values"], batch["mask"], batch["delta"], batch["times"], batch["lengths"],
-                            batch.get("static"))
+    def build_network(self) -> nn.Module:
+        """A freshly initialised network of the model preset, with the training split's input means."""
+        spec = {k: v for k, v in self.model_spec.items() if k not in ("name", "kind", "tasks")}
+        net = preset(str(self.model_spec["name"]), n_features=self.stats.n_features, n_static=self.stats.n_static,
+                     **spec)
+        net.set_input_means(torch.tensor(self.stats.input_means, dtype=torch.float32))
+        return net
 
-    def auxiliary_loss(self, batch: dict, outputs: torch.Tensor) -> torch.Tensor:
-        if self.imputer is None:
+    def build_imputer(self) -> nn.Module | None:
+        """The next-step imputer of the auxiliary loss (None when ``impute_weight`` is 0)."""
+        if self.impute_weight <= 0:
+            return None
+        return NextStepImputer(self.network.output_size, self.stats.n_features)
+
+    def encode(self, batch: dict, network: nn.Module | None = None):
+        """Run the recurrent network (``self.network`` unless given) on a batch.
+
+        Shape:
+            batch as :mod:`grud.data.batching` -> (outputs (B, T, H_out), last (B, H_out)).
+        """
+        network = self.network if network is None else network
+        return network(batch["values"], batch["mask"], batch["delta"], batch["times"], batch["lengths"],
+                       batch.get("static"))
+
+    def auxiliary_loss(self, batch: dict, outputs: torch.Tensor, imputer: nn.Module | None = None,
+                       log: bool = True) -> torch.Tensor:
+        """``impute_weight`` times the masked next-step MSE of ``imputer`` (``self.imputer`` unless given)."""
+        imputer = self.imputer if imputer is None else imputer
+        if imputer is None or self.impute_weight <= 0:
             return outputs.new_zeros(())
-        loss = masked_next_step_mse(self.imputer(outputs), batch["values"], batch["mask"])
-        self.log("train/impute_mse", loss, batch_size=outputs.shape[0])
+        loss = masked_next_step_mse(imputer(outputs), batch["values"], batch["mask"])
+        if log:
+            self.log("train/impute_mse", loss, batch_size=outputs.shape[0])
         return self.impute_weight * loss
 
     def check_finite(self, loss: torch.Tensor) -> None:

@@ -10,10 +10,13 @@ random fraction of the observed entries of every training batch, recomputing del
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from grud.data import masking
 from grud.data.batching import EncodedDataset
@@ -37,6 +40,13 @@ class ClassificationTask(TaskModule):
             heavy-tailed variables, then z-scores); the encoder of every split uses it.
         augment_missing: fraction in [0, 1) of the observed entries hidden at random in every
             training batch (simulated missingness; 0 = off). Validation and test see all.
+        ensemble: number of members K (1 = a single model). Each member is a network, head and
+            imputer of its own, initialised independently; all are trained on the same batches
+            (the loss is the sum of the members' losses; gradient clipping applies per member, so
+            each member trains as it would alone) and the prediction is the mean of the members'
+            probabilities (a deep ensemble, Lakshminarayanan et al., NeurIPS 2017). Early stopping,
+            the scheduler and the checkpoints follow the ensemble's validation metric. Costs K
+            times the training and prediction time.
 
     Shape:
         batch as :mod:`grud.data.batching`; ``target`` (B,) -> logits (B,) binary or (B, C).
@@ -48,7 +58,7 @@ class ClassificationTask(TaskModule):
 
     def __init__(self, model: dict, stats: dict, optim: dict | None = None, head: dict | None = None,
                  class_weight=None, class_counts: list | None = None, impute_weight: float = 0.0,
-                 value_transform: str = "affine", augment_missing: float = 0.0):
+                 value_transform: str = "affine", augment_missing: float = 0.0, ensemble: int = 1):
         if value_transform not in VALUE_TRANSFORMS:
             raise ConfigError(f"task.value_transform: expected one of {', '.join(VALUE_TRANSFORMS)}, "
                               f"got {value_transform!r}")
@@ -71,6 +81,14 @@ class ClassificationTask(TaskModule):
             raise ConfigError(f"task.head.pool: expected last, last_mean or last_max, got {self.pool!r}")
         width = self.network.output_size * (1 if self.pool == "last" else 2)
         self.head = ClassificationHead(width, self.stats.n_static, 1 if n_classes == 2 else n_classes, **head)
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+            raise ConfigError(f"task.ensemble: expected a whole number of members >= 1, got {ensemble!r}")
+        # member 0 is (network, head, imputer) above, so a single model keeps its checkpoint keys
+        self.extra_members = nn.ModuleList(
+            EnsembleMember(self.build_network(), ClassificationHead(width, self.stats.n_static,
+                                                                    self.head.n_outputs, **head),
+                           self.build_imputer())
+            for _ in range(ensemble - 1))
         self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
         self._outputs = {"val": [], "test": []}
         self.last_test = None  # (y, prob) of the last test epoch, for plots
@@ -110,12 +128,52 @@ class ClassificationTask(TaskModule):
             agg = torch.where(lengths[:, None] > 0, agg, torch.zeros_like(agg))
         return torch.cat([last, agg], dim=-1)
 
+    @property
+    def members(self) -> list[tuple[nn.Module, nn.Module, nn.Module | None]]:
+        """``(network, head, imputer)`` of every ensemble member, member 0 first."""
+        return [(self.network, self.head, self.imputer)] + [(m.network, m.head, m.imputer)
+                                                           for m in self.extra_members]
+
+    def member_outputs(self, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(logits, outputs)`` of every member: logits (B,) or (B, C), outputs (B, T, H_out)."""
+        res = []
+        for network, head, _ in self.members:
+            outputs, last = self.encode(batch, network)
+            res.append((head(self.pooled(outputs, last, batch["lengths"]), batch["static"]), outputs))
+        return res
+
     def forward(self, batch: dict):
-        outputs, last = self.encode(batch)
-        return self.head(self.pooled(outputs, last, batch["lengths"]), batch["static"]), outputs
+        """Logits of the ensemble's mean probability (a single model: its own logits), and member 0's outputs.
+
+        Shape:
+            batch as :mod:`grud.data.batching` -> logits (B,) binary or (B, C); outputs (B, T, H_out).
+        """
+        per_member = self.member_outputs(batch)
+        if len(per_member) == 1:
+            return per_member[0]
+        logits = torch.stack([lg for lg, _ in per_member])
+        if self.n_classes == 2:  # log-odds of the mean probability
+            log_p = F.logsigmoid(logits).logsumexp(0)
+            log_q = F.logsigmoid(-logits).logsumexp(0)
+            return log_p - log_q, per_member[0][1]
+        # log of the mean probability: softmax of it gives the mean back
+        return torch.log_softmax(logits, -1).logsumexp(0) - math.log(len(per_member)), per_member[0][1]
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.n_classes == 2 else torch.softmax(logits, -1)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip each ensemble member's gradient on its own (a single model: Lightning's clipping)."""
+        if not self.extra_members or not gradient_clip_val:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        groups = [list(self.network.parameters()) + list(self.head.parameters())
+                  + (list(self.imputer.parameters()) if self.imputer is not None else [])]
+        groups += [list(m.parameters()) for m in self.extra_members]
+        for params in groups:
+            if gradient_clip_algorithm in (None, "norm"):
+                torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
+            else:
+                torch.nn.utils.clip_grad_value_(params, float(gradient_clip_val))
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.n_classes == 2:
@@ -127,13 +185,15 @@ class ClassificationTask(TaskModule):
     def training_step(self, batch, batch_idx):
         if self.augment_missing > 0:  # simulated missingness, training batches only
             batch = hide_observed(batch, self.augment_missing)
-        logits, outputs = self(batch)
         keep = batch["target"] >= 0
-        # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
-        label_loss = self.loss(logits[keep], batch["target"][keep]) if keep.any() else logits.sum() * 0.0
-        loss = label_loss + self.auxiliary_loss(batch, outputs)
+        loss = 0.0
+        for k, ((logits, outputs), (_, _, imputer)) in enumerate(zip(self.member_outputs(batch), self.members)):
+            # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
+            label_loss = self.loss(logits[keep], batch["target"][keep]) if keep.any() else logits.sum() * 0.0
+            loss = loss + label_loss + self.auxiliary_loss(batch, outputs, imputer, log=k == 0)
         self.check_finite(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(keep))
+        # the members' mean, comparable with a single model's loss; the sum is what trains them
+        self.log("train/loss", loss / len(self.members), prog_bar=True, batch_size=len(keep))
         return loss
 
     def _eval_step(self, batch, stage):
@@ -207,6 +267,14 @@ class ClassificationTask(TaskModule):
                 if std is not None:
                     out[f"probability_std_{c}"] = std[:, k]
         return pd.DataFrame(out)
+
+
+class EnsembleMember(nn.Module):
+    """One extra member of an ensemble: its own network, head and (optional) imputer."""
+
+    def __init__(self, network: nn.Module, head: nn.Module, imputer: nn.Module | None):
+        super().__init__()
+        self.network, self.head, self.imputer = network, head, imputer
 
 
 def hide_observed(batch: dict, fraction: float, generator: torch.Generator | None = None) -> dict:

@@ -148,11 +148,12 @@ def test_classification_input_options_reach_the_checkpoint_and_prediction(clinic
 
     out = grud.api.train([*CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
                           f"data.labels={clinical_export / 'labels.csv'}", "model=gru_simple",
-                          "task.value_transform=log", "task.augment_missing=0.2", "plots=false",
+                          "task.value_transform=log", "task.augment_missing=0.2", "task.ensemble=2", "plots=false",
                           f"hydra.run.dir={tmp_path / 'run'}", *TINY_TRAIN])
     ckpt = torch.load(out / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")
     hp = ckpt["hyper_parameters"]
-    assert hp["value_transform"] == "log" and hp["augment_missing"] == 0.2
+    assert hp["value_transform"] == "log" and hp["augment_missing"] == 0.2 and hp["ensemble"] == 2
+    assert any(k.startswith("extra_members.0.network.") for k in ckpt["state_dict"])
     assert hp["model"]["mixed_delta"] == "log1p"
     a = grud.api.predict(out / "checkpoints/best.ckpt", [f"data.path={clinical_export / 'events.csv'}"])
     b = grud.api.predict(out / "checkpoints/best.ckpt", [f"data.path={clinical_export / 'events.csv'}"])

@@ -94,3 +94,79 @@ def test_hide_observed_hides_entries_and_recomputes_delta():
     torch.testing.assert_close(out["values"], values * new)
     torch.testing.assert_close(out["delta"], masking.time_deltas(times, new, lengths=lengths))
     assert out["static"] is batch["static"] and batch["mask"] is mask  # the input batch is left alone
+
+
+def _batch(b=6, t=5, f=2, n_classes=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(b, t, f, generator=g) < 0.6).float()
+    times = torch.arange(t, dtype=torch.float32).expand(b, t).contiguous()
+    lengths = torch.tensor([t, t - 1, 3, t, 2, t])[:b]
+    from grud.data import masking
+
+    return {"values": torch.randn(b, t, f, generator=g) * mask, "mask": mask,
+            "delta": masking.time_deltas(times, mask, lengths=lengths), "times": times, "lengths": lengths,
+            "static": torch.randn(b, 1, generator=g), "target": torch.arange(b) % n_classes}
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(n_classes):
+    torch.manual_seed(0)
+    task = ClassificationTask({"name": "grud", "hidden_size": 4}, _stats(n_classes), ensemble=3).eval()
+    batch = _batch(n_classes=n_classes)
+    with torch.no_grad():
+        member_probs = torch.stack([task.probabilities(lg) for lg, _ in task.member_outputs(batch)])
+        ens = task.probabilities(task(batch)[0])
+    assert member_probs.shape[0] == 3
+    assert not torch.allclose(member_probs[0], member_probs[1])  # members are initialised independently
+    torch.testing.assert_close(ens, member_probs.mean(0))
+
+
+def test_one_member_keeps_the_single_model_checkpoint_keys_and_bad_sizes_are_config_errors():
+    single = ClassificationTask({"name": "grud", "hidden_size": 4}, _stats())
+    assert not any(k.startswith("extra_members") for k in single.state_dict())
+    assert any(k.startswith("network.") for k in single.state_dict())
+    three = ClassificationTask({"name": "grud", "hidden_size": 4}, _stats(), ensemble=3, impute_weight=1.0)
+    assert sum(p.numel() for p in three.parameters()) == 3 * sum(
+        p.numel() for p in ClassificationTask({"name": "grud", "hidden_size": 4}, _stats(),
+                                              impute_weight=1.0).parameters())
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(ConfigError, match="task.ensemble"):
+            ClassificationTask({"name": "grud"}, _stats(), ensemble=bad)
+
+
+def test_each_member_trains_as_it_would_alone():
+    """The summed loss gives every member the gradient of its own loss, clipped on its own."""
+    torch.manual_seed(0)
+    task = ClassificationTask({"name": "grud", "hidden_size": 4}, _stats(), ensemble=2, impute_weight=1.0,
+                              head={"dropout": 0.0})
+    net = task.network
+    net.eval()  # no dropout: member gradients are deterministic
+    for m in task.extra_members:
+        m.eval()
+    task.head.eval()
+    batch = _batch()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer
+        loss = task.training_step(batch, 0)
+    loss.backward()
+    got = [p.grad.clone() for p in task.extra_members[0].parameters()]
+    task.zero_grad()
+    logits, outputs = task.member_outputs(batch)[1]
+    alone = task.loss(logits, batch["target"]) + task.auxiliary_loss(batch, outputs, task.extra_members[0].imputer,
+                                                                       log=False)
+    alone.backward()
+    for a, b in zip(got, task.extra_members[0].parameters()):
+        torch.testing.assert_close(a, b.grad)
+    # clipping: a member with a huge gradient does not shrink the other member's gradient
+    for p in task.parameters():
+        p.grad = torch.ones_like(p) * 1e-4
+    for p in task.extra_members[0].parameters():
+        p.grad = torch.ones_like(p) * 100.0
+    before = [p.grad.clone() for p in task.network.parameters()]
+    task.configure_gradient_clipping(None, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+    for a, p in zip(before, task.network.parameters()):
+        torch.testing.assert_close(a, p.grad)
+    norm = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in task.extra_members[0].parameters()]))
+    assert abs(float(norm) - 1.0) < 1e-4
