@@ -25,6 +25,7 @@ from grud.errors import ConfigError
 from grud.models.heads import ClassificationHead
 from grud.tasks import metrics as M
 from grud.tasks.base import TaskModule
+from grud.tasks.summary_features import STATISTICS, batch_summary
 
 
 class ClassificationTask(TaskModule):
@@ -75,11 +76,17 @@ class ClassificationTask(TaskModule):
                 f"({self.stats.classes}); check data.labels / data.label_column"
             )
         self.n_classes = n_classes
-        head = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last_mean", **(head or {})}
+        head = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last_mean", "summary": False,
+                **(head or {})}
         self.pool = str(head.pop("pool"))
         if self.pool not in ("last", "last_mean", "last_max"):
             raise ConfigError(f"task.head.pool: expected last, last_mean or last_max, got {self.pool!r}")
+        self.summary = head.pop("summary")
+        if not isinstance(self.summary, bool):
+            raise ConfigError(f"task.head.summary: expected true or false, got {self.summary!r}")
         width = self.network.output_size * (1 if self.pool == "last" else 2)
+        if self.summary:  # last, mean, min, max and log1p(count) of every variable's observed values
+            width += len(STATISTICS) * self.stats.n_features
         self.head = ClassificationHead(width, self.stats.n_static, 1 if n_classes == 2 else n_classes, **head)
         if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
             raise ConfigError(f"task.ensemble: expected a whole number of members >= 1, got {ensemble!r}")
@@ -128,6 +135,18 @@ class ClassificationTask(TaskModule):
             agg = torch.where(lengths[:, None] > 0, agg, torch.zeros_like(agg))
         return torch.cat([last, agg], dim=-1)
 
+    def head_input(self, outputs: torch.Tensor, last: torch.Tensor, batch: dict) -> torch.Tensor:
+        """What the head sees besides the static features: the pooled states, then (``head.summary``)
+        the per-variable summary of the observed inputs (:func:`grud.tasks.summary_features.batch_summary`).
+
+        Shape:
+            outputs (B, T, H_out), last (B, H_out) -> (B, P) with P = H_out or 2 H_out, plus 5 F.
+        """
+        pooled = self.pooled(outputs, last, batch["lengths"])
+        if not self.summary:
+            return pooled
+        return torch.cat([pooled, batch_summary(batch["values"], batch["mask"], batch["lengths"])], dim=-1)
+
     @property
     def members(self) -> list[tuple[nn.Module, nn.Module, nn.Module | None]]:
         """``(network, head, imputer)`` of every ensemble member, member 0 first."""
@@ -139,7 +158,7 @@ class ClassificationTask(TaskModule):
         res = []
         for network, head, _ in self.members:
             outputs, last = self.encode(batch, network)
-            res.append((head(self.pooled(outputs, last, batch["lengths"]), batch["static"]), outputs))
+            res.append((head(self.head_input(outputs, last, batch), batch["static"]), outputs))
         return res
 
     def forward(self, batch: dict):

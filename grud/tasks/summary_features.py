@@ -1,4 +1,5 @@
-"""Fixed-length summary features of ragged series, for the classical baselines.
+"""Fixed-length summary features of ragged series, for the classical baselines and the
+optional summary input of the classification head (:func:`batch_summary`).
 
 For each series and variable: the last observed value, the mean, min and max of the
 observed values and the number of observations (the summary used for the non-recurrent
@@ -11,10 +12,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from grud.errors import ConfigError
 
-__all__ = ["STATISTICS", "series_statistics", "summary_features"]
+__all__ = ["STATISTICS", "batch_summary", "series_statistics", "summary_features"]
 
 STATISTICS = ("last", "mean", "min", "max", "count")
 
@@ -100,3 +102,32 @@ def summary_features(ds, variables: Sequence[str] | None = None) -> tuple[np.nda
     names = [f"{v}_{k}" for k in STATISTICS for v in var_names] + list(ds.static_names)
     X = np.concatenate(blocks, axis=1)
     return X, names
+
+
+def batch_summary(values: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The five statistics of :data:`STATISTICS` per variable, for a padded batch (differentiable).
+
+    Same statistics as :func:`series_statistics`, but on the (normalised) values a network sees:
+    a variable never observed in a series gets 0 (the training mean in z-score space) for its
+    last, mean, min and max, and ``count`` enters as ``log1p(count)``.
+
+    Shape:
+        values, mask: (B, T, F); lengths: (B,) -> (B, 5F), grouped by statistic as in
+        :func:`summary_features` (``last`` of every variable, then ``mean``, ...).
+    """
+    if values.shape != mask.shape or values.dim() != 3:
+        raise ValueError(f"values and mask: expected the same (B, T, F) shape, got {tuple(values.shape)} "
+                         f"and {tuple(mask.shape)}")
+    T = values.shape[1]
+    steps = torch.arange(T, device=values.device)
+    obs = (mask > 0) & (steps[None, :, None] < lengths[:, None, None])
+    count = obs.sum(1).to(values.dtype)
+    seen = count > 0
+    zero = values.new_zeros(())
+    mean = torch.where(obs, values, zero).sum(1) / count.clamp_min(1)
+    vmin = torch.where(seen, values.masked_fill(~obs, float("inf")).amin(1), zero)
+    vmax = torch.where(seen, values.masked_fill(~obs, float("-inf")).amax(1), zero)
+    last_step = torch.where(obs, steps[None, :, None], -1).amax(1)  # (B, F), -1 if never observed
+    last = values.gather(1, last_step.clamp_min(0)[:, None, :])[:, 0]
+    last = torch.where(seen, last, zero)
+    return torch.cat([last, mean, vmin, vmax, torch.log1p(count)], dim=-1)

@@ -61,6 +61,29 @@ def test_summary_features_match_slow_python(seed):
     assert names[0] == "v0_last" and names[4 * 4] == "v0_count" and names[-1] == "s1"
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batch_summary_is_the_summary_of_a_padded_batch(seed):
+    """The head's summary input: the baselines' statistics, with padding and unobserved entries ignored."""
+    from grud.tasks.summary_features import batch_summary
+
+    ds = _random_dataset(seed=seed)
+    n, F, T = len(ds), len(ds.variables), int(ds.lengths.max()) + 2  # two padded steps at least
+    values = torch.full((n, T, F), 7.0)  # garbage where not observed: it must not count
+    mask = torch.zeros(n, T, F)
+    for i, s in enumerate(ds):
+        obs = torch.from_numpy(~np.isnan(s.values))
+        values[i, : len(s.values)][obs] = torch.from_numpy(np.nan_to_num(s.values)).float()[obs]
+        mask[i, : len(s.values)] = obs.float()
+    mask[:, -1] = 1.0  # a mask 1 beyond a series' length is padding all the same
+    got = batch_summary(values, mask, torch.as_tensor(ds.lengths))
+    X, _ = summary_features(ds)
+    want = np.nan_to_num(X[:, : 5 * F])
+    want[:, 4 * F:] = np.log1p(want[:, 4 * F:])
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(B, T, F\)"):
+        batch_summary(values[0], mask[0], torch.as_tensor(ds.lengths))
+
+
 def test_summary_features_variable_selection_and_unknown_variable():
     ds = _random_dataset(seed=2)
     X, names = summary_features(ds, variables=["v2", "v0"])
