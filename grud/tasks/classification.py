@@ -33,7 +33,10 @@ class ClassificationTask(TaskModule):
 
     Args:
         model, stats, optim, impute_weight: see :class:`grud.tasks.base.TaskModule`.
-        head: ``hidden``, ``batch_norm``, ``dropout`` of :class:`grud.models.heads.ClassificationHead`.
+        head: ``hidden``, ``batch_norm``, ``dropout`` of :class:`grud.models.heads.ClassificationHead`;
+            ``pool`` (``last``, ``last_mean``, ``last_max``: what of the states the head sees) and
+            ``summary`` (true: the head also sees the last, mean, min, max and log1p(count) of
+            every variable's observed inputs, the baselines' summary, as a wide-and-deep input).
         class_weight: ``null`` (none), ``balanced`` (inverse class frequency of the training split)
             or a list of per-class weights.
         class_counts: training-split count per class (filled by the entry point).
