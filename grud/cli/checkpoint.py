@@ -6,13 +6,12 @@ tensors and plain containers (e.g. a malicious pickle) is refused with a
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from grud.cli.files import atomic_write
 from grud.errors import CheckpointError
 
 
@@ -54,19 +53,8 @@ def safe_load(path, map_location="cpu") -> dict:
 
 
 def atomic_torch_save(obj, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` to a temporary name, then rename (see :func:`grud.cli.files.atomic_write`)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

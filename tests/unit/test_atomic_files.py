@@ -1,0 +1,29 @@
+"""Run-directory files are written to a temporary name and renamed: never half-written."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grud.cli.checkpoint import atomic_torch_save
+from grud.cli.files import atomic_write, atomic_write_bytes
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "metrics.json"
+    atomic_write_bytes(target, b"old")
+
+    def half_then_fail(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, half_then_fail)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
+
+
+def test_torch_save_goes_through_the_same_rename(tmp_path):
+    atomic_torch_save({"w": torch.arange(3)}, tmp_path / "best.ckpt")
+    assert torch.equal(torch.load(tmp_path / "best.ckpt", weights_only=True)["w"], torch.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]
