@@ -198,6 +198,10 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
             from grud.models import summary
 
             print(summary(module.network, n_features=stats.n_features), flush=True)
+        members = 1 + len(getattr(module, "extra_members", ()))
+        if members > 1:
+            log.info("ensemble of %d members (the summary shows one network); %d trainable parameters in all",
+                     members, sum(p.numel() for p in module.parameters() if p.requires_grad))
         from grud.data.datamodule import GrudDataModule
 
         dm = GrudDataModule(train, val, test, stats, module.encode_dataset, batch_size=int(data.get("batch_size", 64)),
