@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", required=True, type=Path, help="CSV with the id column and the label column")
     ap.add_argument("--label-column", default="In-hospital_death")
     args = ap.parse_args(argv)
-    from sklearn.metrics import roc_auc_score
+    from grud.tasks.metrics import binary_metrics  # the AUROC that metrics.json reports
+
+    def auroc(y, p):
+        return binary_metrics(y, np.asarray(p, dtype=np.float64))["auroc"]
 
     try:
         labels = pd.read_csv(args.labels)
@@ -56,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     y = y.loc[table.index].to_numpy()
     singles = []
     for col in table.columns:
-        singles.append(roc_auc_score(y, table[col]))
+        singles.append(auroc(y, table[col]))
         print(f"{col}\tAUROC {singles[-1]:.4f}")
     print(f"mean of the {len(singles)} single AUROCs\t{np.mean(singles):.4f} ± {np.std(singles, ddof=1) if len(singles) > 1 else 0:.4f}")
-    print(f"AUROC of the averaged probability\t{roc_auc_score(y, table.mean(axis=1)):.4f}")
+    print(f"AUROC of the averaged probability\t{auroc(y, table.mean(axis=1)):.4f}")
     return 0
 
 
