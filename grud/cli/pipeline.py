@@ -198,7 +198,7 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
             from grud.models import summary
 
             print(summary(module.network, n_features=stats.n_features), flush=True)
-        members = 1 + len(getattr(module, "extra_members", ()))
+        members = getattr(module, "train_streams", 1)  # one training order per ensemble member
         if members > 1:
             log.info("ensemble of %d members (the summary shows one network); %d trainable parameters in all",
                      members, sum(p.numel() for p in module.parameters() if p.requires_grad))
@@ -206,7 +206,7 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
 
         dm = GrudDataModule(train, val, test, stats, module.encode_dataset, batch_size=int(data.get("batch_size", 64)),
                             bucket=bool(data.get("bucket", True)), num_workers=int(data.get("num_workers", 0)),
-                            seed=seed)
+                            seed=seed, train_streams=members)
         resumed = None
         if resume_from is not None:
             from grud.cli.checkpoint import safe_load

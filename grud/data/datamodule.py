@@ -27,12 +27,19 @@ class GrudDataModule(pl.LightningDataModule):
         bucket: batch series of similar length together (less padding).
         num_workers: DataLoader worker processes (0 = in the main process).
         seed: shuffling seed (combined with the epoch).
+        train_streams: K independently shuffled passes over the training split served side by
+            side (an ensemble's members, one order each): the training loader then yields a list
+            of K batches per step. Stream 0 is the order a single stream would have.
     """
 
     def __init__(self, train: IrregularDataset | None, val: IrregularDataset | None, test: IrregularDataset | None,
                  stats: FittedStats, encode: Callable, batch_size: int = 64, bucket: bool = True,
-                 num_workers: int = 0, seed: int = 0, predict: IrregularDataset | None = None):
+                 num_workers: int = 0, seed: int = 0, predict: IrregularDataset | None = None,
+                 train_streams: int = 1):
         super().__init__()
+        if int(train_streams) < 1:
+            raise ValueError(f"train_streams: expected >= 1, got {train_streams}")
+        self.train_streams = int(train_streams)
         self.stats, self.encode = stats, encode
         self.batch_size, self.bucket, self.num_workers, self.seed = int(batch_size), bool(bucket), int(num_workers), seed
         self._raw = {"train": train, "val": val, "test": test, "predict": predict}
@@ -44,7 +51,7 @@ class GrudDataModule(pl.LightningDataModule):
             self._encoded[split] = None if ds is None or len(ds) == 0 else self.encode(ds, self.stats)
         return self._encoded[split]
 
-    def _loader(self, split: str, shuffle: bool):
+    def _loader(self, split: str, shuffle: bool, stream: int = 0):
         enc = self.encoded(split)
         if enc is None:
             return []
@@ -52,7 +59,7 @@ class GrudDataModule(pl.LightningDataModule):
         if shuffle and self.trainer is not None and self.trainer.world_size > 1:
             replicas, rank = self.trainer.world_size, self.trainer.global_rank
         sampler = BucketBatchSampler(enc.lengths, self.batch_size, shuffle=shuffle, bucket=self.bucket,
-                                     seed=self.seed, num_replicas=replicas, rank=rank)
+                                     seed=self.seed + 104729 * stream, num_replicas=replicas, rank=rank)
         if shuffle and self.trainer is not None:
             sampler.set_epoch(self.trainer.current_epoch)
         return torch.utils.data.DataLoader(enc, batch_sampler=sampler, collate_fn=enc.collate,
@@ -60,7 +67,10 @@ class GrudDataModule(pl.LightningDataModule):
                                            persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):
-        return self._loader("train", shuffle=True)
+        if self.train_streams == 1:
+            return self._loader("train", shuffle=True)
+        # a list of loaders: Lightning zips them, so a training step receives a list of K batches
+        return [self._loader("train", shuffle=True, stream=k) for k in range(self.train_streams)]
 
     def val_dataloader(self):
         return self._loader("val", shuffle=False)

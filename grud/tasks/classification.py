@@ -45,9 +45,9 @@ class ClassificationTask(TaskModule):
         augment_missing: fraction in [0, 1) of the observed entries hidden at random in every
             training batch (simulated missingness; 0 = off). Validation and test see all.
         ensemble: number of members K (1 = a single model). Each member is a network, head and
-            imputer of its own, initialised independently; all are trained on the same batches
-            (the loss is the sum of the members' losses; gradient clipping applies per member, so
-            each member trains as it would alone) and the prediction is the mean of the members'
+            imputer of its own, initialised independently and trained on its own shuffled order of
+            the training split (:attr:`train_streams`; the loss is the sum of the members' losses,
+            gradient clipping applies per member, so each member trains as it would alone) and the prediction is the mean of the members'
             probabilities (a deep ensemble, Lakshminarayanan et al., NeurIPS 2017). Early stopping,
             the scheduler and the checkpoints follow the ensemble's validation metric. Costs K
             times the training and prediction time.
@@ -156,13 +156,20 @@ class ClassificationTask(TaskModule):
         return [(self.network, self.head, self.imputer)] + [(m.network, m.head, m.imputer)
                                                            for m in self.extra_members]
 
+    @property
+    def train_streams(self) -> int:
+        """Training batches per step the data module should serve: one per member, each member its own order."""
+        return 1 + len(self.extra_members)
+
+    def member_forward(self, member: tuple, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, outputs)`` of one member ``(network, head, imputer)``: (B,) or (B, C), (B, T, H_out)."""
+        network, head, _ = member
+        outputs, last = self.encode(batch, network)
+        return head(self.head_input(outputs, last, batch), batch["static"]), outputs
+
     def member_outputs(self, batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``(logits, outputs)`` of every member: logits (B,) or (B, C), outputs (B, T, H_out)."""
-        res = []
-        for network, head, _ in self.members:
-            outputs, last = self.encode(batch, network)
-            res.append((head(self.head_input(outputs, last, batch), batch["static"]), outputs))
-        return res
+        """``(logits, outputs)`` of every member on the same batch."""
+        return [self.member_forward(m, batch) for m in self.members]
 
     def forward(self, batch: dict):
         """Logits of the ensemble's mean probability (a single model: its own logits), and member 0's outputs.
@@ -205,17 +212,25 @@ class ClassificationTask(TaskModule):
         return F.cross_entropy(logits, target.long(), weight=self.class_weights)
 
     def training_step(self, batch, batch_idx):
-        if self.augment_missing > 0:  # simulated missingness, training batches only
-            batch = hide_observed(batch, self.augment_missing)
-        keep = batch["target"] >= 0
+        """One step of every member; ``batch`` is one batch for all, or a list with one per member
+        (:attr:`train_streams`: each member then trains on its own order of the data)."""
+        members = self.members
+        batches = list(batch) if isinstance(batch, (list, tuple)) else [batch] * len(members)
+        if len(batches) != len(members):
+            raise ValueError(f"training batch: expected one batch per ensemble member ({len(members)}), "
+                             f"got {len(batches)}")
         loss = 0.0
-        for k, ((logits, outputs), (_, _, imputer)) in enumerate(zip(self.member_outputs(batch), self.members)):
+        for k, (member, b) in enumerate(zip(members, batches)):
+            if self.augment_missing > 0:  # simulated missingness, training batches only
+                b = hide_observed(b, self.augment_missing)
+            logits, outputs = self.member_forward(member, b)
+            keep = b["target"] >= 0
             # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
-            label_loss = self.loss(logits[keep], batch["target"][keep]) if keep.any() else logits.sum() * 0.0
-            loss = loss + label_loss + self.auxiliary_loss(batch, outputs, imputer, log=k == 0)
+            label_loss = self.loss(logits[keep], b["target"][keep]) if keep.any() else logits.sum() * 0.0
+            loss = loss + label_loss + self.auxiliary_loss(b, outputs, member[2], log=k == 0)
         self.check_finite(loss)
         # the members' mean, comparable with a single model's loss; the sum is what trains them
-        self.log("train/loss", loss / len(self.members), prog_bar=True, batch_size=len(keep))
+        self.log("train/loss", loss / len(members), prog_bar=True, batch_size=len(batches[0]["target"]))
         return loss
 
     def _eval_step(self, batch, stage):

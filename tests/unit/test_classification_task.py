@@ -159,6 +159,22 @@ def test_each_member_trains_as_it_would_alone():
     alone.backward()
     for a, b in zip(got, task.extra_members[0].parameters()):
         torch.testing.assert_close(a, b.grad)
+    # one batch per member (train_streams): member 1 learns from its own batch only
+    assert task.train_streams == 2
+    other = _batch(seed=1)
+    task.zero_grad()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        task.training_step([batch, other], 0).backward()
+    got = [p.grad.clone() for p in task.extra_members[0].parameters()]
+    task.zero_grad()
+    logits, outputs = task.member_forward(task.members[1], other)
+    (task.loss(logits, other["target"]) + task.auxiliary_loss(other, outputs, task.extra_members[0].imputer,
+                                                              log=False)).backward()
+    for a, b in zip(got, task.extra_members[0].parameters()):
+        torch.testing.assert_close(a, b.grad)
+    with pytest.raises(ValueError, match="one batch per ensemble member"):
+        task.training_step([batch, other, other], 0)
     # clipping: a member with a huge gradient does not shrink the other member's gradient
     for p in task.parameters():
         p.grad = torch.ones_like(p) * 1e-4

@@ -138,3 +138,22 @@ def test_bucketing_cuts_padding_and_covers_every_series_once():
     assert list(s) != first  # reshuffled every epoch
     shards = [list(BucketBatchSampler(lengths, 64, seed=0, num_replicas=2, rank=r)) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1])
+
+
+def test_train_streams_serve_each_ensemble_member_its_own_order_of_the_whole_split():
+    from grud.data.datamodule import GrudDataModule
+
+    ds = random_dataset(n=50)
+    stats = fit_stats(ds)
+    single = GrudDataModule(ds, None, None, stats, EncodedDataset, batch_size=8, seed=3)
+    three = GrudDataModule(ds, None, None, stats, EncodedDataset, batch_size=8, seed=3, train_streams=3)
+    loaders = three.train_dataloader()
+    assert isinstance(loaders, list) and len(loaders) == 3
+    orders = [[b["index"].tolist() for b in loader] for loader in loaders]
+    assert orders[0] == [b["index"].tolist() for b in single.train_dataloader()]  # stream 0 = the single order
+    for order in orders:
+        assert sorted(i for b in order for i in b) == list(range(50))  # every series once per epoch
+    assert orders[1] != orders[0] and orders[2] != orders[1]
+    assert three.val_dataloader() == [] and not isinstance(single.train_dataloader(), list)
+    with pytest.raises(ValueError, match="train_streams"):
+        GrudDataModule(ds, None, None, stats, EncodedDataset, train_streams=0)
