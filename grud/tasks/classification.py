@@ -90,15 +90,15 @@ class ClassificationTask(TaskModule):
         width = self.network.output_size * (1 if self.pool == "last" else 2)
         if self.summary:  # last, mean, min, max and log1p(count) of every variable's observed values
             width += len(STATISTICS) * self.stats.n_features
-        self.head = ClassificationHead(width, self.stats.n_static, 1 if n_classes == 2 else n_classes, **head)
+        def build_head() -> ClassificationHead:
+            return ClassificationHead(width, self.stats.n_static, 1 if n_classes == 2 else n_classes, **head)
+
+        self.head = build_head()
         if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
             raise ConfigError(f"task.ensemble: expected a whole number of members >= 1, got {ensemble!r}")
         # member 0 is (network, head, imputer) above, so a single model keeps its checkpoint keys
         self.extra_members = nn.ModuleList(
-            EnsembleMember(self.build_network(), ClassificationHead(width, self.stats.n_static,
-                                                                    self.head.n_outputs, **head),
-                           self.build_imputer())
-            for _ in range(ensemble - 1))
+            EnsembleMember(self.build_network(), build_head(), self.build_imputer()) for _ in range(ensemble - 1))
         self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
         self._outputs = {"val": [], "test": []}
         self.last_test = None  # (y, prob) of the last test epoch, for plots
@@ -195,10 +195,8 @@ class ClassificationTask(TaskModule):
         """Clip each ensemble member's gradient on its own (a single model: Lightning's clipping)."""
         if not self.extra_members or not gradient_clip_val:
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        groups = [list(self.network.parameters()) + list(self.head.parameters())
-                  + (list(self.imputer.parameters()) if self.imputer is not None else [])]
-        groups += [list(m.parameters()) for m in self.extra_members]
-        for params in groups:
+        for member in self.members:
+            params = [p for part in member if part is not None for p in part.parameters()]
             if gradient_clip_algorithm in (None, "norm"):
                 torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
             else:
