@@ -2,6 +2,7 @@
 install) and the library imports without Hydra."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -45,3 +46,15 @@ def test_plain_wheel_install_composes_configs_from_any_directory(tmp_path):
     where = subprocess.run([str(py), "-c", "import grud, grud.conf; print(grud.__file__)"], cwd=elsewhere,
                            capture_output=True, text=True, timeout=300)
     assert str(env_dir) in where.stdout
+    # the wheel ships the native kernel's C sources, and the installed package builds them
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"grud/models/fast/native/gru_kernel.c", "grud/models/fast/native/gru_kernel_body.h"} <= set(names)
+    from grud.models.fast.native.build import _compiler
+
+    if _compiler() is not None:
+        status = subprocess.run([str(py), "-c", "from grud.models.fast import native; print(native.status())"],
+                                cwd=elsewhere, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "GRUD_CACHE_DIR": str(tmp_path / "cache")})
+        assert status.stdout.strip() == "on", status.stdout + status.stderr

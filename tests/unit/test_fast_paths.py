@@ -7,6 +7,9 @@
 * padding semantics a user relies on: a padded batch gives each series the result it gets alone;
 * argument checks name the argument and the expected shape;
 * every preset gives the same outputs and parameter gradients with ``fast=True`` and ``fast=False``.
+
+Every test runs twice: with the GRU's native kernel (:mod:`grud.models.fast.native`; skipped where
+it cannot be built) and with its PyTorch path, which is what runs where there is no C compiler.
 """
 from __future__ import annotations
 
@@ -26,6 +29,20 @@ from grud.models.fast.gru import GRURecurrence
 from grud.models.fast.lstm import LSTMRecurrence
 
 ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def gru_backend(request):
+    """The GRU recurrence's backend for this test: the native kernel, or its PyTorch path."""
+    from grud.models.fast import native
+
+    if request.param == "torch":
+        with native.disabled():
+            yield request.param
+        return
+    if not native.available():
+        pytest.skip(f"native kernel unavailable: {native.status()}")
+    yield request.param
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -23,7 +23,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-__all__ = ["GRURecurrence", "gru_forward"]
+from grud.models.fast import native
+
+__all__ = ["GRURecurrence", "gru_forward", "gru_forward_torch"]
 
 
 def _steps(x, T: int, save: bool) -> list:
@@ -32,11 +34,25 @@ def _steps(x, T: int, save: bool) -> list:
 
 
 def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save: bool):
-    """Run the recurrence with autograd off.
+    """Run the recurrence with autograd off: the native kernel when it is available
+    (:mod:`grud.models.fast.native`), else :func:`gru_forward_torch`.
 
     Returns ``(outputs (B, T, H), h_last (B, H), saved)``; ``saved`` holds what the backward
     needs, or is None when ``save`` is False (inference: per-step buffers are reused).
     """
+    if native.usable(gi):
+        all_valid = bool((valid == 1).all())
+        hs, h_last, saved = native.gru_forward(gi, weight_hh, bias_hh, h0, None if all_valid else valid, gamma_h,
+                                               hidden_dropout, save)
+        outputs = hs if all_valid else hs * valid[:, :, None]
+        if save:
+            saved.update(hs=hs, all_valid=all_valid, native=True)
+        return outputs, h_last, saved
+    return gru_forward_torch(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save)
+
+
+def gru_forward_torch(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save: bool):
+    """:func:`gru_forward` with PyTorch operations only (one set of ATen calls per step)."""
     B, T, _ = gi.shape
     H = h0.shape[1]
     kw = dict(dtype=gi.dtype, device=gi.device)
@@ -105,6 +121,24 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
     return outputs, h_last, saved
 
 
+def _weight_and_bias_grads(dpre, hd_all, need_w: bool, need_b: bool, H: int, like):
+    """d W_hh and d b_hh (torch gate order) from the per-step gradients ``dpre[..., :3H]`` (rows
+    n, r, z) and what W_hh multiplied at every step: one matrix multiply and one sum over all steps."""
+    B, T = dpre.shape[:2]
+    if not T:
+        return (torch.zeros_like(like) if need_w else None,
+                torch.zeros(3 * H, dtype=like.dtype, device=like.device) if need_b else None)
+    dgh = dpre[..., : 3 * H].reshape(B * T, 3 * H)
+    d_w = d_b = None
+    if need_w:
+        dw = dgh.t() @ hd_all.reshape(B * T, H)
+        d_w = torch.cat([dw[H : 2 * H], dw[2 * H :], dw[:H]])
+    if need_b:
+        db = dgh.sum(0)
+        d_b = torch.cat([db[H : 2 * H], db[2 * H :], db[:H]])
+    return d_w, d_b
+
+
 class GRURecurrence(torch.autograd.Function):
     """Autograd function behind :func:`grud.models.fast.recurrence.gru_recurrence`.
 
@@ -125,10 +159,27 @@ class GRURecurrence(torch.autograd.Function):
         return outputs, h_last
 
     @staticmethod
+    def _backward_native(ctx, weight_hh, h0, valid, gamma, drop, hs, d_outputs, d_h_last):
+        sv = ctx.saved
+        H = hs.shape[2]
+        need = ctx.needs_input_grad
+        v = None if sv["all_valid"] else valid
+        w_perm = torch.cat([weight_hh[2 * H :], weight_hh[:H], weight_hh[H : 2 * H]])  # rows n, r, z
+        if d_outputs is not None and v is not None:
+            d_outputs = d_outputs * v[:, :, None]  # outputs = hs * valid
+        dpre, d_h0, d_gamma, d_drop = native.gru_backward(w_perm, h0, hs, v, gamma, drop, sv, d_outputs, d_h_last,
+                                                          need[5], need[6])
+        d_w, d_b = _weight_and_bias_grads(dpre, sv["hd"] if drop is not None else sv["hh"], need[1], need[2], H,
+                                          weight_hh)
+        return (dpre[..., H:] if need[0] else None), d_w, d_b, (d_h0 if need[3] else None), None, d_gamma, d_drop
+
+    @staticmethod
     @once_differentiable
     def backward(ctx, d_outputs, d_h_last):
         weight_hh, h0, valid, gamma, drop, hs = ctx.saved_tensors
         sv = ctx.saved
+        if sv.get("native"):
+            return GRURecurrence._backward_native(ctx, weight_hh, h0, valid, gamma, drop, hs, d_outputs, d_h_last)
         rz, fz, fn, fr, all_valid = sv["rz"], sv["fz"], sv["fn"], sv["fr"], sv["all_valid"]
         B, T, H = hs.shape
         kw = dict(dtype=hs.dtype, device=hs.device)
@@ -199,20 +250,13 @@ class GRURecurrence(torch.autograd.Function):
                 dh_prev.addcmul_(dh, omv_v[t])
             dh = dh_prev
 
-        d_gi = d_w = d_b = d_h0 = d_gamma = None
+        d_gi = d_h0 = d_gamma = None
         if need[0]:
             d_gi = dpre[..., H:]
-        if (need[1] or need[2]) and T:
-            dgh = dpre[..., : 3 * H].reshape(B * T, 3 * H)
-            if need[1]:
-                hd_all = sv["hd"] if drop is not None else sv["hhat"]  # what W_hh multiplied
-                dw = dgh.t() @ hd_all.reshape(B * T, H)  # the recurrent weight gradient, one matmul
-                d_w = torch.cat([dw[H : 2 * H], dw[2 * H :], dw[:H]])
-            if need[2]:
-                db = dgh.sum(0)
-                d_b = torch.cat([db[H : 2 * H], db[2 * H :], db[:H]])
-        elif need[1] or need[2]:
-            d_w, d_b = torch.zeros_like(weight_hh), torch.zeros(3 * H, **kw)
+        d_w = d_b = None
+        if need[1] or need[2]:
+            hd_all = sv["hd"] if drop is not None else sv["hhat"]  # what W_hh multiplied
+            d_w, d_b = _weight_and_bias_grads(dpre, hd_all, need[1], need[2], H, weight_hh)
         if need[3]:
             d_h0 = dh.clone() if T else d_h_last.clone()
         if need[5]:
