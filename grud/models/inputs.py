@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from grud.data import masking
+from grud.models.fast.decay import decay_input
 
 __all__ = ["INPUTS", "MIXED_DELTAS", "MeanInput", "ForwardInput", "MixedInput", "DecayInput", "make_input"]
 
@@ -154,6 +155,10 @@ class DecayInput(MeanInput):
         return torch.exp(torch.clamp(torch.addcmul(-self.bias, delta, -self.weight), max=0.0))
 
     def forward(self, values: Tensor, mask: Tensor, delta: Tensor, x_mean: Tensor) -> Tensor:
+        if self.weight is not None:
+            fused = decay_input(values, mask, delta, x_mean, self.weight, self.bias)  # one pass each way
+            if fused is not None:
+                return fused
         x_last = _last_observed(values, mask, x_mean)
         if self.weight is None:
             return x_last

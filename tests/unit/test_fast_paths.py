@@ -261,8 +261,10 @@ def test_changing_the_outputs_in_place_before_backward_is_an_error(kind):
     args = make(dtype=torch.float32)
     outputs = fast(**args)[0]
     loss = outputs.sum()
-    outputs.mul_(2)  # the outputs share memory with what the backward needs
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+    # the outputs share memory with what the backward needs: autograd refuses, either at the
+    # change (the native GRU's outputs are a view of its time-major buffer) or at the backward
+    with pytest.raises(RuntimeError, match="modified by an inplace operation|is a view and is being modified inplace"):
+        outputs.mul_(2)
         loss.backward()
 
 

@@ -124,14 +124,13 @@ def gru_forward_torch(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout
 def _weight_and_bias_grads(dpre, hd_all, need_w: bool, need_b: bool, H: int, like):
     """d W_hh and d b_hh (torch gate order) from the per-step gradients ``dpre[..., :3H]`` (rows
     n, r, z) and what W_hh multiplied at every step: one matrix multiply and one sum over all steps."""
-    B, T = dpre.shape[:2]
-    if not T:
+    if not dpre.numel():
         return (torch.zeros_like(like) if need_w else None,
                 torch.zeros(3 * H, dtype=like.dtype, device=like.device) if need_b else None)
-    dgh = dpre[..., : 3 * H].reshape(B * T, 3 * H)
+    dgh = dpre[..., : 3 * H].reshape(-1, 3 * H)  # (B T or T B, 3H): any order, the same as hd_all's
     d_w = d_b = None
     if need_w:
-        dw = dgh.t() @ hd_all.reshape(B * T, H)
+        dw = dgh.t() @ hd_all.reshape(-1, H)
         d_w = torch.cat([dw[H : 2 * H], dw[2 * H :], dw[:H]])
     if need_b:
         db = dgh.sum(0)
@@ -171,7 +170,8 @@ class GRURecurrence(torch.autograd.Function):
                                                           need[5], need[6])
         d_w, d_b = _weight_and_bias_grads(dpre, sv["hd"] if drop is not None else sv["hh"], need[1], need[2], H,
                                           weight_hh)
-        return (dpre[..., H:] if need[0] else None), d_w, d_b, (d_h0 if need[3] else None), None, d_gamma, d_drop
+        d_gi = dpre[..., H:].transpose(0, 1) if need[0] else None  # (B, T, 3H) view of the time-major buffer
+        return d_gi, d_w, d_b, (d_h0 if need[3] else None), None, d_gamma, d_drop
 
     @staticmethod
     @once_differentiable

@@ -7,8 +7,10 @@ is one BLAS matrix multiply plus one fused, vectorised pass over the B x H state
 backward (``gru_kernel.c``; the same equations and saved factors as the PyTorch path).
 
 The kernel is compiled on first use with the system C compiler and cached (see
-:mod:`grud.models.fast.native.build`); its matrix multiplies are PyTorch's own BLAS, so thread
-settings (``torch.set_num_threads``) apply to them. Before first use it is checked against the
+:mod:`grud.models.fast.native.build`); its matrix multiplies are PyTorch's own BLAS. With
+``torch.get_num_threads()`` > 1 the rows of a batch are split over that many threads (the rows of
+a recurrence never interact), each with a single-threaded BLAS; that needs MKL's thread-local
+setting, so with another BLAS the kernel runs on one thread. Before first use it is checked against the
 PyTorch path on a small problem (float32 and float64, padding, decay and dropout); any failure,
 or no compiler, leaves it off and grud runs the PyTorch path, with the reason in
 :func:`status`. ``GRUD_NATIVE=0`` turns it off; :func:`disabled` does so inside a ``with`` block.
@@ -27,7 +29,8 @@ import threading
 import torch
 from torch import Tensor
 
-__all__ = ["available", "status", "disabled", "usable", "gru_forward", "gru_backward"]
+__all__ = ["available", "status", "disabled", "usable", "gru_forward", "gru_backward", "decay_input_forward",
+           "decay_input_backward"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,15 @@ def _ptr(x: Tensor | None):
     return None if x is None else ctypes.c_void_p(x.data_ptr())
 
 
+def _strided(x: Tensor | None) -> tuple[Tensor | None, int, int]:
+    """``x`` (B, T, K) with a contiguous last dimension, and its (batch, time) element strides."""
+    if x is None:
+        return None, 0, 0
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    return x, x.stride(0), x.stride(1)
+
+
 def _call(name: str, dtype: torch.dtype, *args) -> None:
     fn = getattr(_state["lib"], name + _DTYPES[dtype])
     rc = fn(*args)
@@ -108,52 +120,93 @@ def gru_forward(gi: Tensor, weight_hh: Tensor, bias_hh: Tensor, h0: Tensor, vali
                 gamma_h: Tensor | None, hidden_dropout: Tensor | None, save: bool):
     """The recurrence with the kernel: ``(hs, h_last, saved)``.
 
-    ``hs`` (B, T, H) holds the state after every step (carried over padded steps, not zeroed);
+    ``hs`` (B, T, H) holds the state after every step (carried over padded steps, not zeroed); it
+    is a view of a time-major (T, B, H) buffer, as are the saved factors. ``gi`` and ``gamma_h``
+    may be batch-major or views of time-major tensors (read through their strides, no copy).
     ``valid`` is None when every step is valid. ``saved`` (None unless ``save``) holds the factors
-    :func:`gru_backward` needs: ``r``, ``z``, ``n``, ``ghn``, ``hh`` (h_hat) and ``hd`` (h_hat *
-    dropout, or None without dropout), each (B, T, H).
+    :func:`gru_backward` needs, each (T, B, H): ``r``, ``z``, ``n``, ``ghn``, ``hh`` (h_hat) and
+    ``hd`` (h_hat * dropout, or None without dropout).
     """
     B, T, _ = gi.shape
     H = h0.shape[1]
     kw = dict(dtype=gi.dtype, device=gi.device)
-    gi, weight_hh, bias_hh, h0 = gi.contiguous(), weight_hh.contiguous(), bias_hh.contiguous(), h0.contiguous()
+    gi, gi_sb, gi_st = _strided(gi)
+    gamma_h, g_sb, g_st = _strided(gamma_h)
+    weight_hh, bias_hh, h0 = weight_hh.contiguous(), bias_hh.contiguous(), h0.contiguous()
     valid = None if valid is None else valid.contiguous()
-    gamma_h = None if gamma_h is None else gamma_h.contiguous()
     hidden_dropout = None if hidden_dropout is None else hidden_dropout.contiguous()
-    hs = torch.empty(B, T, H, **kw)
+    hs = torch.empty(T, B, H, **kw)
     h_last = torch.empty(B, H, **kw)
     saved = None
     if save:
-        saved = {k: torch.empty(B, T, H, **kw) for k in ("r", "z", "n", "ghn", "hh")}
-        saved["hd"] = torch.empty(B, T, H, **kw) if hidden_dropout is not None else None
+        saved = {k: torch.empty(T, B, H, **kw) for k in ("r", "z", "n", "ghn", "hh")}
+        saved["hd"] = torch.empty(T, B, H, **kw) if hidden_dropout is not None else None
     s = saved or {}
-    _call("grud_gru_forward", gi.dtype, B, T, H, _ptr(gi), _ptr(weight_hh), _ptr(bias_hh), _ptr(h0), _ptr(valid),
-          _ptr(gamma_h), _ptr(hidden_dropout), _ptr(hs), _ptr(h_last), _ptr(s.get("r")), _ptr(s.get("z")),
-          _ptr(s.get("n")), _ptr(s.get("ghn")), _ptr(s.get("hh")), _ptr(s.get("hd")))
-    return hs, h_last, saved
+    _call("grud_gru_forward", gi.dtype, B, T, H, _ptr(gi), gi_sb, gi_st, _ptr(weight_hh), _ptr(bias_hh), _ptr(h0),
+          _ptr(valid), _ptr(gamma_h), g_sb, g_st, _ptr(hidden_dropout), _ptr(hs), _ptr(h_last), _ptr(s.get("r")),
+          _ptr(s.get("z")), _ptr(s.get("n")), _ptr(s.get("ghn")), _ptr(s.get("hh")), _ptr(s.get("hd")),
+          torch.get_num_threads())
+    return hs.transpose(0, 1), h_last, saved
 
 
 def gru_backward(w_perm: Tensor, h0: Tensor, hs: Tensor, valid: Tensor | None, gamma_h: Tensor | None,
                  hidden_dropout: Tensor | None, saved: dict, d_outputs: Tensor | None, d_h_last: Tensor | None,
                  need_gamma: bool, need_dropout: bool):
-    """Back through time with the kernel: ``(dpre (B, T, 4H), d_h0, d_gamma or None, d_dropout or None)``.
+    """Back through time with the kernel: ``(dpre (T, B, 4H), d_h0, d_gamma (B, T, H) or None, d_dropout or None)``.
 
-    ``w_perm`` is W_hh with its rows in the order n, r, z; ``dpre`` is laid out
-    ``[d ghn | d pre_r | d pre_z | d pre_n]`` as in :class:`grud.models.fast.gru.GRURecurrence`.
+    ``hs`` is the (B, T, H) view :func:`gru_forward` returned; ``w_perm`` is W_hh with its rows in
+    the order n, r, z; ``dpre`` (time-major) is laid out ``[d ghn | d pre_r | d pre_z | d pre_n]``
+    as in :class:`grud.models.fast.gru.GRURecurrence`.
     """
     B, T, H = hs.shape
     kw = dict(dtype=hs.dtype, device=hs.device)
-    d_outputs = None if d_outputs is None else d_outputs.contiguous()
+    hs_tm = hs.transpose(0, 1)
+    if not hs_tm.is_contiguous():
+        raise ValueError("hs: expected the (B, T, H) view of a time-major buffer that gru_forward returns")
+    gamma_h, g_sb, g_st = _strided(gamma_h)
+    d_outputs, o_sb, o_st = _strided(d_outputs)
     d_h_last = None if d_h_last is None else d_h_last.contiguous()
-    dpre = torch.empty(B, T, 4 * H, **kw)
+    dpre = torch.empty(T, B, 4 * H, **kw)
     d_h0 = torch.empty(B, H, **kw)
-    d_gamma = torch.empty(B, T, H, **kw) if need_gamma and gamma_h is not None else None
+    d_gamma = torch.empty(T, B, H, **kw) if need_gamma and gamma_h is not None else None
     d_drop = torch.empty(B, H, **kw) if need_dropout and hidden_dropout is not None else None
-    _call("grud_gru_backward", hs.dtype, B, T, H, _ptr(w_perm.contiguous()), _ptr(h0.contiguous()), _ptr(hs),
-          _ptr(valid), _ptr(gamma_h), _ptr(hidden_dropout), _ptr(saved["r"]), _ptr(saved["z"]), _ptr(saved["n"]),
-          _ptr(saved["ghn"]), _ptr(saved["hh"]), _ptr(d_outputs), _ptr(d_h_last), _ptr(dpre), _ptr(d_gamma),
-          _ptr(d_drop), _ptr(d_h0))
-    return dpre, d_h0, d_gamma, d_drop
+    _call("grud_gru_backward", hs.dtype, B, T, H, _ptr(w_perm.contiguous()), _ptr(h0.contiguous()), _ptr(hs_tm),
+          _ptr(valid), _ptr(gamma_h), g_sb, g_st, _ptr(hidden_dropout), _ptr(saved["r"]), _ptr(saved["z"]),
+          _ptr(saved["n"]), _ptr(saved["ghn"]), _ptr(saved["hh"]), _ptr(d_outputs), o_sb, o_st, _ptr(d_h_last),
+          _ptr(dpre), _ptr(d_gamma), _ptr(d_drop), _ptr(d_h0), torch.get_num_threads())
+    return dpre, d_h0, None if d_gamma is None else d_gamma.transpose(0, 1), d_drop
+
+
+def _same_strides(*tensors: Tensor) -> tuple[list[Tensor], int, int]:
+    """The (B, T, F) tensors with one shared set of strides (contiguous copies if they differ)."""
+    if any(t.stride() != tensors[0].stride() or t.stride(-1) != 1 for t in tensors):
+        tensors = tuple(t.contiguous() for t in tensors)
+    return list(tensors), tensors[0].stride(0), tensors[0].stride(1)
+
+
+def decay_input_forward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Tensor, weight: Tensor,
+                        bias: Tensor) -> Tensor:
+    """GRU-D's decayed input x_hat (B, T, F), forward fill included (see ``gru_kernel_body.h``)."""
+    B, T, F = values.shape
+    (values, mask, delta), sb, st = _same_strides(values, mask, delta)
+    out = torch.empty(B, T, F, dtype=values.dtype, device=values.device)
+    _call("grud_decay_input_forward", values.dtype, B, T, F, _ptr(values), _ptr(mask), _ptr(delta), sb, st,
+          _ptr(x_mean.contiguous()), _ptr(weight.contiguous()), _ptr(bias.contiguous()), _ptr(out))
+    return out
+
+
+def decay_input_backward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Tensor, weight: Tensor, bias: Tensor,
+                         d_out: Tensor) -> tuple[Tensor, Tensor]:
+    """``(d_weight, d_bias)`` (F,) of the input decay from ``d_out`` = dL/d x_hat (B, T, F)."""
+    B, T, F = values.shape
+    (values, mask, delta), sb, st = _same_strides(values, mask, delta)
+    d_out, o_sb, o_st = _strided(d_out)
+    d_w = torch.empty(F, dtype=values.dtype, device=values.device)
+    d_b = torch.empty(F, dtype=values.dtype, device=values.device)
+    _call("grud_decay_input_backward", values.dtype, B, T, F, _ptr(values), _ptr(mask), _ptr(delta), sb, st,
+          _ptr(x_mean.contiguous()), _ptr(weight.contiguous()), _ptr(bias.contiguous()), _ptr(d_out), o_sb, o_st,
+          _ptr(d_w), _ptr(d_b))
+    return d_w, d_b
 
 
 def _self_check() -> str | None:
@@ -189,7 +242,36 @@ def _compare_with_reference(gru_recurrence_reference) -> str | None:
                                                   True, False)
         if not torch.allclose(hs * valid[:, :, None], out, atol=tol, rtol=0):
             return f"self-check failed: {dtype} forward differs from the reference loop"
-        got = (dpre[..., H:], d_h0, d_gamma)
+        got = (dpre[..., H:].transpose(0, 1), d_h0, d_gamma)
         if not all(torch.allclose(x, y, atol=tol * 10, rtol=0) for x, y in zip(got, want)):
             return f"self-check failed: {dtype} backward differs from autograd through the reference loop"
+        # the input decay against its PyTorch formula (grud.models.inputs.DecayInput)
+        B, T, F = 3, 7, 4
+        values = rnd(B, T, F)
+        mask = (torch.rand(B, T, F, generator=g) < 0.4).to(dtype)
+        values = values * mask
+        delta = torch.rand(B, T, F, generator=g, dtype=dtype) * 5
+        x_mean = rnd(F)
+        w = (torch.rand(F, generator=g, dtype=dtype) - 0.3).requires_grad_()
+        bias = (rnd(F) * 0.5).requires_grad_()
+        want = _decay_input_torch(values, mask, delta, x_mean, w, bias)
+        d_out = rnd(B, T, F)
+        want_dw, want_db = torch.autograd.grad(want, (w, bias), d_out)
+        with torch.no_grad():
+            got = decay_input_forward(values, mask, delta, x_mean, w, bias)
+            got_dw, got_db = decay_input_backward(values, mask, delta, x_mean, w, bias, d_out)
+        if not torch.allclose(got, want, atol=tol, rtol=0):
+            return f"self-check failed: {dtype} input decay differs from its PyTorch formula"
+        if not (torch.allclose(got_dw, want_dw, atol=tol * 10, rtol=0)
+                and torch.allclose(got_db, want_db, atol=tol * 10, rtol=0)):
+            return f"self-check failed: {dtype} input decay gradients differ from autograd"
     return None
+
+
+def _decay_input_torch(values, mask, delta, x_mean, weight, bias):
+    """x_hat by the paper's equations, with autograd (for the self-check)."""
+    from grud.data.masking import forward_fill
+
+    x_last = forward_fill(values, mask, fill=x_mean)
+    gamma = torch.exp(-torch.relu(weight * delta + bias))
+    return mask * values + (1 - mask) * (gamma * x_last + (1 - gamma) * x_mean)

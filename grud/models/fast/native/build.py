@@ -30,9 +30,12 @@ HERE = Path(__file__).resolve().parent
 SOURCES = ("gru_kernel.c", "gru_kernel_body.h")
 MAIN_SOURCE = "gru_kernel.c"
 #: the calling convention the Python side speaks (``grud_kernel_abi()`` in the C source)
-ABI = 1
+ABI = 3
 FLAGS = ["-O3", "-fPIC", "-shared", "-std=c11", "-fno-math-errno"]
 NATIVE_ARCH = ["-march=native"]
+#: OpenMP for the kernel's threads: the library then needs libgomp.so.1, which is the copy PyTorch
+#: has already loaded (same name), so the kernel and PyTorch share one team of threads
+OPENMP = ["-fopenmp"]
 
 
 def _compiler() -> str | None:
@@ -99,7 +102,8 @@ def build() -> tuple[Path | None, str | None]:
     if cc is None:
         return None, "no C compiler found ($CC, cc, gcc, clang)"
     errors = []
-    for flags in (FLAGS + NATIVE_ARCH, FLAGS):  # -march=native, else the compiler's default target
+    # -march=native and OpenMP; else without one, then the other
+    for flags in (FLAGS + NATIVE_ARCH + OPENMP, FLAGS + NATIVE_ARCH, FLAGS):
         try:
             target = _cache_dir() / _library_name(cc, flags)
         except OSError as e:
@@ -118,8 +122,9 @@ def build() -> tuple[Path | None, str | None]:
     return None, errors[-1]
 
 
-def _blas() -> tuple[int, int] | None:
-    """Addresses of ``sgemm_`` and ``dgemm_`` exported by PyTorch's CPU library, or None."""
+def _blas() -> tuple[int, int, int | None] | None:
+    """Addresses of ``sgemm_``, ``dgemm_`` and (MKL builds) ``MKL_Set_Num_Threads_Local`` exported by
+    PyTorch's CPU library, or None without the first two."""
     import torch
 
     lib_dir = Path(torch.__file__).resolve().parent / "lib"
@@ -132,7 +137,12 @@ def _blas() -> tuple[int, int] | None:
             s, d = lib.sgemm_, lib.dgemm_
         except (OSError, AttributeError):
             return None
-        return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value
+        try:
+            # the C interface (by value); the lower-case name is the Fortran one (by pointer)
+            local = ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
+        except AttributeError:
+            local = None
+        return ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value, local
     return None
 
 
@@ -144,14 +154,20 @@ def _declare(lib) -> None:
     lib.grud_kernel_abi.restype = ctypes.c_int
     lib.grud_kernel_abi.argtypes = []
     lib.grud_set_blas.restype = ctypes.c_int
-    lib.grud_set_blas.argtypes = [_P, _P]
+    lib.grud_set_blas.argtypes = [_P, _P, _P]
     for suffix in ("_f32", "_f64"):
         fwd = getattr(lib, "grud_gru_forward" + suffix)
         fwd.restype = ctypes.c_int
-        fwd.argtypes = [_I, _I, _I] + [_P] * 15
+        fwd.argtypes = [_I, _I, _I, _P, _I, _I] + [_P] * 5 + [_I, _I] + [_P] * 9 + [_I]
         bwd = getattr(lib, "grud_gru_backward" + suffix)
         bwd.restype = ctypes.c_int
-        bwd.argtypes = [_I, _I, _I] + [_P] * 17
+        bwd.argtypes = [_I, _I, _I] + [_P] * 5 + [_I, _I] + [_P] * 7 + [_I, _I] + [_P] * 5 + [_I]
+        dfwd = getattr(lib, "grud_decay_input_forward" + suffix)
+        dfwd.restype = ctypes.c_int
+        dfwd.argtypes = [_I, _I, _I] + [_P] * 3 + [_I, _I] + [_P] * 4
+        dbwd = getattr(lib, "grud_decay_input_backward" + suffix)
+        dbwd.restype = ctypes.c_int
+        dbwd.argtypes = [_I, _I, _I] + [_P] * 3 + [_I, _I] + [_P] * 4 + [_I, _I] + [_P] * 2
 
 
 def load():

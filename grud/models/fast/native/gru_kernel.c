@@ -18,14 +18,15 @@
  * B x H state: no per-operation dispatch, no temporaries. The backward is the hand-written
  * loop back through time of grud/models/fast/gru.py, with the same saved factors.
  *
- * Layout: every array is row-major and contiguous; (B, T, K) arrays are batch-major as the
- * PyTorch tensors they come from. The file is compiled once per REAL type (float, double).
+ * Layout: inputs are read through (batch, time) strides; everything written is time-major (see
+ * gru_kernel_body.h). The file is compiled once per REAL type (float, double).
  *
  * Shape symbols: B batch, T steps, H hidden units.
  */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Fortran BLAS gemm. Integers are passed as pointers to int64_t holding values < 2^31: an LP64
@@ -38,18 +39,55 @@ typedef void (*dgemm_fn)(const char *, const char *, const int64_t *, const int6
                          const double *, const double *, const int64_t *, const double *, const int64_t *,
                          const double *, double *, const int64_t *);
 
+typedef int (*threads_local_fn)(int);
+
 static sgemm_fn grud_sgemm = NULL;
 static dgemm_fn grud_dgemm = NULL;
+/* MKL's MKL_Set_Num_Threads_Local (returns the previous thread-local setting), or NULL. */
+static threads_local_fn grud_blas_threads_local = NULL;
 
-/* Hand over the BLAS routines (addresses of sgemm_ and dgemm_). Returns 0. */
-int grud_set_blas(void *sgemm, void *dgemm) {
+/* Hand over the BLAS routines (addresses of sgemm_ and dgemm_, and of mkl_set_num_threads_local
+ * or NULL). Without the last, the kernel runs on the calling thread only: another BLAS's threads
+ * could not be kept from competing with the kernel's own. Returns 0. */
+int grud_set_blas(void *sgemm, void *dgemm, void *threads_local) {
     grud_sgemm = (sgemm_fn)sgemm;
     grud_dgemm = (dgemm_fn)dgemm;
+    grud_blas_threads_local = (threads_local_fn)threads_local;
+    return 0;
+}
+
+#define GRUD_MAX_THREADS 16
+#define GRUD_MIN_ROWS_PER_THREAD 8
+
+/* Threads to split B rows over: at most `wanted`, GRUD_MAX_THREADS and B / 8; 1 without a way to
+ * keep the BLAS single-threaded inside each. */
+static int grud_thread_count(int64_t wanted, int64_t B) {
+    int64_t n = wanted < 1 ? 1 : wanted;
+    if (n > GRUD_MAX_THREADS) n = GRUD_MAX_THREADS;
+    if (n > B / GRUD_MIN_ROWS_PER_THREAD) n = B / GRUD_MIN_ROWS_PER_THREAD;
+    if (n < 1 || !grud_blas_threads_local) n = 1;
+    return (int)n;
+}
+
+/* Run worker(job k) for k < n, jobs laid out `size` bytes apart, each on a thread of the OpenMP
+ * team (the same libgomp, and so the same threads, that PyTorch's own operations use; built
+ * without OpenMP, one after another); return the first nonzero int found at `rc_offset` of a job,
+ * else 0. Inside the parallel region each job sets its BLAS to one thread. */
+static int grud_run_jobs(int n, void *jobs, size_t size, void *(*worker)(void *), size_t rc_offset) {
+    char *base = (char *)jobs;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(n) schedule(static, 1) if (n > 1)
+#endif
+    for (int k = 0; k < n; k++) worker(base + (size_t)k * size);
+    for (int k = 0; k < n; k++) {
+        const int rc = *(int *)(base + (size_t)k * size + rc_offset);
+        if (rc) return rc;
+    }
     return 0;
 }
 
 /* Version of the kernel's calling convention; the loader refuses a library with another. */
-int grud_kernel_abi(void) { return 1; }
+int grud_kernel_abi(void) { return 3; }
 
 /* exp for float without a libm call, so that the loops vectorise: Cody-Waite range reduction
  * x = k ln2 + r, |r| <= ln2 / 2, and the minimax polynomial of Cephes' expf (relative error

@@ -2,14 +2,13 @@
  * Body of gru_kernel.c, included once per REAL type (see there for the equations). Defines
  * grud_gru_forward<SUFFIX> and grud_gru_backward<SUFFIX>.
  *
- * Saved factors, each (B, T, H): r, z, n, ghn = W_hn hd + b_hn, hh = h_hat; hd = h_hat * drop
+ * Saved factors, each (T, B, H): r, z, n, ghn = W_hn hd + b_hn, hh = h_hat; hd = h_hat * drop
  * only when a dropout mask is given (else hd is hh). The backward writes the per-step
- * pre-activation gradients into dpre (B, T, 4H) laid out [d ghn | d pre_r | d pre_z | d pre_n]:
+ * pre-activation gradients into dpre (T, B, 4H) laid out [d ghn | d pre_r | d pre_z | d pre_n]:
  * the first three are d(W_hh hd + b_hh) in the row order n, r, z of w_perm, the last three
  * d gi in torch's gate order r, z, n. The caller forms dW_hh and db_hh from them with one
  * matrix multiply over all steps.
  */
-#include <stdlib.h>
 
 #define FN(name) CAT(name, SUFFIX)
 
@@ -33,31 +32,52 @@ static inline void FN(grud_gates)(int64_t H, const REAL *restrict gi, const REAL
     }
 }
 
-/* Returns 0, -1 without BLAS, -2 when out of memory. Pass r_s == NULL for inference: nothing is
- * saved, and hh_s, hd_s, z_s, n_s, ghn_s are ignored. valid, gamma and drop may be NULL (all
- * steps valid, no hidden decay, no dropout). */
-int FN(grud_gru_forward)(int64_t B, int64_t T, int64_t H, const REAL *gi, const REAL *w, const REAL *bias,
-                         const REAL *h0, const REAL *valid, const REAL *gamma, const REAL *drop, REAL *hs,
-                         REAL *h_last, REAL *r_s, REAL *z_s, REAL *n_s, REAL *ghn_s, REAL *hh_s, REAL *hd_s) {
-    if (!GEMM) return -1;
-    const int save = r_s != NULL;
-    const int64_t G3 = 3 * H, TH = T * H, TG3 = T * 3 * H;
+/* Strides. gi (B, T, 3H) and gamma (B, T, H) are read through (batch, time) element strides with a
+ * contiguous last dimension, so a batch-major tensor or a time-major one seen as (B, T, K) both work
+ * without a copy. Everything the kernel writes is time-major and contiguous: hs and the saved
+ * factors (T, B, H), dpre (T, B, 4H), d_gamma (T, B, H). Per step, the B x H block is then one
+ * contiguous piece of memory: with batch-major buffers the rows of a step sit T*K floats apart, and
+ * when that is a multiple of 4 KiB (T = 48, H = 64: the hourly grid) every load of a row falsely
+ * depends on the stores of the row before (4K aliasing); the step then ran five times slower.
+ *
+ * Threads. The rows of a batch never interact in the recurrence, so the exported functions split
+ * them into blocks, one per thread (OpenMP, at most GRUD_MAX_THREADS, at least 8 rows each), and
+ * every block runs the whole time loop with its own single-threaded gemm per step (a 64 x 64 by
+ * 64 x 192 product is too small to gain from BLAS threads). */
+
+typedef struct {
+    int64_t B, T, H, b0, b1;
+    const REAL *gi;
+    int64_t gi_sb, gi_st;
+    const REAL *w, *bias, *h0, *valid, *gamma;
+    int64_t gam_sb, gam_st;
+    const REAL *drop;
+    REAL *hs, *h_last, *r_s, *z_s, *n_s, *ghn_s, *hh_s, *hd_s;
+    int rc;
+} FN(grud_fwd_job);
+
+/* The forward on rows [b0, b1). Returns 0, or -2 when out of memory. */
+static int FN(grud_gru_forward_rows)(const FN(grud_fwd_job) *a) {
+    const int64_t T = a->T, H = a->H, G3 = 3 * H, BH = a->B * H, b0 = a->b0, nb = a->b1 - a->b0;
+    const int save = a->r_s != NULL;
     const REAL one = 1, zero = 0;
-    REAL *g = (REAL *)malloc(sizeof(REAL) * (size_t)(B * G3 + 6 * H * (B + 1)));
+    const REAL *gamma = a->gamma, *drop = a->drop, *valid = a->valid, *bias = a->bias;
+    REAL *hs = a->hs;
+    REAL *g = (REAL *)malloc(sizeof(REAL) * (size_t)(nb * G3 + 2 * nb * H + 4 * H + 1));
     if (!g) return -2;
-    REAL *hh_tmp = g + B * G3, *hd_tmp = hh_tmp + B * H, *row = hd_tmp + B * H; /* row: 4H scratch */
+    REAL *hh_tmp = g + nb * G3, *hd_tmp = hh_tmp + nb * H, *row = hd_tmp + nb * H; /* row: 4H scratch */
 
     for (int64_t t = 0; t < T; t++) {
-        REAL *hh_t = save ? hh_s + t * H : hh_tmp;
-        const int64_t ld_hh = save ? TH : H;
-        REAL *hd_t = drop ? (save ? hd_s + t * H : hd_tmp) : hh_t;
-        const int64_t ld_hd = drop ? ld_hh : ld_hh;
-
-        for (int64_t b = 0; b < B; b++) { /* h_hat = gamma * h_{t-1}; hd = h_hat * drop */
-            const REAL *prev = t ? hs + b * TH + (t - 1) * H : h0 + b * H;
-            REAL *hhb = hh_t + b * ld_hh;
+        /* this block's rows of step t: time-major blocks start at t * BH + b0 * H, row stride H */
+        const REAL *prev_t = t ? hs + (t - 1) * BH + b0 * H : a->h0 + b0 * H;
+        REAL *hh_t = save ? a->hh_s + t * BH + b0 * H : hh_tmp;
+        REAL *hd_t = drop ? (save ? a->hd_s + t * BH + b0 * H : hd_tmp) : hh_t;
+        for (int64_t i = 0; i < nb; i++) { /* h_hat = gamma * h_{t-1}; hd = h_hat * drop */
+            const int64_t b = b0 + i;
+            const REAL *prev = prev_t + i * H;
+            REAL *hhb = hh_t + i * H;
             if (gamma) {
-                const REAL *gam = gamma + b * TH + t * H;
+                const REAL *gam = gamma + b * a->gam_sb + t * a->gam_st;
 #pragma GCC ivdep
                 for (int64_t j = 0; j < H; j++) hhb[j] = prev[j] * gam[j];
             } else {
@@ -65,105 +85,141 @@ int FN(grud_gru_forward)(int64_t B, int64_t T, int64_t H, const REAL *gi, const 
             }
             if (drop) {
                 const REAL *d = drop + b * H;
-                REAL *hdb = hd_t + b * ld_hd;
+                REAL *hdb = hd_t + i * H;
 #pragma GCC ivdep
                 for (int64_t j = 0; j < H; j++) hdb[j] = hhb[j] * d[j];
             }
         }
-        /* g (B, 3H) = hd (B, H) @ w^T: column-major g^T (3H, B) = w (3H, H) . hd^T (H, B) */
-        GEMM("T", "N", &G3, &B, &H, &one, w, &H, hd_t, &ld_hd, &zero, g, &G3);
+        /* g (nb, 3H) = hd (nb, H) @ w^T: column-major g^T (3H, nb) = w (3H, H) . hd^T (H, nb) */
+        GEMM("T", "N", &G3, &nb, &H, &one, a->w, &H, hd_t, &H, &zero, g, &G3);
 
-        for (int64_t b = 0; b < B; b++) {
-            const REAL *gib = gi + b * TG3 + t * G3, *gb = g + b * G3;
-            const REAL *prev = t ? hs + b * TH + (t - 1) * H : h0 + b * H;
-            const REAL *hhb = hh_t + b * ld_hh;
-            REAL *out = hs + b * TH + t * H;
+        for (int64_t i = 0; i < nb; i++) {
+            const int64_t b = b0 + i;
+            const REAL *gib = a->gi + b * a->gi_sb + t * a->gi_st, *gb = g + i * G3;
+            const REAL *prev = prev_t + i * H;
+            const REAL *hhb = hh_t + i * H;
+            const int64_t o = t * BH + b * H;
+            REAL *out = hs + o;
             const REAL v = valid ? valid[b * T + t] : (REAL)1;
-            const int64_t o = b * TH + t * H;
             if (v == 0) { /* padded step: the state is carried, nothing else matters */
                 memcpy(out, prev, sizeof(REAL) * (size_t)H);
                 if (save) {
-                    memset(r_s + o, 0, sizeof(REAL) * (size_t)H);
-                    memset(z_s + o, 0, sizeof(REAL) * (size_t)H);
-                    memset(n_s + o, 0, sizeof(REAL) * (size_t)H);
-                    memset(ghn_s + o, 0, sizeof(REAL) * (size_t)H);
+                    memset(a->r_s + o, 0, sizeof(REAL) * (size_t)H);
+                    memset(a->z_s + o, 0, sizeof(REAL) * (size_t)H);
+                    memset(a->n_s + o, 0, sizeof(REAL) * (size_t)H);
+                    memset(a->ghn_s + o, 0, sizeof(REAL) * (size_t)H);
                 }
                 continue;
             }
-            REAL *rb = save ? r_s + o : row, *zb = save ? z_s + o : row + H;
-            REAL *nb = save ? n_s + o : row + 2 * H, *ghb = save ? ghn_s + o : row + 3 * H;
-            FN(grud_gates)(H, gib, gb, bias, hhb, out, rb, zb, nb, ghb);
+            REAL *rb = save ? a->r_s + o : row, *zb = save ? a->z_s + o : row + H;
+            REAL *nbuf = save ? a->n_s + o : row + 2 * H, *ghb = save ? a->ghn_s + o : row + 3 * H;
+            FN(grud_gates)(H, gib, gb, bias, hhb, out, rb, zb, nbuf, ghb);
             if (v != 1) { /* a fractional step weight (0 < v < 1): blend with the carried state */
                 for (int64_t j = 0; j < H; j++) out[j] = prev[j] + v * (out[j] - prev[j]);
             }
         }
     }
-    for (int64_t b = 0; b < B; b++)
-        memcpy(h_last + b * H, T ? hs + b * TH + (T - 1) * H : h0 + b * H, sizeof(REAL) * (size_t)H);
+    memcpy(a->h_last + b0 * H, T ? hs + (T - 1) * BH + b0 * H : a->h0 + b0 * H, sizeof(REAL) * (size_t)(nb * H));
     free(g);
     return 0;
 }
 
-/* Backward through time. d_out (B, T, H) is the gradient of outputs = hs * valid (or NULL),
- * d_hlast (B, H) that of the last state (or NULL). Writes dpre (B, T, 4H), d_h0 (B, H), and
- * when not NULL d_gamma (B, T, H) and d_drop (B, H). Returns 0, -1 without BLAS, -2 when out of
- * memory. */
-int FN(grud_gru_backward)(int64_t B, int64_t T, int64_t H, const REAL *w_perm, const REAL *h0, const REAL *hs,
-                          const REAL *valid, const REAL *gamma, const REAL *drop, const REAL *r_s,
-                          const REAL *z_s, const REAL *n_s, const REAL *ghn_s, const REAL *hh_s,
-                          const REAL *d_out, const REAL *d_hlast, REAL *dpre, REAL *d_gamma, REAL *d_drop,
-                          REAL *d_h0) {
-    if (!GEMM) return -1;
-    const int64_t G3 = 3 * H, G4 = 4 * H, TH = T * H, TG4 = T * 4 * H;
-    const REAL one = 1, zero = 0;
-    REAL *dh = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * B * H + 1));
-    if (!dh) return -2;
-    REAL *dhd = dh + B * H;
+static void *FN(grud_fwd_worker)(void *p) {
+    FN(grud_fwd_job) *a = (FN(grud_fwd_job) *)p;
+    const int prev = grud_blas_threads_local ? grud_blas_threads_local(1) : 0;
+    a->rc = FN(grud_gru_forward_rows)(a);
+    if (grud_blas_threads_local) grud_blas_threads_local(prev);
+    return NULL;
+}
 
-    for (int64_t b = 0; b < B; b++) { /* dL/dh_{T-1} */
+/* Returns 0, -1 without BLAS, -2 when out of memory. Pass r_s == NULL for inference: nothing is
+ * saved, and z_s, n_s, ghn_s, hh_s, hd_s are ignored. valid (B, T), gamma and drop (B, H) may be
+ * NULL (all steps valid, no hidden decay, no dropout). threads: how many to use at most. */
+int FN(grud_gru_forward)(int64_t B, int64_t T, int64_t H, const REAL *gi, int64_t gi_sb, int64_t gi_st,
+                         const REAL *w, const REAL *bias, const REAL *h0, const REAL *valid, const REAL *gamma,
+                         int64_t gam_sb, int64_t gam_st, const REAL *drop, REAL *hs, REAL *h_last, REAL *r_s,
+                         REAL *z_s, REAL *n_s, REAL *ghn_s, REAL *hh_s, REAL *hd_s, int64_t threads) {
+    if (!GEMM) return -1;
+    FN(grud_fwd_job) jobs[GRUD_MAX_THREADS];
+    const int nt = grud_thread_count(threads, B);
+    for (int k = 0; k < nt; k++) {
+        FN(grud_fwd_job) j = {B, T, H, B * k / nt, B * (k + 1) / nt, gi, gi_sb, gi_st, w, bias, h0, valid, gamma,
+                              gam_sb, gam_st, drop, hs, h_last, r_s, z_s, n_s, ghn_s, hh_s, hd_s, 0};
+        jobs[k] = j;
+    }
+    return grud_run_jobs(nt, jobs, sizeof jobs[0], FN(grud_fwd_worker), offsetof(FN(grud_fwd_job), rc));
+}
+
+typedef struct {
+    int64_t B, T, H, b0, b1;
+    const REAL *w_perm, *h0, *hs, *valid, *gamma;
+    int64_t gam_sb, gam_st;
+    const REAL *drop, *r_s, *z_s, *n_s, *ghn_s, *hh_s, *d_out;
+    int64_t do_sb, do_st;
+    const REAL *d_hlast;
+    REAL *dpre, *d_gamma, *d_drop, *d_h0;
+    int rc;
+} FN(grud_bwd_job);
+
+/* The backward on rows [b0, b1). Returns 0, or -2 when out of memory. */
+static int FN(grud_gru_backward_rows)(const FN(grud_bwd_job) *a) {
+    const int64_t T = a->T, H = a->H, G3 = 3 * H, G4 = 4 * H, BH = a->B * H, b0 = a->b0, nb = a->b1 - a->b0;
+    const int64_t BG4 = a->B * G4;
+    const REAL one = 1, zero = 0;
+    const REAL *valid = a->valid, *gamma = a->gamma, *drop = a->drop, *d_out = a->d_out, *hs = a->hs;
+    REAL *dh = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * nb * H + 1));
+    if (!dh) return -2;
+    REAL *dhd = dh + nb * H;
+
+    for (int64_t i = 0; i < nb; i++) { /* dL/dh_{T-1} */
+        const int64_t b = b0 + i;
         const REAL v = (valid && T) ? valid[b * T + T - 1] : (REAL)1;
+        const REAL *dob = (d_out && T) ? d_out + b * a->do_sb + (T - 1) * a->do_st : NULL;
         for (int64_t j = 0; j < H; j++) {
-            REAL d = d_hlast ? d_hlast[b * H + j] : 0;
-            if (d_out && T) d += d_out[b * TH + (T - 1) * H + j] * v;
-            dh[b * H + j] = d;
+            REAL d = a->d_hlast ? a->d_hlast[b * H + j] : 0;
+            if (dob) d += dob[j] * v;
+            dh[i * H + j] = d;
         }
     }
-    if (d_drop) memset(d_drop, 0, sizeof(REAL) * (size_t)(B * H));
+    if (a->d_drop) memset(a->d_drop + b0 * H, 0, sizeof(REAL) * (size_t)(nb * H));
 
     for (int64_t t = T - 1; t >= 0; t--) {
-        for (int64_t b = 0; b < B; b++) { /* gate pre-activation gradients */
+        REAL *dp_t = a->dpre + t * BG4 + b0 * G4;
+        for (int64_t i = 0; i < nb; i++) { /* gate pre-activation gradients */
+            const int64_t b = b0 + i;
             const REAL v = valid ? valid[b * T + t] : (REAL)1;
-            const int64_t o = b * TH + t * H;
-            const REAL *r = r_s + o, *z = z_s + o, *n = n_s + o, *gh = ghn_s + o, *hh = hh_s + o;
-            const REAL *dhb = dh + b * H;
-            REAL *dp = dpre + b * TG4 + t * G4;
+            const int64_t o = t * BH + b * H;
+            const REAL *r = a->r_s + o, *z = a->z_s + o, *n = a->n_s + o, *gh = a->ghn_s + o, *hh = a->hh_s + o;
+            const REAL *dhb = dh + i * H;
+            REAL *dp = dp_t + i * G4;
 #pragma GCC ivdep
             for (int64_t j = 0; j < H; j++) {
                 const REAL dhp = dhb[j] * v; /* dL/dh' */
                 const REAL zj = z[j], nj = n[j], rj = r[j];
                 const REAL dn = dhp * (1 - zj) * (1 - nj * nj);
-                dp[j] = dn * rj;                                  /* d ghn */
-                dp[H + j] = dn * gh[j] * rj * (1 - rj);           /* d pre_r */
+                dp[j] = dn * rj;                                    /* d ghn */
+                dp[H + j] = dn * gh[j] * rj * (1 - rj);             /* d pre_r */
                 dp[2 * H + j] = dhp * (hh[j] - nj) * zj * (1 - zj); /* d pre_z */
-                dp[3 * H + j] = dn;                               /* d pre_n */
+                dp[3 * H + j] = dn;                                 /* d pre_n */
             }
         }
-        /* dhd (B, H) = dG (B, 3H) @ w_perm (3H, H): column-major dhd^T = w_perm^T . dG^T */
-        GEMM("N", "N", &H, &B, &G3, &one, w_perm, &H, dpre + t * G4, &TG4, &zero, dhd, &H);
+        /* dhd (nb, H) = dG (nb, 3H) @ w_perm (3H, H): column-major dhd^T = w_perm^T . dG^T */
+        GEMM("N", "N", &H, &nb, &G3, &one, a->w_perm, &H, dp_t, &G4, &zero, dhd, &H);
 
-        for (int64_t b = 0; b < B; b++) {
+        for (int64_t i = 0; i < nb; i++) {
+            const int64_t b = b0 + i;
             const REAL v = valid ? valid[b * T + t] : (REAL)1;
             const REAL v_prev = (valid && t) ? valid[b * T + t - 1] : (REAL)1;
-            const int64_t o = b * TH + t * H;
-            const REAL *z = z_s + o, *hh = hh_s + o;
-            const REAL *prev = t ? hs + b * TH + (t - 1) * H : h0 + b * H;
-            const REAL *gam = gamma ? gamma + o : NULL;
-            const REAL *dnext = (d_out && t) ? d_out + b * TH + (t - 1) * H : NULL;
+            const int64_t o = t * BH + b * H;
+            const REAL *z = a->z_s + o, *hh = a->hh_s + o;
+            const REAL *prev = t ? hs + o - BH : a->h0 + b * H;
+            const REAL *gam = gamma ? gamma + b * a->gam_sb + t * a->gam_st : NULL;
+            const REAL *dnext = (d_out && t) ? d_out + b * a->do_sb + (t - 1) * a->do_st : NULL;
             const REAL *dr = drop ? drop + b * H : NULL;
-            REAL *ddr = d_drop ? d_drop + b * H : NULL;
-            REAL *dg = d_gamma ? d_gamma + o : NULL;
-            REAL *dhb = dh + b * H;
-            const REAL *dhdb = dhd + b * H;
+            REAL *ddr = a->d_drop ? a->d_drop + b * H : NULL;
+            REAL *dg = a->d_gamma ? a->d_gamma + o : NULL;
+            REAL *dhb = dh + i * H;
+            const REAL *dhdb = dhd + i * H;
 #pragma GCC ivdep
             for (int64_t j = 0; j < H; j++) {
                 const REAL dhdv = dhdb[j];
@@ -177,8 +233,126 @@ int FN(grud_gru_backward)(int64_t B, int64_t T, int64_t H, const REAL *w_perm, c
             }
         }
     }
-    memcpy(d_h0, dh, sizeof(REAL) * (size_t)(B * H));
+    memcpy(a->d_h0 + b0 * H, dh, sizeof(REAL) * (size_t)(nb * H));
     free(dh);
+    return 0;
+}
+
+static void *FN(grud_bwd_worker)(void *p) {
+    FN(grud_bwd_job) *a = (FN(grud_bwd_job) *)p;
+    const int prev = grud_blas_threads_local ? grud_blas_threads_local(1) : 0;
+    a->rc = FN(grud_gru_backward_rows)(a);
+    if (grud_blas_threads_local) grud_blas_threads_local(prev);
+    return NULL;
+}
+
+/* Backward through time. d_out is the gradient of outputs = hs * valid, read through (batch, time)
+ * strides like gi (or NULL); d_hlast (B, H) that of the last state (or NULL). Writes dpre
+ * (T, B, 4H), d_h0 (B, H), and when not NULL d_gamma (T, B, H) and d_drop (B, H). Returns 0, -1
+ * without BLAS, -2 when out of memory. threads: how many to use at most. */
+int FN(grud_gru_backward)(int64_t B, int64_t T, int64_t H, const REAL *w_perm, const REAL *h0, const REAL *hs,
+                          const REAL *valid, const REAL *gamma, int64_t gam_sb, int64_t gam_st, const REAL *drop,
+                          const REAL *r_s, const REAL *z_s, const REAL *n_s, const REAL *ghn_s, const REAL *hh_s,
+                          const REAL *d_out, int64_t do_sb, int64_t do_st, const REAL *d_hlast, REAL *dpre,
+                          REAL *d_gamma, REAL *d_drop, REAL *d_h0, int64_t threads) {
+    if (!GEMM) return -1;
+    FN(grud_bwd_job) jobs[GRUD_MAX_THREADS];
+    const int nt = grud_thread_count(threads, B);
+    for (int k = 0; k < nt; k++) {
+        FN(grud_bwd_job) j = {B, T, H, B * k / nt, B * (k + 1) / nt, w_perm, h0, hs, valid, gamma, gam_sb, gam_st,
+                              drop, r_s, z_s, n_s, ghn_s, hh_s, d_out, do_sb, do_st, d_hlast, dpre, d_gamma, d_drop,
+                              d_h0, 0};
+        jobs[k] = j;
+    }
+    return grud_run_jobs(nt, jobs, sizeof jobs[0], FN(grud_bwd_worker), offsetof(FN(grud_bwd_job), rc));
+}
+
+#undef FN
+
+#define FN(name) CAT(name, SUFFIX)
+
+/* GRU-D input decay (Che et al. 2018, eq. 3 and the definition of gamma in eq. 1), fused with the
+ * forward fill it needs:
+ *
+ *     gamma_x = exp(min(-(w delta + b), 0))        = exp(-relu(w delta + b))
+ *     x_hat   = m x + (1 - m) (gamma_x x_last + (1 - gamma_x) x_mean)
+ *             = base + gamma_x gap,   base = m x + (1 - m) x_mean,   gap = (1 - m)(x_last - x_mean)
+ *
+ * x_last is the latest observation at a step < t (x_mean before the first one), carried along
+ * the time loop instead of computed by a separate scan. values, mask, delta (B, T, F) are read
+ * through (batch, time) strides with a contiguous last dimension; out (B, T, F) is contiguous.
+ * "Observed" means mask != 0. */
+int FN(grud_decay_input_forward)(int64_t B, int64_t T, int64_t F, const REAL *values, const REAL *mask,
+                                 const REAL *delta, int64_t sb, int64_t st, const REAL *x_mean, const REAL *w,
+                                 const REAL *bias, REAL *out) {
+    REAL *last = (REAL *)malloc(sizeof(REAL) * (size_t)(F + 1));
+    if (!last) return -2;
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(last, x_mean, sizeof(REAL) * (size_t)F);
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t i = b * sb + t * st;
+            const REAL *x = values + i, *m = mask + i, *d = delta + i;
+            REAL *o = out + (b * T + t) * F;
+#pragma GCC ivdep
+            for (int64_t f = 0; f < F; f++) {
+                const REAL a = -(w[f] * d[f] + bias[f]);
+                const REAL gam = EXP(a < 0 ? a : (REAL)0);
+                const int obs = m[f] != 0;
+                const REAL base = obs ? x[f] : x_mean[f];
+                const REAL gap = obs ? (REAL)0 : last[f] - x_mean[f];
+                o[f] = base + gam * gap;
+                last[f] = obs ? x[f] : last[f];
+            }
+        }
+    }
+    free(last);
+    return 0;
+}
+
+/* Gradients of the decay parameters from d_out = dL/d x_hat (B, T, F, strides do_sb, do_st):
+ * dL/da = -dL/dgamma * gamma where w delta + b >= 0 (the subgradient torch's clamp gives), else 0;
+ * d_w = sum dL/da * delta, d_b = sum dL/da over all (b, t): per series in REAL, over series in double. */
+int FN(grud_decay_input_backward)(int64_t B, int64_t T, int64_t F, const REAL *values, const REAL *mask,
+                                  const REAL *delta, int64_t sb, int64_t st, const REAL *x_mean, const REAL *w,
+                                  const REAL *bias, const REAL *d_out, int64_t do_sb, int64_t do_st, REAL *d_w,
+                                  REAL *d_b) {
+    REAL *last = (REAL *)malloc(sizeof(REAL) * (size_t)(3 * F + 1));
+    double *acc = (double *)calloc((size_t)(2 * F + 1), sizeof(double));
+    if (!last || !acc) {
+        free(last);
+        free(acc);
+        return -2;
+    }
+    REAL *pw = last + F, *pb = pw + F; /* one series' sums (REAL), then added to the totals (double) */
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(last, x_mean, sizeof(REAL) * (size_t)F);
+        memset(pw, 0, sizeof(REAL) * (size_t)(2 * F));
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t i = b * sb + t * st;
+            const REAL *x = values + i, *m = mask + i, *d = delta + i, *g = d_out + b * do_sb + t * do_st;
+#pragma GCC ivdep
+            for (int64_t f = 0; f < F; f++) {
+                const REAL a = -(w[f] * d[f] + bias[f]);
+                const int obs = m[f] != 0;
+                const REAL gap = obs ? (REAL)0 : last[f] - x_mean[f];
+                const REAL e = EXP(a < 0 ? a : (REAL)0);
+                const REAL da = a <= 0 ? -g[f] * gap * e : (REAL)0;
+                pw[f] += da * d[f];
+                pb[f] += da;
+                last[f] = obs ? x[f] : last[f];
+            }
+        }
+        for (int64_t f = 0; f < F; f++) {
+            acc[f] += (double)pw[f];
+            acc[F + f] += (double)pb[f];
+        }
+    }
+    for (int64_t f = 0; f < F; f++) {
+        d_w[f] = (REAL)acc[f];
+        d_b[f] = (REAL)acc[F + f];
+    }
+    free(last);
+    free(acc);
     return 0;
 }
 
