@@ -30,6 +30,20 @@ class _HistoryWriter(ExperimentWriter):
         super().__init__(log_dir=log_dir)  # removes the old file
         self.rows = kept
 
+    def log_hparams(self, params: dict) -> None:
+        """``hparams.yaml`` as Lightning writes it, but straight from the plain containers with
+        PyYAML (its C emitter when present), atomically: Lightning's detour through OmegaConf took
+        70 ms for the fitted statistics of PhysioNet 2012, a tenth of a fast epoch."""
+        import yaml
+
+        self.hparams.update(params)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        try:
+            text = yaml.dump(dict(self.hparams), Dumper=dumper, sort_keys=False)
+        except yaml.YAMLError:  # a value PyYAML cannot represent: Lightning's writer skips it with a warning
+            return super().log_hparams(params)
+        atomic_write_bytes(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), text.encode())
+
     def save(self) -> None:
         if not self.metrics:
             return

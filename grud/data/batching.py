@@ -112,15 +112,21 @@ class EncodedDataset(torch.utils.data.Dataset):
     def collate(self, indices) -> dict:
         idx = np.asarray(indices, dtype=np.int64)
         lengths = self.lengths[idx]
-        T = max(int(lengths.max()) if len(idx) else 0, 1)
+        B = len(idx)
+        T = max(int(lengths.max()) if B else 0, 1)
         steps = np.arange(T)
         valid = steps[None, :] < lengths[:, None]
-        rows = np.where(valid, self.ds.offsets[idx][:, None] + steps[None, :], 0)
-        values = np.where(valid[..., None], self.values[rows], 0.0) if len(self.values) else np.zeros(
-            (len(idx), T, self.values.shape[1]), np.float32)
-        mask = np.where(valid[..., None], self.mask[rows], 0.0) if len(self.values) else np.zeros_like(values)
-        times = np.where(valid, self.ds.times[rows], 0.0) if len(self.values) else np.zeros((len(idx), T))
-        delta = np.where(valid[..., None], self.delta[rows], 0.0) if len(self.values) else np.zeros_like(values)
+        if len(self.values):
+            # one gather per array over the flat rows of every (series, step); padded steps read row
+            # 0 and are zeroed afterwards (a handful of rows, where np.where would pass over all)
+            rows = np.where(valid, self.ds.offsets[idx][:, None] + steps[None, :], 0).reshape(-1)
+            padded = np.flatnonzero(~valid.reshape(-1))
+            values, mask, delta = (self._gather(src, rows, padded).reshape(B, T, src.shape[1])
+                                   for src in (self.values, self.mask, self.delta))
+            times = self._gather(self.ds.times, rows, padded).reshape(B, T)
+        else:
+            values = np.zeros((B, T, self.values.shape[1]), np.float32)
+            mask, delta, times = np.zeros_like(values), np.zeros_like(values), np.zeros((B, T))
         batch = {
             "values": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)),
             "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)),
@@ -135,6 +141,12 @@ class EncodedDataset(torch.utils.data.Dataset):
             batch["target"] = torch.from_numpy(t) if len(self.stats.classes) > 2 else torch.from_numpy(
                 t.astype(np.float32))
         return batch
+
+    @staticmethod
+    def _gather(src: np.ndarray, rows: np.ndarray, padded: np.ndarray) -> np.ndarray:
+        out = src.take(rows, axis=0)
+        out[padded] = 0
+        return out
 
 
 class BucketBatchSampler(torch.utils.data.Sampler):

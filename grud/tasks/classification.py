@@ -225,18 +225,19 @@ class ClassificationTask(TaskModule):
             keep = b["target"] >= 0
             # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
             label_loss = self.loss(logits[keep], b["target"][keep]) if keep.any() else logits.sum() * 0.0
-            loss = loss + label_loss + self.auxiliary_loss(b, outputs, member[2], log=k == 0)
+            loss = loss + label_loss + self.auxiliary_loss(b, outputs, member[2],
+                                                           log_batch_idx=batch_idx if k == 0 else None)
         self.check_finite(loss)
         # the members' mean, comparable with a single model's loss; the sum is what trains them
-        self.log("train/loss", loss / len(members), prog_bar=True, batch_size=len(batches[0]["target"]))
+        self.log_running("train/loss", loss / len(members), len(batches[0]["target"]), batch_idx, prog_bar=True)
         return loss
 
     def _eval_step(self, batch, stage):
         logits, _ = self(batch)
         keep = batch["target"] >= 0
         if keep.any():
-            loss = self.loss(logits[keep], batch["target"][keep])
-            self.log(f"{stage}/loss", loss, batch_size=int(keep.sum()), sync_dist=True)
+            # validation and test loaders are not sharded under DDP: every rank sees every batch
+            self.add_eval_loss(stage, self.loss(logits[keep], batch["target"][keep]), int(keep.sum()))
         self._outputs[stage].append((self.probabilities(logits[keep]).detach().cpu(), batch["target"][keep].cpu()))
 
     def validation_step(self, batch, batch_idx):
@@ -246,6 +247,7 @@ class ClassificationTask(TaskModule):
         self._eval_step(batch, "test")
 
     def _epoch_metrics(self, stage):
+        self.log_eval_loss(stage)
         outs = self._outputs[stage]
         self._outputs[stage] = []
         if not outs:

@@ -279,9 +279,9 @@ class ForecastTask(TaskModule):
     def training_step(self, batch, batch_idx):
         pred, outputs = self(batch, only=batch["query_mask"])
         loss = M.masked_mse_loss(pred, batch["query_values"], batch["query_mask"], weight=self.loss_weights)
-        loss = loss + self.auxiliary_loss(batch, outputs)
+        loss = loss + self.auxiliary_loss(batch, outputs, log_batch_idx=batch_idx)
         self.check_finite(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        self.log_running("train/loss", loss, pred.shape[0], batch_idx, prog_bar=True)
         return loss
 
     def _eval_step(self, batch, stage):
@@ -292,8 +292,8 @@ class ForecastTask(TaskModule):
         errs["model"].add(self.to_minmax(pred), target, mask)
         locf = (batch["last_values"] * batch["last_mask"])[:, None, :].expand_as(pred)
         errs["locf"].add(self.to_minmax(locf), target, mask)
-        loss = M.masked_mse_loss(pred, batch["query_values"], mask, weight=self.loss_weights)
-        self.log(f"{stage}/loss", loss, batch_size=pred.shape[0])
+        self.add_eval_loss(stage, M.masked_mse_loss(pred, batch["query_values"], mask, weight=self.loss_weights),
+                           pred.shape[0])
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -302,6 +302,7 @@ class ForecastTask(TaskModule):
         self._eval_step(batch, "test")
 
     def _epoch_metrics(self, stage):
+        self.log_eval_loss(stage)
         errs = self._errors.pop(stage, None)
         if errs is None:
             return
