@@ -66,6 +66,13 @@ class GrudDataModule(pl.LightningDataModule):
                                            num_workers=self.num_workers,
                                            persistent_workers=self.num_workers > 0)
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        """Batches are built on the CPU: on a CPU run there is nothing to move (Lightning would
+        still walk every batch, about half a millisecond each)."""
+        if torch.device(device).type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def train_dataloader(self):
         if self.train_streams == 1:
             return self._loader("train", shuffle=True)

@@ -69,13 +69,6 @@ class TaskModule(pl.LightningModule):
         self._running: dict = {}  # training metrics between two logged steps: name -> [sum, weight]
         self._eval_losses: dict = {}  # stage -> [sum of loss * batch size, total batch size]
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        """Batches are built on the CPU: on a CPU run there is nothing to move (Lightning would
-        still walk every batch; about half a millisecond each)."""
-        if torch.device(device).type == "cpu":
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task in the checkpoint (plain strings), so it reloads as the right class."""
         import grud
@@ -108,27 +101,29 @@ class TaskModule(pl.LightningModule):
                        batch.get("static"))
 
     def auxiliary_loss(self, batch: dict, outputs: torch.Tensor, imputer: nn.Module | None = None,
-                       log_batch_idx: int | None = None) -> torch.Tensor:
+                       log: bool = True) -> torch.Tensor:
         """``impute_weight`` times the masked next-step MSE of ``imputer`` (``self.imputer`` unless
-        given); logged as ``train/impute_mse`` when ``log_batch_idx`` (the training batch index) is given."""
+        given); logged as ``train/impute_mse`` (see :meth:`log_running`) unless ``log`` is False."""
         imputer = self.imputer if imputer is None else imputer
         if imputer is None or self.impute_weight <= 0:
             return outputs.new_zeros(())
         loss = masked_next_step_mse(imputer(outputs), batch["values"], batch["mask"])
-        if log_batch_idx is not None:
-            self.log_running("train/impute_mse", loss, outputs.shape[0], log_batch_idx)
+        if log:
+            self.log_running("train/impute_mse", loss, outputs.shape[0])
         return self.impute_weight * loss
 
     # ------------------------------------------------------------------ logging
     # Lightning's ``self.log`` costs about half a millisecond a call (it moves its whole result
     # entry to the value's device every time): a call per batch per metric was a tenth of a fast
     # epoch. Training metrics are therefore averaged here and handed to ``self.log`` on the steps
-    # Lightning writes its logs (every ``trainer.log_every_n_steps``, and the last of an epoch);
+    # Lightning writes its logs (every ``trainer.log_every_n_steps``);
     # evaluation losses are summed here and logged once per epoch.
-    def log_running(self, name: str, value: torch.Tensor, batch_size: int, batch_idx: int,
-                    prog_bar: bool = False) -> None:
+    def on_train_epoch_start(self) -> None:
+        self._running.clear()  # a window never spans two epochs
+
+    def log_running(self, name: str, value: torch.Tensor, batch_size: int, prog_bar: bool = False) -> None:
         """Log the batch-size-weighted mean of ``value`` over the training steps since it was last
-        logged, on logging steps only (every step outside a Trainer)."""
+        logged (in this epoch), on the steps Lightning writes logs only (every step outside a Trainer)."""
         acc = self._running.get(name)
         v = value.detach() * batch_size
         if acc is None:
@@ -136,18 +131,17 @@ class TaskModule(pl.LightningModule):
         else:
             acc[0] = acc[0] + v
             acc[1] += batch_size
-        if not self._is_logging_step(batch_idx):
+        if not self._is_logging_step():
             return
         self._running.pop(name)
         self.log(name, acc[0] / max(acc[1], 1), prog_bar=prog_bar, batch_size=acc[1])
 
-    def _is_logging_step(self, batch_idx: int) -> bool:
+    def _is_logging_step(self) -> bool:
         trainer = getattr(self, "_trainer", None)
         if trainer is None:
             return True
         every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
-        last = trainer.num_training_batches
-        return (trainer.global_step + 1) % every == 0 or (isinstance(last, int) and batch_idx + 1 >= last)
+        return (trainer.global_step + 1) % every == 0  # Lightning's own rule for writing step logs
 
     def add_eval_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         """Accumulate an evaluation batch's mean loss, weighted by its batch size."""

@@ -225,11 +225,10 @@ class ClassificationTask(TaskModule):
             keep = b["target"] >= 0
             # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
             label_loss = self.loss(logits[keep], b["target"][keep]) if keep.any() else logits.sum() * 0.0
-            loss = loss + label_loss + self.auxiliary_loss(b, outputs, member[2],
-                                                           log_batch_idx=batch_idx if k == 0 else None)
+            loss = loss + label_loss + self.auxiliary_loss(b, outputs, member[2], log=k == 0)
         self.check_finite(loss)
         # the members' mean, comparable with a single model's loss; the sum is what trains them
-        self.log_running("train/loss", loss / len(members), len(batches[0]["target"]), batch_idx, prog_bar=True)
+        self.log_running("train/loss", loss / len(members), len(batches[0]["target"]), prog_bar=True)
         return loss
 
     def _eval_step(self, batch, stage):

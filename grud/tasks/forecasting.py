@@ -279,9 +279,9 @@ class ForecastTask(TaskModule):
     def training_step(self, batch, batch_idx):
         pred, outputs = self(batch, only=batch["query_mask"])
         loss = M.masked_mse_loss(pred, batch["query_values"], batch["query_mask"], weight=self.loss_weights)
-        loss = loss + self.auxiliary_loss(batch, outputs, log_batch_idx=batch_idx)
+        loss = loss + self.auxiliary_loss(batch, outputs)
         self.check_finite(loss)
-        self.log_running("train/loss", loss, pred.shape[0], batch_idx, prog_bar=True)
+        self.log_running("train/loss", loss, pred.shape[0], prog_bar=True)
         return loss
 
     def _eval_step(self, batch, stage):
