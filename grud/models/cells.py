@@ -209,14 +209,22 @@ class GRUDCell(GRUCell):
             gi.addmm_(mask.reshape(-1, mask.shape[-1]), self.weight_mh.t())
         return gi.view(*lead, gi.shape[-1])
 
+    def decay_exponent(self, delta: Tensor) -> Tensor | None:
+        """``e = -(W_gamma_h delta + b)``, so that ``gamma_h = exp(min(e, 0))``, for any leading
+        shape: (..., F) -> (..., H); None when hidden decay is off."""
+        if self.decay_weight is None:
+            return None
+        return nnf.linear(delta, -self.decay_weight, -self.decay_bias)
+
     def decay_factor(self, delta: Tensor) -> Tensor | None:
         """``gamma_h = exp(-relu(W_gamma_h delta + b))`` for any leading shape: (..., F) -> (..., H);
         None when hidden decay is off."""
-        if self.decay_weight is None:
+        e = self.decay_exponent(delta)
+        if e is None:
             return None
         # exp(-relu(a)) = exp(min(-a, 0)); the negation goes into the (small) weights. Same values;
         # only at a = 0 exactly does the subgradient differ (clamp passes it, relu does not)
-        return torch.exp(torch.clamp(nnf.linear(delta, -self.decay_weight, -self.decay_bias), max=0.0))
+        return torch.exp(torch.clamp(e, max=0.0))
 
     def forward(
         self,

@@ -235,11 +235,11 @@ class RecurrentLayer(nn.Module):
                 gi = cell.input_projection(x)
             else:
                 gi = fast_paths.masked_input_projection(x, mask, cell.weight_ih, cell.weight_mh, cell.bias_ih)
-            gamma_h = None
-            if delta is not None:  # computed time-major, like gi (see masked_input_projection)
-                gamma_h = cell.decay_factor(delta.transpose(0, 1).contiguous())
-                gamma_h = None if gamma_h is None else gamma_h.transpose(0, 1)
-            return fast_paths.gru_recurrence(gi, cell.weight_hh, cell.bias_hh, h0, valid, gamma_h, h_drop)
+            e = None  # the hidden decay's exponent, time-major like gi; the recurrence applies exp(min(e, 0))
+            if delta is not None:
+                e = cell.decay_exponent(delta.transpose(0, 1).contiguous())
+                e = None if e is None else e.transpose(0, 1)
+            return fast_paths.gru_recurrence(gi, cell.weight_hh, cell.bias_hh, h0, valid, e, h_drop, gamma_exp=True)
         if isinstance(cell, GRUCell):
             gi = cell.input_projection(x)
             return fast_paths.gru_recurrence(gi, cell.weight_hh, cell.bias_hh, h0, valid, None, h_drop)

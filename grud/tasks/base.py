@@ -23,6 +23,14 @@ DEFAULT_OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "
                  "scheduler_patience": 3, "scheduler_factor": 0.5, "grad_clip": None}
 
 
+def _adam_kernel() -> dict:
+    """Adam's fused kernel (one pass over all parameters; CPU support since torch 2.4), else its
+    multi-tensor form. torch picks the per-parameter loop by itself on a CPU: 0.23-0.32 ms per
+    step for GRU-D's ~30 parameter tensors against 0.075 ms fused (same update rule)."""
+    major, minor = (int(p) for p in torch.__version__.split(".")[:2])
+    return {"fused": True} if (major, minor) >= (2, 4) else {"foreach": True}
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised when the training loss becomes NaN or infinite."""
 
@@ -169,11 +177,9 @@ class TaskModule(pl.LightningModule):
             raise ConfigError(f"optim.lr: expected a positive learning rate, got {o['lr']}")
         name = str(o.get("name", "adam")).lower()
         if name == "adam":
-            # foreach: one operation over all parameters per update stage, not one per parameter
-            # (torch only picks it by itself on GPUs); the same arithmetic
-            opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=float(o["weight_decay"]), foreach=True)
+            opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=float(o["weight_decay"]), **_adam_kernel())
         elif name == "adamw":
-            opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(o["weight_decay"]), foreach=True)
+            opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(o["weight_decay"]), **_adam_kernel())
         elif name == "sgd":
             opt = torch.optim.SGD(self.parameters(), lr=lr, momentum=0.9, weight_decay=float(o["weight_decay"]),
                                   foreach=True)

@@ -130,6 +130,24 @@ def test_gru_function_passes_gradcheck(gamma, dropout, padded):
     assert torch.autograd.gradcheck(GRURecurrence.apply, tuple(args.values()))
 
 
+@pytest.mark.parametrize("padded", [True, False])
+def test_gru_with_the_decay_exponent_passes_gradcheck_and_matches_the_reference(padded):
+    """gamma_exp: gamma_h is the exponent e of GRU-D's hidden decay, exp(min(e, 0)), applied inside."""
+    args = gru_args(lengths=[5, 3, 1] if padded else None)
+    g = torch.Generator().manual_seed(3)
+    args["gamma_h"] = (torch.randn(3, 5, 4, generator=g, dtype=torch.float64) * 2).requires_grad_()  # both signs
+    assert torch.autograd.gradcheck(lambda *a: GRURecurrence.apply(*a, True), tuple(args.values()))
+    diff = _differentiable(args)
+    got = gru_recurrence(**args, gamma_exp=True)
+    want = gru_recurrence_reference(**args, gamma_exp=True)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    grads = torch.autograd.grad(sum(x.sum() for x in got), [args[k] for k in diff])
+    grads_ref = torch.autograd.grad(sum(x.sum() for x in want), [args[k] for k in diff])
+    for name, a, b in zip(diff, grads, grads_ref):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 @pytest.mark.parametrize("peephole,dropout,padded", [(True, True, True), (False, False, False), (True, False, False), (False, True, True)])
 def test_lstm_function_passes_gradcheck(peephole, dropout, padded):
     args = lstm_args(peephole=peephole, dropout=dropout, lengths=[5, 3, 1] if padded else None)

@@ -33,9 +33,16 @@ def _steps(x, T: int, save: bool) -> list:
     return list(x.unbind(1)) if save else [x[:, 0]] * T
 
 
-def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save: bool):
+def decay_from_exponent(e):
+    """GRU-D's decay from its exponent: ``exp(min(e, 0))``, i.e. ``exp(-relu(W delta + b))`` for
+    ``e = -(W delta + b)`` (Che et al. 2018, eq. 1)."""
+    return torch.exp(torch.clamp(e, max=0.0))
+
+
+def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save: bool, gamma_exp: bool = False):
     """Run the recurrence with autograd off: the native kernel when it is available
-    (:mod:`grud.models.fast.native`), else :func:`gru_forward_torch`.
+    (:mod:`grud.models.fast.native`), else :func:`gru_forward_torch`. With ``gamma_exp``,
+    ``gamma_h`` holds the decay's exponent (see :func:`decay_from_exponent`).
 
     Returns ``(outputs (B, T, H), h_last (B, H), saved)``; ``saved`` holds what the backward
     needs, or is None when ``save`` is False (inference: per-step buffers are reused).
@@ -43,10 +50,17 @@ def gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save
     if native.usable(gi):
         all_valid = bool((valid == 1).all())
         hs, h_last, saved = native.gru_forward(gi, weight_hh, bias_hh, h0, None if all_valid else valid, gamma_h,
-                                               hidden_dropout, save)
+                                               hidden_dropout, save, gamma_exp=gamma_exp)
         outputs = hs if all_valid else hs * valid[:, :, None]
         if save:
             saved.update(hs=hs, all_valid=all_valid, native=True)
+        return outputs, h_last, saved
+    if gamma_exp and gamma_h is not None:
+        e = gamma_h
+        gamma_h = decay_from_exponent(e)
+        outputs, h_last, saved = gru_forward_torch(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save)
+        if save:
+            saved.update(gamma=gamma_h, exponent=e)  # the backward's gamma, and the chain to its exponent
         return outputs, h_last, saved
     return gru_forward_torch(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, save)
 
@@ -141,13 +155,16 @@ def _weight_and_bias_grads(dpre, hd_all, need_w: bool, need_b: bool, H: int, lik
 class GRURecurrence(torch.autograd.Function):
     """Autograd function behind :func:`grud.models.fast.recurrence.gru_recurrence`.
 
-    ``apply(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout)``; ``valid`` is a constant
-    (no gradient). Not twice differentiable.
+    ``apply(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, gamma_exp)``; ``valid`` is a
+    constant (no gradient); with ``gamma_exp`` (a bool), ``gamma_h`` is the decay's exponent and
+    gets its gradient. Not twice differentiable.
     """
 
     @staticmethod
-    def forward(ctx, gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout):
-        outputs, h_last, saved = gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, True)
+    def forward(ctx, gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, gamma_exp=False):
+        outputs, h_last, saved = gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, True,
+                                             gamma_exp=bool(gamma_exp))
+        saved["gamma_exp"] = bool(gamma_exp)
         ctx.set_materialize_grads(False)  # an unused output (often the sequence) gets no zero-filled gradient
         # hs is saved through autograd, never as a ctx attribute: it may be the outputs tensor
         # itself, and an output held by its own grad_fn is a reference cycle that only the garbage
@@ -167,11 +184,11 @@ class GRURecurrence(torch.autograd.Function):
         if d_outputs is not None and v is not None:
             d_outputs = d_outputs * v[:, :, None]  # outputs = hs * valid
         dpre, d_h0, d_gamma, d_drop = native.gru_backward(w_perm, h0, hs, v, gamma, drop, sv, d_outputs, d_h_last,
-                                                          need[5], need[6])
+                                                          need[5], need[6], gamma_exp=sv["gamma_exp"])
         d_w, d_b = _weight_and_bias_grads(dpre, sv["hd"] if drop is not None else sv["hh"], need[1], need[2], H,
                                           weight_hh)
         d_gi = dpre[..., H:].transpose(0, 1) if need[0] else None  # (B, T, 3H) view of the time-major buffer
-        return d_gi, d_w, d_b, (d_h0 if need[3] else None), None, d_gamma, d_drop
+        return d_gi, d_w, d_b, (d_h0 if need[3] else None), None, d_gamma, d_drop, None
 
     @staticmethod
     @once_differentiable
@@ -180,6 +197,18 @@ class GRURecurrence(torch.autograd.Function):
         sv = ctx.saved
         if sv.get("native"):
             return GRURecurrence._backward_native(ctx, weight_hh, h0, valid, gamma, drop, hs, d_outputs, d_h_last)
+        if sv["gamma_exp"] and gamma is not None:  # the loop below needs gamma itself; chain to e at the end
+            grads = GRURecurrence._backward_torch(ctx, weight_hh, h0, valid, sv["gamma"], drop, hs, d_outputs,
+                                                  d_h_last)
+            d_e = None
+            if grads[5] is not None:
+                d_e = torch.where(sv["exponent"] <= 0, grads[5] * sv["gamma"], 0.0)  # clamp passes e <= 0
+            return grads[:5] + (d_e,) + grads[6:]
+        return GRURecurrence._backward_torch(ctx, weight_hh, h0, valid, gamma, drop, hs, d_outputs, d_h_last)
+
+    @staticmethod
+    def _backward_torch(ctx, weight_hh, h0, valid, gamma, drop, hs, d_outputs, d_h_last):
+        sv = ctx.saved
         rz, fz, fn, fr, all_valid = sv["rz"], sv["fz"], sv["fn"], sv["fr"], sv["all_valid"]
         B, T, H = hs.shape
         kw = dict(dtype=hs.dtype, device=hs.device)
@@ -264,4 +293,4 @@ class GRURecurrence(torch.autograd.Function):
             if T:
                 torch.mul(dhh[:, 1:], hs[:, :-1], out=d_gamma[:, 1:])
                 torch.mul(dhh[:, 0], h0, out=d_gamma[:, 0])
-        return d_gi, d_w, d_b, d_h0, None, d_gamma, d_drop
+        return d_gi, d_w, d_b, d_h0, None, d_gamma, d_drop, None

@@ -79,6 +79,7 @@ def gru_recurrence(
     valid: Tensor,
     gamma_h: Tensor | None = None,
     hidden_dropout: Tensor | None = None,
+    gamma_exp: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """GRU(-D) recurrence over a whole sequence (Che et al. 2018, eq. 5 with hidden decay).
 
@@ -93,6 +94,9 @@ def gru_recurrence(
         gamma_h: hidden decay applied to ``h_{t-1}`` before step t, or None.
         hidden_dropout: variational dropout mask already scaled by ``1/(1-p)``, multiplied into
             ``h_hat`` in front of ``W_hh`` only, or None.
+        gamma_exp: ``gamma_h`` holds the decay's exponent e; the decay applied is ``exp(min(e, 0))``
+            (:func:`grud.models.fast.gru.decay_from_exponent`) and e gets the gradient. The native
+            kernel applies it on the fly, saving two passes over (B, T, H) each way.
 
     Shape:
         gi (B, T, 3H), weight_hh (3H, H), bias_hh (3H,), h0 (B, H), valid (B, T),
@@ -108,9 +112,10 @@ def gru_recurrence(
         hidden_dropout=hidden_dropout,
     )
     if _needs_graph(gi, weight_hh, bias_hh, h0, gamma_h, hidden_dropout):
-        return GRURecurrence.apply(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout)
+        return GRURecurrence.apply(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, bool(gamma_exp))
     with torch.no_grad():
-        outputs, h_last, _ = gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, False)
+        outputs, h_last, _ = gru_forward(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout, False,
+                                         gamma_exp=bool(gamma_exp))
     return outputs, h_last
 
 

@@ -30,6 +30,7 @@ def gru_recurrence_reference(
     valid: Tensor,
     gamma_h: Tensor | None = None,
     hidden_dropout: Tensor | None = None,
+    gamma_exp: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """GRU(-D) recurrence, one autograd-recorded step at a time (Che et al. 2018, eq. 5).
 
@@ -42,12 +43,16 @@ def gru_recurrence_reference(
         h' = (1 - z) * n + z * h_hat
         h_t = valid_t * h' + (1 - valid_t) * h_{t-1};   outputs[:, t] = valid_t * h_t
 
+    With ``gamma_exp``, ``gamma_h`` is the exponent e and the decay is ``exp(min(e, 0))``.
+
     Shape:
         gi (B, T, 3H), weight_hh (3H, H), bias_hh (3H,), h0 (B, H), valid (B, T),
         gamma_h (B, T, H) or None, hidden_dropout (B, H) or None -> outputs (B, T, H), h_last (B, H).
     """
     T = gi.shape[1]
     H = h0.shape[1]
+    if gamma_exp and gamma_h is not None:  # gamma_h is the exponent e: the decay is exp(min(e, 0))
+        gamma_h = torch.exp(torch.clamp(gamma_h, max=0.0))
     h = h0
     outs = []
     for t in range(T):

@@ -117,7 +117,7 @@ def _call(name: str, dtype: torch.dtype, *args) -> None:
 
 
 def gru_forward(gi: Tensor, weight_hh: Tensor, bias_hh: Tensor, h0: Tensor, valid: Tensor | None,
-                gamma_h: Tensor | None, hidden_dropout: Tensor | None, save: bool):
+                gamma_h: Tensor | None, hidden_dropout: Tensor | None, save: bool, gamma_exp: bool = False):
     """The recurrence with the kernel: ``(hs, h_last, saved)``.
 
     ``hs`` (B, T, H) holds the state after every step (carried over padded steps, not zeroed); it
@@ -125,7 +125,8 @@ def gru_forward(gi: Tensor, weight_hh: Tensor, bias_hh: Tensor, h0: Tensor, vali
     may be batch-major or views of time-major tensors (read through their strides, no copy).
     ``valid`` is None when every step is valid. ``saved`` (None unless ``save``) holds the factors
     :func:`gru_backward` needs, each (T, B, H): ``r``, ``z``, ``n``, ``ghn``, ``hh`` (h_hat) and
-    ``hd`` (h_hat * dropout, or None without dropout).
+    ``hd`` (h_hat * dropout, or None without dropout). With ``gamma_exp``, ``gamma_h`` holds the
+    decay's exponent e and the kernel applies ``exp(min(e, 0))``.
     """
     B, T, _ = gi.shape
     H = h0.shape[1]
@@ -143,7 +144,8 @@ def gru_forward(gi: Tensor, weight_hh: Tensor, bias_hh: Tensor, h0: Tensor, vali
         saved["hd"] = torch.empty(T, B, H, **kw) if hidden_dropout is not None else None
     s = saved or {}
     _call("grud_gru_forward", gi.dtype, B, T, H, _ptr(gi), gi_sb, gi_st, _ptr(weight_hh), _ptr(bias_hh), _ptr(h0),
-          _ptr(valid), _ptr(gamma_h), g_sb, g_st, _ptr(hidden_dropout), _ptr(hs), _ptr(h_last), _ptr(s.get("r")),
+          _ptr(valid), _ptr(gamma_h), g_sb, g_st, int(gamma_exp), _ptr(hidden_dropout), _ptr(hs), _ptr(h_last),
+          _ptr(s.get("r")),
           _ptr(s.get("z")), _ptr(s.get("n")), _ptr(s.get("ghn")), _ptr(s.get("hh")), _ptr(s.get("hd")),
           torch.get_num_threads())
     return hs.transpose(0, 1), h_last, saved
@@ -151,12 +153,13 @@ def gru_forward(gi: Tensor, weight_hh: Tensor, bias_hh: Tensor, h0: Tensor, vali
 
 def gru_backward(w_perm: Tensor, h0: Tensor, hs: Tensor, valid: Tensor | None, gamma_h: Tensor | None,
                  hidden_dropout: Tensor | None, saved: dict, d_outputs: Tensor | None, d_h_last: Tensor | None,
-                 need_gamma: bool, need_dropout: bool):
+                 need_gamma: bool, need_dropout: bool, gamma_exp: bool = False):
     """Back through time with the kernel: ``(dpre (T, B, 4H), d_h0, d_gamma (B, T, H) or None, d_dropout or None)``.
 
     ``hs`` is the (B, T, H) view :func:`gru_forward` returned; ``w_perm`` is W_hh with its rows in
     the order n, r, z; ``dpre`` (time-major) is laid out ``[d ghn | d pre_r | d pre_z | d pre_n]``
-    as in :class:`grud.models.fast.gru.GRURecurrence`.
+    as in :class:`grud.models.fast.gru.GRURecurrence`. With ``gamma_exp``, ``d_gamma`` is the
+    gradient of the exponent.
     """
     B, T, H = hs.shape
     kw = dict(dtype=hs.dtype, device=hs.device)
@@ -171,7 +174,8 @@ def gru_backward(w_perm: Tensor, h0: Tensor, hs: Tensor, valid: Tensor | None, g
     d_gamma = torch.empty(T, B, H, **kw) if need_gamma and gamma_h is not None else None
     d_drop = torch.empty(B, H, **kw) if need_dropout and hidden_dropout is not None else None
     _call("grud_gru_backward", hs.dtype, B, T, H, _ptr(w_perm.contiguous()), _ptr(h0.contiguous()), _ptr(hs_tm),
-          _ptr(valid), _ptr(gamma_h), g_sb, g_st, _ptr(hidden_dropout), _ptr(saved["r"]), _ptr(saved["z"]),
+          _ptr(valid), _ptr(gamma_h), g_sb, g_st, int(gamma_exp), _ptr(hidden_dropout), _ptr(saved["r"]),
+          _ptr(saved["z"]),
           _ptr(saved["n"]), _ptr(saved["ghn"]), _ptr(saved["hh"]), _ptr(d_outputs), o_sb, o_st, _ptr(d_h_last),
           _ptr(dpre), _ptr(d_gamma), _ptr(d_drop), _ptr(d_h0), torch.get_num_threads())
     return dpre, d_h0, None if d_gamma is None else d_gamma.transpose(0, 1), d_drop
@@ -245,6 +249,17 @@ def _compare_with_reference(gru_recurrence_reference) -> str | None:
         got = (dpre[..., H:].transpose(0, 1), d_h0, d_gamma)
         if not all(torch.allclose(x, y, atol=tol * 10, rtol=0) for x, y in zip(got, want)):
             return f"self-check failed: {dtype} backward differs from autograd through the reference loop"
+        # the hidden decay given as its exponent (applied inside the kernel)
+        e = (rnd(B, T, H) * 2).requires_grad_()
+        out, _ = gru_recurrence_reference(gi, w, b, h0, valid, e, drop, gamma_exp=True)
+        want_e = torch.autograd.grad(out, e, d_out)[0]
+        with torch.no_grad():
+            hs, _, saved = gru_forward(gi, w, b, h0, valid, e, drop, True, gamma_exp=True)
+            _, _, got_e, _ = gru_backward(w_perm, h0, hs, valid, e, drop, saved, d_out, None, True, False,
+                                          gamma_exp=True)
+        if not (torch.allclose(hs * valid[:, :, None], out, atol=tol, rtol=0)
+                and torch.allclose(got_e, want_e, atol=tol * 10, rtol=0)):
+            return f"self-check failed: {dtype} recurrence with the decay exponent differs from the reference loop"
         # the input decay against its PyTorch formula (grud.models.inputs.DecayInput)
         B, T, F = 3, 7, 4
         values = rnd(B, T, F)

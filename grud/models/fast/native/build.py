@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 SOURCES = ("gru_kernel.c", "gru_kernel_body.h")
 MAIN_SOURCE = "gru_kernel.c"
 #: the calling convention the Python side speaks (``grud_kernel_abi()`` in the C source)
-ABI = 3
+ABI = 4
 FLAGS = ["-O3", "-fPIC", "-shared", "-std=c11", "-fno-math-errno"]
 NATIVE_ARCH = ["-march=native"]
 #: OpenMP for the kernel's threads: the library then needs libgomp.so.1, which is the copy PyTorch
@@ -158,10 +158,10 @@ def _declare(lib) -> None:
     for suffix in ("_f32", "_f64"):
         fwd = getattr(lib, "grud_gru_forward" + suffix)
         fwd.restype = ctypes.c_int
-        fwd.argtypes = [_I, _I, _I, _P, _I, _I] + [_P] * 5 + [_I, _I] + [_P] * 9 + [_I]
+        fwd.argtypes = [_I, _I, _I, _P, _I, _I] + [_P] * 5 + [_I, _I, _I] + [_P] * 9 + [_I]
         bwd = getattr(lib, "grud_gru_backward" + suffix)
         bwd.restype = ctypes.c_int
-        bwd.argtypes = [_I, _I, _I] + [_P] * 5 + [_I, _I] + [_P] * 7 + [_I, _I] + [_P] * 5 + [_I]
+        bwd.argtypes = [_I, _I, _I] + [_P] * 5 + [_I, _I, _I] + [_P] * 7 + [_I, _I] + [_P] * 5 + [_I]
         dfwd = getattr(lib, "grud_decay_input_forward" + suffix)
         dfwd.restype = ctypes.c_int
         dfwd.argtypes = [_I, _I, _I] + [_P] * 3 + [_I, _I] + [_P] * 4

@@ -87,7 +87,7 @@ static int grud_run_jobs(int n, void *jobs, size_t size, void *(*worker)(void *)
 }
 
 /* Version of the kernel's calling convention; the loader refuses a library with another. */
-int grud_kernel_abi(void) { return 3; }
+int grud_kernel_abi(void) { return 4; }
 
 /* exp for float without a libm call, so that the loops vectorise: Cody-Waite range reduction
  * x = k ln2 + r, |r| <= ln2 / 2, and the minimax polynomial of Cephes' expf (relative error

@@ -50,7 +50,7 @@ typedef struct {
     const REAL *gi;
     int64_t gi_sb, gi_st;
     const REAL *w, *bias, *h0, *valid, *gamma;
-    int64_t gam_sb, gam_st;
+    int64_t gam_sb, gam_st, gam_exp;
     const REAL *drop;
     REAL *hs, *h_last, *r_s, *z_s, *n_s, *ghn_s, *hh_s, *hd_s;
     int rc;
@@ -76,7 +76,11 @@ static int FN(grud_gru_forward_rows)(const FN(grud_fwd_job) *a) {
             const int64_t b = b0 + i;
             const REAL *prev = prev_t + i * H;
             REAL *hhb = hh_t + i * H;
-            if (gamma) {
+            if (gamma && a->gam_exp) { /* gamma given as its exponent e: gamma = exp(min(e, 0)) */
+                const REAL *e = gamma + b * a->gam_sb + t * a->gam_st;
+#pragma GCC ivdep
+                for (int64_t j = 0; j < H; j++) hhb[j] = prev[j] * EXP(e[j] < 0 ? e[j] : (REAL)0);
+            } else if (gamma) {
                 const REAL *gam = gamma + b * a->gam_sb + t * a->gam_st;
 #pragma GCC ivdep
                 for (int64_t j = 0; j < H; j++) hhb[j] = prev[j] * gam[j];
@@ -134,17 +138,19 @@ static void *FN(grud_fwd_worker)(void *p) {
 
 /* Returns 0, -1 without BLAS, -2 when out of memory. Pass r_s == NULL for inference: nothing is
  * saved, and z_s, n_s, ghn_s, hh_s, hd_s are ignored. valid (B, T), gamma and drop (B, H) may be
- * NULL (all steps valid, no hidden decay, no dropout). threads: how many to use at most. */
+ * NULL (all steps valid, no hidden decay, no dropout). gam_exp != 0: gamma holds the decay's
+ * exponent e (gamma = exp(min(e, 0)), GRU-D's exp(-relu(W delta + b)) with e = -(W delta + b)),
+ * applied on the fly. threads: how many to use at most. */
 int FN(grud_gru_forward)(int64_t B, int64_t T, int64_t H, const REAL *gi, int64_t gi_sb, int64_t gi_st,
                          const REAL *w, const REAL *bias, const REAL *h0, const REAL *valid, const REAL *gamma,
-                         int64_t gam_sb, int64_t gam_st, const REAL *drop, REAL *hs, REAL *h_last, REAL *r_s,
-                         REAL *z_s, REAL *n_s, REAL *ghn_s, REAL *hh_s, REAL *hd_s, int64_t threads) {
+                         int64_t gam_sb, int64_t gam_st, int64_t gam_exp, const REAL *drop, REAL *hs, REAL *h_last,
+                         REAL *r_s, REAL *z_s, REAL *n_s, REAL *ghn_s, REAL *hh_s, REAL *hd_s, int64_t threads) {
     if (!GEMM) return -1;
     FN(grud_fwd_job) jobs[GRUD_MAX_THREADS];
     const int nt = grud_thread_count(threads, B);
     for (int k = 0; k < nt; k++) {
         FN(grud_fwd_job) j = {B, T, H, B * k / nt, B * (k + 1) / nt, gi, gi_sb, gi_st, w, bias, h0, valid, gamma,
-                              gam_sb, gam_st, drop, hs, h_last, r_s, z_s, n_s, ghn_s, hh_s, hd_s, 0};
+                              gam_sb, gam_st, gam_exp, drop, hs, h_last, r_s, z_s, n_s, ghn_s, hh_s, hd_s, 0};
         jobs[k] = j;
     }
     return grud_run_jobs(nt, jobs, sizeof jobs[0], FN(grud_fwd_worker), offsetof(FN(grud_fwd_job), rc));
@@ -153,7 +159,7 @@ int FN(grud_gru_forward)(int64_t B, int64_t T, int64_t H, const REAL *gi, int64_
 typedef struct {
     int64_t B, T, H, b0, b1;
     const REAL *w_perm, *h0, *hs, *valid, *gamma;
-    int64_t gam_sb, gam_st;
+    int64_t gam_sb, gam_st, gam_exp;
     const REAL *drop, *r_s, *z_s, *n_s, *ghn_s, *hh_s, *d_out;
     int64_t do_sb, do_st;
     const REAL *d_hlast;
@@ -167,6 +173,7 @@ static int FN(grud_gru_backward_rows)(const FN(grud_bwd_job) *a) {
     const int64_t BG4 = a->B * G4;
     const REAL one = 1, zero = 0;
     const REAL *valid = a->valid, *gamma = a->gamma, *drop = a->drop, *d_out = a->d_out, *hs = a->hs;
+    const int gexp = gamma && a->gam_exp;
     REAL *dh = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * nb * H + 1));
     if (!dh) return -2;
     REAL *dhd = dh + nb * H;
@@ -220,6 +227,22 @@ static int FN(grud_gru_backward_rows)(const FN(grud_bwd_job) *a) {
             REAL *dg = a->d_gamma ? a->d_gamma + o : NULL;
             REAL *dhb = dh + i * H;
             const REAL *dhdb = dhd + i * H;
+            if (gexp) { /* gamma = exp(min(e, 0)) from its exponent e; d e passes where e <= 0 */
+#pragma GCC ivdep
+                for (int64_t j = 0; j < H; j++) {
+                    const REAL dhdv = dhdb[j];
+                    if (ddr) ddr[j] += dhdv * hh[j];
+                    const REAL dhh = (dr ? dhdv * dr[j] : dhdv) + dhb[j] * v * z[j]; /* dL/d h_hat */
+                    const REAL e = gam[j];
+                    const REAL gv = EXP(e < 0 ? e : (REAL)0);
+                    if (dg) dg[j] = e <= 0 ? dhh * prev[j] * gv : (REAL)0;
+                    REAL d = dhh * gv;
+                    if (v != 1) d += (1 - v) * dhb[j];
+                    if (dnext) d += dnext[j] * v_prev;
+                    dhb[j] = d;
+                }
+                continue;
+            }
 #pragma GCC ivdep
             for (int64_t j = 0; j < H; j++) {
                 const REAL dhdv = dhdb[j];
@@ -248,10 +271,12 @@ static void *FN(grud_bwd_worker)(void *p) {
 
 /* Backward through time. d_out is the gradient of outputs = hs * valid, read through (batch, time)
  * strides like gi (or NULL); d_hlast (B, H) that of the last state (or NULL). Writes dpre
- * (T, B, 4H), d_h0 (B, H), and when not NULL d_gamma (T, B, H) and d_drop (B, H). Returns 0, -1
- * without BLAS, -2 when out of memory. threads: how many to use at most. */
+ * (T, B, 4H), d_h0 (B, H), and when not NULL d_gamma (T, B, H: the gradient of gamma, or with
+ * gam_exp that of its exponent, passed where e <= 0 as torch's clamp does) and d_drop (B, H).
+ * Returns 0, -1 without BLAS, -2 when out of memory. threads: how many to use at most. */
 int FN(grud_gru_backward)(int64_t B, int64_t T, int64_t H, const REAL *w_perm, const REAL *h0, const REAL *hs,
-                          const REAL *valid, const REAL *gamma, int64_t gam_sb, int64_t gam_st, const REAL *drop,
+                          const REAL *valid, const REAL *gamma, int64_t gam_sb, int64_t gam_st, int64_t gam_exp,
+                          const REAL *drop,
                           const REAL *r_s, const REAL *z_s, const REAL *n_s, const REAL *ghn_s, const REAL *hh_s,
                           const REAL *d_out, int64_t do_sb, int64_t do_st, const REAL *d_hlast, REAL *dpre,
                           REAL *d_gamma, REAL *d_drop, REAL *d_h0, int64_t threads) {
@@ -260,7 +285,7 @@ int FN(grud_gru_backward)(int64_t B, int64_t T, int64_t H, const REAL *w_perm, c
     const int nt = grud_thread_count(threads, B);
     for (int k = 0; k < nt; k++) {
         FN(grud_bwd_job) j = {B, T, H, B * k / nt, B * (k + 1) / nt, w_perm, h0, hs, valid, gamma, gam_sb, gam_st,
-                              drop, r_s, z_s, n_s, ghn_s, hh_s, d_out, do_sb, do_st, d_hlast, dpre, d_gamma, d_drop,
+                              gam_exp, drop, r_s, z_s, n_s, ghn_s, hh_s, d_out, do_sb, do_st, d_hlast, dpre, d_gamma, d_drop,
                               d_h0, 0};
         jobs[k] = j;
     }
