@@ -315,16 +315,19 @@ class RecurrentNetwork(nn.Module):
             if not isinstance(static, Tensor) or static.dim() != 2 or static.shape[0] != B:
                 got = tuple(static.shape) if isinstance(static, Tensor) else type(static).__name__
                 raise DataError(f"static: expected shape (B, S) with B = {B}, got {got}")
-        for name, x in (("values", values), ("mask", mask), ("delta", delta), ("times", times), ("static", static)):
-            if x is None or not x.is_floating_point() or not torch.isnan(x.sum()):
-                continue  # one reduction: a NaN anywhere makes the sum NaN (then locate it below)
-            bad = torch.isnan(x)
-            if bad.any():
-                first = tuple(int(i) for i in bad.nonzero()[0])
-                raise DataError(
-                    f"{name}: contains {int(bad.sum())} NaN (first at index {first}); expected NaN replaced "
-                    f"before the network ({'0 where unobserved, with mask 0' if name == 'values' else 'finite numbers'})"
-                )
+        checked = [(n, x) for n, x in (("values", values), ("mask", mask), ("delta", delta), ("times", times),
+                                        ("static", static)) if x is not None and x.is_floating_point()]
+        # one reduction per tensor and a single sync: a NaN anywhere makes its sum NaN (so does
+        # inf - inf, which the search below then finds to be no NaN)
+        if checked and torch.isnan(torch.stack([x.sum().to(torch.float64) for _, x in checked]).sum()):
+            for name, x in checked:
+                bad = torch.isnan(x)
+                if bad.any():
+                    first = tuple(int(i) for i in bad.nonzero()[0])
+                    raise DataError(
+                        f"{name}: contains {int(bad.sum())} NaN (first at index {first}); expected NaN replaced "
+                        f"before the network ({'0 where unobserved, with mask 0' if name == 'values' else 'finite numbers'})"
+                    )
 
     def forward(
         self,

@@ -56,5 +56,5 @@ def test_plain_wheel_install_composes_configs_from_any_directory(tmp_path):
     if _compiler() is not None:
         status = subprocess.run([str(py), "-c", "from grud.models.fast import native; print(native.status())"],
                                 cwd=elsewhere, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "GRUD_CACHE_DIR": str(tmp_path / "cache")})
+                                env={**os.environ, "GRUD_KERNEL_CACHE": str(tmp_path / "kernels")})
         assert status.stdout.strip() == "on", status.stdout + status.stderr

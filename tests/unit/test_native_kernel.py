@@ -86,7 +86,7 @@ def test_disabled_block_and_environment_variable_turn_the_kernel_off(monkeypatch
 
 @pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
 def test_build_caches_one_library_and_reuses_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRUD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("GRUD_KERNEL_CACHE", str(tmp_path / "kernels"))
     path, err = build.build()
     assert err is None
     assert path.parent == tmp_path / "kernels"
@@ -104,11 +104,11 @@ def test_failed_compile_reports_the_compiler_error_and_leaves_nothing(tmp_path, 
     cc.write_text("#!/bin/sh\necho 'broken-cc: cannot compile today' >&2\nexit 1\n")
     cc.chmod(0o755)
     monkeypatch.setenv("CC", str(cc))
-    monkeypatch.setenv("GRUD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRUD_KERNEL_CACHE", str(tmp_path / "kernels"))
     path, err = build.build()
     assert path is None
     assert "failed" in err and "broken-cc: cannot compile today" in err
-    assert list((tmp_path / "cache" / "kernels").iterdir()) == []
+    assert list((tmp_path / "kernels").iterdir()) == []
 
 
 def test_no_compiler_is_a_reason_not_an_error(monkeypatch):

@@ -3,11 +3,13 @@
 The kernel (``gru_kernel.c``) is plain C with no PyTorch headers: it compiles in about a second
 with the system C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) and multiplies matrices
 with the BLAS ``sgemm_`` / ``dgemm_`` that PyTorch's own library exports. The shared library is
-cached under ``$GRUD_CACHE_DIR`` (else ``~/.cache/grud``) in ``kernels/``, named by a hash of
-the sources, the compiler, its flags and the CPU (it is built with ``-march=native``), so a
-shared home folder on a cluster of different machines never hands one CPU another's build. The
-build writes to a temporary name and renames, so a crash never leaves a broken library under
-the final name.
+cached in ``$GRUD_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/grud/kernels``, else
+``~/.cache/grud/kernels`` (apart from the dataset cache of ``$GRUD_CACHE_DIR``: a build depends on
+the sources and the machine only), named by a hash of the sources, the compiler, its flags and the
+CPU (it is built with ``-march=native``), so a shared home folder on a cluster of different
+machines never hands one CPU another's build. The build writes to a temporary name and renames, so
+a crash never leaves a broken library under the final name; a folder that cannot be written means
+a private temporary one.
 
 Nothing here raises: :func:`load` returns ``(library, None)`` or ``(None, reason)``, and the
 caller falls back to the pure PyTorch path.
@@ -64,9 +66,11 @@ def _cpu_signature() -> str:
 
 
 def _cache_dir() -> Path:
-    env = os.environ.get("GRUD_CACHE_DIR")
-    root = Path(env).expanduser() if env else Path.home() / ".cache" / "grud"
-    return root / "kernels"
+    env = os.environ.get("GRUD_KERNEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "grud" / "kernels"
 
 
 def _library_name(cc: str, flags: list[str]) -> str:
