@@ -242,8 +242,9 @@ def section_step(args, res: dict) -> None:
         res[f"step_page_faults_nn_gru_t{T}"] = page_faults(step_nn)
         res[f"step_page_faults_grud_t{T}"] = page_faults(contenders["grud"])
         for name, sec in med.items():
-            rows.append((name, T, sec, sec / med["nn.GRU"], "-" if name == "nn.GRU" else name == "grud",
-                         best[name] / best["nn.GRU"]))
+            path = {"nn.GRU": "-", "grud": f"yes ({'native' if native.available() else 'PyTorch'})",
+                    "grud (PyTorch path)": "yes (PyTorch)"}.get(name, "no")
+            rows.append((name, T, sec, sec / med["nn.GRU"], path, best[name] / best["nn.GRU"]))
         # the other presets, each against a fresh nn.GRU timing in the same alternation
         if args.quick and T != 48:
             continue
