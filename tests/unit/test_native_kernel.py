@@ -17,7 +17,7 @@ HAS_CC = build._compiler() is not None
 
 def _case(B=6, T=17, H=8, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor([T, T - 5, 1, T, 0, 9][:B])
+    lengths = torch.tensor([T, T - 5, 1, T, 0, 9] * (B // 6 + 1))[:B].clamp(0, T)
     return dict(
         gi=torch.randn(B, T, 3 * H, generator=g, dtype=dtype).requires_grad_(),
         weight_hh=(torch.randn(3 * H, H, generator=g, dtype=dtype) / H**0.5).requires_grad_(),
@@ -128,3 +128,79 @@ def test_self_check_rejects_a_kernel_that_disagrees_with_the_reference(monkeypat
 
     monkeypatch.setattr(native, "gru_forward", off_by_a_little)
     assert native._self_check() == "self-check failed: torch.float32 forward differs from the reference loop"
+
+
+def _random_case(rng: torch.Generator, dtype=torch.float64):
+    B = int(torch.randint(1, 40, (1,), generator=rng))
+    T = int(torch.randint(0, 12, (1,), generator=rng))
+    H = int(torch.randint(1, 13, (1,), generator=rng))
+    lengths = torch.randint(0, T + 1, (B,), generator=rng)
+    time_major = bool(torch.randint(0, 2, (1,), generator=rng))
+
+    def seq(K):  # (B, T, K), batch-major or a view of a time-major tensor
+        x = torch.randn(T, B, K, generator=rng, dtype=dtype).transpose(0, 1) if time_major else \
+            torch.randn(B, T, K, generator=rng, dtype=dtype)
+        return x.requires_grad_()
+
+    args = dict(
+        gi=seq(3 * H),
+        weight_hh=(torch.randn(3 * H, H, generator=rng, dtype=dtype) / H**0.5).requires_grad_(),
+        bias_hh=torch.randn(3 * H, generator=rng, dtype=dtype).requires_grad_(),
+        h0=torch.randn(B, H, generator=rng, dtype=dtype).requires_grad_(),
+        valid=(torch.arange(T)[None] < lengths[:, None]).to(dtype),
+    )
+    if bool(torch.randint(0, 2, (1,), generator=rng)):
+        args["gamma_h"] = seq(H)
+    if bool(torch.randint(0, 2, (1,), generator=rng)):
+        args["hidden_dropout"] = (torch.rand(B, H, generator=rng, dtype=dtype) * 2).requires_grad_()
+    gamma_exp = "gamma_h" in args and bool(torch.randint(0, 2, (1,), generator=rng))
+    return args, gamma_exp
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_random_shapes_layouts_and_options_match_the_reference_loop(threads):
+    """Batch sizes that split unevenly over threads, empty and padded series, T = 0, odd H,
+    batch- and time-major inputs, decay or its exponent, dropout: values and every gradient."""
+    from grud.models.fast import gru_recurrence_reference
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rng = torch.Generator().manual_seed(threads)
+        for _ in range(40):
+            args, gamma_exp = _random_case(rng)
+            got = gru_recurrence(**args, gamma_exp=gamma_exp)
+            want = gru_recurrence_reference(**args, gamma_exp=gamma_exp)
+            names = [k for k, v in args.items() if v.requires_grad]
+            w = [torch.randn(x.shape, generator=rng, dtype=x.dtype) for x in want]
+            g_got = torch.autograd.grad(sum((a * b).sum() for a, b in zip(got, w)), [args[k] for k in names],
+                                        allow_unused=True)
+            g_want = torch.autograd.grad(sum((a * b).sum() for a, b in zip(want, w)), [args[k] for k in names],
+                                         allow_unused=True)
+            shape = {k: tuple(v.shape) for k, v in args.items()}
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, msg=f"values, {shape}, gamma_exp={gamma_exp}")
+            for name, a, b in zip(names, g_got, g_want):
+                if b is None:
+                    assert a is None or not a.abs().any(), name
+                    continue
+                torch.testing.assert_close(a, b, msg=f"d {name}, {shape}, gamma_exp={gamma_exp}")
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+def test_rows_split_over_threads_give_the_single_thread_result_exactly():
+    args = _case(B=37, T=9, H=6)  # 37 rows: 18 + 19 over two threads
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run(args, (torch.ones(37, 9, 6), torch.ones(37, 6)))
+        torch.set_num_threads(2)
+        two = _run(args, (torch.ones(37, 9, 6), torch.ones(37, 6)))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+    for name in one[2]:
+        torch.testing.assert_close(one[2][name], two[2][name], atol=1e-6, rtol=1e-6, msg=name)
