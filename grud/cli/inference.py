@@ -84,6 +84,10 @@ def read_for_prediction(opts: dict, stats: FittedStats, need_labels: bool = Fals
                         path=opts["path"])
     if opts.get("grid") is not None:
         ds = to_grid(ds, float(opts["grid"]))
+    if stats.static_categories:  # the training split's one-hot encoding (grud.data.categorical)
+        from grud.data.categorical import one_hot_static
+
+        ds = one_hot_static(ds, stats.static_categories)
     return ds.align(stats.variables, stats.static_names)
 
 

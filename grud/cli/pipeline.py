@@ -177,6 +177,12 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
     data = dict(cfg["data"])
     data.setdefault("split_seed", seed)
     train, val, test, paths = read_for_run(data)
+    categories = {}
+    if data.get("categorical_static"):  # one-hot codes, the categories of the training split only
+        from grud.data.categorical import fit_static_categories, one_hot_static
+
+        categories = fit_static_categories(train, list(data["categorical_static"]))
+        train, val, test = (one_hot_static(d, categories) for d in (train, val, test))
     if task_name == "classification":
         for name, ds in (("training", train), ("validation", val)):
             if not ds.has_labels:
@@ -184,6 +190,7 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
                                 f"(a file with the id column and data.label_column)")
     stats = fit_stats(train)
     stats.reader = reader_options_of(data)
+    stats.static_categories = categories
     log.info("data: %d train, %d validation, %d test series; %d variables, %d static",
              len(train), len(val), len(test), stats.n_features, stats.n_static)
     metrics: dict = {}

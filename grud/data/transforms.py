@@ -58,6 +58,9 @@ class FittedStats:
     log_value_mean: list = field(default_factory=list)
     log_value_std: list = field(default_factory=list)
     log_input_means: list = field(default_factory=list)
+    #: categorical static variables as one-hot columns (:mod:`grud.data.categorical`): name -> the
+    #: training split's codes; ``static_names`` then holds the one-hot columns' names
+    static_categories: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:

@@ -173,3 +173,39 @@ def test_a_checkpoint_saved_before_mixed_delta_existed_keeps_delta_in_hours(trai
     ckpt["state_dict"] = old.state_dict()
     torch.save(ckpt, tmp_path / "old.ckpt")
     assert load_model(tmp_path / "old.ckpt").module.network.input_layer.delta == "hours"
+
+
+def _with_unit(src: Path, dst: Path, unit_of) -> Path:
+    """The export plus a per-series static code ``Unit`` (one row per series at its first time)."""
+    frame = pd.read_csv(src)
+    first = frame.groupby("subject_id", as_index=False).first()
+    units = first.assign(label="Unit", valuenum=[unit_of(i) for i in range(len(first))])
+    pd.concat([frame, units]).sample(frac=1.0, random_state=1).to_csv(dst, index=False)
+    return dst
+
+
+def test_categorical_static_is_one_hot_with_training_codes_in_models_baselines_and_prediction(clinical_export,
+                                                                                              tmp_path):
+    import grud.api
+
+    events = _with_unit(clinical_export / "events.csv", tmp_path / "events.csv", lambda i: float(i % 3 + 1))
+    columns = [c for c in CSV_COLUMNS if not c.startswith("data.static_variables")]
+    common = [*columns, f"data.path={events}", f"data.labels={clinical_export / 'labels.csv'}",
+              "data.static_variables=[Age,Unit]", "data.categorical_static=[Unit]", "plots=false",
+              *[o for o in TINY_TRAIN if not o.startswith("model.")]]
+    out = grud.api.train([*common, "model=grud", "model.hidden_size=8", f"hydra.run.dir={tmp_path / 'run'}"])
+    stats = torch.load(out / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")["hyper_parameters"]["stats"]
+    assert stats["static_categories"] == {"Unit": [1.0, 2.0, 3.0]}
+    assert stats["static_names"] == ["Age", "Unit=1", "Unit=2", "Unit=3"]
+    # the baseline gets the same columns
+    base = grud.api.train([*common, "model=logreg", f"hydra.run.dir={tmp_path / 'logreg'}"])
+    state = torch.load(base / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")["grud"]["state"]
+    assert {"Unit=1", "Unit=2", "Unit=3"} <= set(state["feature_names"])
+    # prediction encodes new data with the training codes; a code never seen in training is reported
+    new = _with_unit(clinical_export / "events.csv", tmp_path / "new.csv", lambda i: 7.0 if i == 0 else float(i % 3 + 1))
+    pred_out = tmp_path / "pred.csv"
+    proc = run(["grud-predict", f"checkpoint={out / 'checkpoints/best.ckpt'}", f"data.path={new}",
+                f"output={pred_out}"], cwd=tmp_path)
+    pred = pd.read_csv(pred_out)
+    assert len(pred) == 60 and pred["probability"].between(0, 1).all()
+    assert "the training split never had (7)" in proc.stderr

@@ -1,0 +1,53 @@
+"""Categorical static variables: one-hot columns with the training split's categories."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from grud.data.categorical import MAX_CATEGORIES, fit_static_categories, one_hot_static
+from grud.data.dataset import IrregularDataset, Series
+from grud.data.transforms import fit_stats
+from grud.errors import ConfigError
+
+
+def _ds(codes, ages=None):
+    ages = ages or [50.0] * len(codes)
+    series = [Series(f"s{i}", np.array([0.0, 1.0]), np.array([[1.0], [2.0]]), static=np.array([a, c]), label=i % 2)
+              for i, (a, c) in enumerate(zip(ages, codes))]
+    return IrregularDataset.from_series(series, ["HR"], ["Age", "ICUType"])
+
+
+def test_codes_come_from_the_training_split_and_become_named_columns():
+    train = _ds([3.0, 1.0, 3.0, 2.0], ages=[40, 50, 60, 70])
+    cats = fit_static_categories(train, ["ICUType"])
+    assert cats == {"ICUType": [1.0, 2.0, 3.0]}
+    enc = one_hot_static(train, cats)
+    assert enc.static_names == ["Age", "ICUType=1", "ICUType=2", "ICUType=3"]
+    np.testing.assert_array_equal(enc.static, [[40, 0, 0, 1], [50, 1, 0, 0], [60, 0, 0, 1], [70, 0, 1, 0]])
+    assert one_hot_static(enc, cats) is enc  # already encoded
+
+
+def test_unknown_stays_unknown_and_an_unseen_code_is_none_of_the_categories(caplog):
+    cats = {"ICUType": [1.0, 2.0]}
+    with caplog.at_level(logging.WARNING):
+        enc = one_hot_static(_ds([np.nan, 4.0, 2.0]), cats)
+    assert np.isnan(enc.static[0, 1:]).all()
+    np.testing.assert_array_equal(enc.static[1:, 1:], [[0, 0], [0, 1]])
+    assert "1 series have a value the training split never had (4)" in caplog.text
+    # the normaliser sees ordinary 0/1 columns: the unknown row sits at the training mean
+    stats = fit_stats(one_hot_static(_ds([1.0, 2.0, 2.0, 1.0]), cats))
+    z = stats.normalise_static(enc.static)
+    np.testing.assert_array_equal(z[0, 1:], [0.0, 0.0])
+
+
+def test_mistakes_name_the_key_and_what_was_expected():
+    train = _ds([1.0, 2.0])
+    with pytest.raises(ConfigError, match=r"data.categorical_static: 'Unit' not among the static variables \(Age, ICUType\)"):
+        fit_static_categories(train, ["Unit"])
+    with pytest.raises(ConfigError, match="'ICUType' has no known value in the training split"):
+        fit_static_categories(_ds([np.nan, np.nan]), ["ICUType"])
+    many = _ds([float(i) for i in range(MAX_CATEGORIES + 1)])
+    with pytest.raises(ConfigError, match=rf"'ICUType' has {MAX_CATEGORIES + 1} distinct values .* is it a quantity"):
+        fit_static_categories(many, ["ICUType"])
