@@ -181,8 +181,6 @@ class GRURecurrence(torch.autograd.Function):
         need = ctx.needs_input_grad
         v = None if sv["all_valid"] else valid
         w_perm = torch.cat([weight_hh[2 * H :], weight_hh[:H], weight_hh[H : 2 * H]])  # rows n, r, z
-        if d_outputs is not None and v is not None:
-            d_outputs = d_outputs * v[:, :, None]  # outputs = hs * valid
         dpre, d_h0, d_gamma, d_drop = native.gru_backward(w_perm, h0, hs, v, gamma, drop, sv, d_outputs, d_h_last,
                                                           need[5], need[6], gamma_exp=sv["gamma_exp"])
         d_w, d_b = _weight_and_bias_grads(dpre, sv["hd"] if drop is not None else sv["hh"], need[1], need[2], H,
