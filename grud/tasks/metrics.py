@@ -99,9 +99,16 @@ def _auroc(y: np.ndarray, prob: np.ndarray) -> float:
 
 
 def _average_precision(y: np.ndarray, prob: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score
-
-    return float(average_precision_score(y, prob))
+    """Average precision: the sum over distinct scores, from the highest, of the recall gained
+    there times the precision there; :func:`sklearn.metrics.average_precision_score`'s definition
+    (tested against it), in numpy: that function spent ~10 ms a call looking up dataframe plugins."""
+    order = np.argsort(-prob, kind="stable")
+    ps, ys = prob[order], y[order].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])  # one group per distinct score (ties together)
+    pos = np.add.reduceat(ys, starts)
+    tp = np.cumsum(pos)
+    seen = np.cumsum(np.diff(np.r_[starts, ps.shape[0]]))
+    return float((pos * tp / seen).sum() / tp[-1])
 
 
 def binary_metrics(y_true, prob, mask=None) -> dict:

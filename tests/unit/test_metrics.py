@@ -29,8 +29,9 @@ def _binary_problem(n, seed=0, ties=True):
 
 # ------------------------------------------------------------------ classification
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_binary_metrics_match_sklearn(seed):
-    y, p = _binary_problem(300, seed)
+@pytest.mark.parametrize("ties", [True, False])
+def test_binary_metrics_match_sklearn(seed, ties):
+    y, p = _binary_problem(300, seed, ties=ties)
     m = binary_metrics(y, p)
     assert m["auroc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert m["auprc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
