@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from grud.errors import ConfigError, DataError
 from grud.models.inputs import INPUTS, MIXED_DELTAS, make_input
+from grud.models.fast import native
 from grud.models.layers import CELLS, RecurrentLayer
 
 __all__ = ["RecurrentNetwork", "HPARAM_NAMES", "PERIOD_UNITS", "check_hparams"]
@@ -144,6 +145,20 @@ def check_hparams(**hp) -> dict:
                 f"{_key('n_modules')}: expected at most hidden_size = {out['hidden_size']} clockwork modules, got {g}"
             )
     return {k: out[k] for k in HPARAM_NAMES}
+
+
+def _holds_nan(tensors: list) -> bool:
+    """Whether any of ``tensors`` holds a NaN. The native kernel reads each it can in one pass;
+    the others are summed, one reduction each and a single sync (a NaN makes a sum NaN; so does
+    inf - inf, after which the caller's precise search finds no NaN)."""
+    rest = []
+    for x in tensors:
+        found = native.any_nan(x)
+        if found:
+            return True
+        if found is None:
+            rest.append(x)
+    return bool(rest) and bool(torch.isnan(torch.stack([x.sum().to(torch.float64) for x in rest]).sum()))
 
 
 class RecurrentNetwork(nn.Module):
@@ -317,9 +332,7 @@ class RecurrentNetwork(nn.Module):
                 raise DataError(f"static: expected shape (B, S) with B = {B}, got {got}")
         checked = [(n, x) for n, x in (("values", values), ("mask", mask), ("delta", delta), ("times", times),
                                         ("static", static)) if x is not None and x.is_floating_point()]
-        # one reduction per tensor and a single sync: a NaN anywhere makes its sum NaN (so does
-        # inf - inf, which the search below then finds to be no NaN)
-        if checked and torch.isnan(torch.stack([x.sum().to(torch.float64) for _, x in checked]).sum()):
+        if _holds_nan([x for _, x in checked]):
             for name, x in checked:
                 bad = torch.isnan(x)
                 if bad.any():

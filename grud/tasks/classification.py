@@ -100,6 +100,7 @@ class ClassificationTask(TaskModule):
         self.extra_members = nn.ModuleList(
             EnsembleMember(self.build_network(), build_head(), self.build_imputer()) for _ in range(ensemble - 1))
         self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
+        self._weighted = not bool((self.class_weights == 1).all())
         self._outputs = {"val": [], "test": []}
         self.last_test = None  # (y, prob) of the last test epoch, for plots
 
@@ -130,12 +131,12 @@ class ClassificationTask(TaskModule):
         """
         if self.pool == "last":
             return last
-        valid = (torch.arange(outputs.shape[1], device=outputs.device)[None, :] < lengths[:, None])[..., None]
-        if self.pool == "last_mean":
-            agg = (outputs * valid).sum(1) / lengths.clamp_min(1)[:, None].to(outputs.dtype)
-        else:
-            agg = outputs.masked_fill(~valid, float("-inf")).amax(1)
-            agg = torch.where(lengths[:, None] > 0, agg, torch.zeros_like(agg))
+        valid = torch.arange(outputs.shape[1], device=outputs.device)[None, :] < lengths[:, None]  # (B, T)
+        if self.pool == "last_mean":  # the masked sum over steps as one batched product (B, 1, T) @ (B, T, H)
+            total = torch.bmm(valid.to(outputs.dtype)[:, None, :], outputs)[:, 0]
+            return torch.cat([last, total / lengths.clamp_min(1)[:, None].to(outputs.dtype)], dim=-1)
+        agg = outputs.masked_fill(~valid[..., None], float("-inf")).amax(1)
+        agg = torch.where(lengths[:, None] > 0, agg, torch.zeros_like(agg))
         return torch.cat([last, agg], dim=-1)
 
     def head_input(self, outputs: torch.Tensor, last: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -204,6 +205,8 @@ class ClassificationTask(TaskModule):
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.n_classes == 2:
+            if not self._weighted:  # no class weights: two operations fewer each way
+                return F.binary_cross_entropy_with_logits(logits, target.float())
             w = self.class_weights
             weight = torch.where(target > 0.5, w[1], w[0])
             return F.binary_cross_entropy_with_logits(logits, target.float(), weight=weight)
@@ -222,9 +225,11 @@ class ClassificationTask(TaskModule):
             if self.augment_missing > 0:  # simulated missingness, training batches only
                 b = hide_observed(b, self.augment_missing)
             logits, outputs = self.member_forward(member, b)
-            keep = b["target"] >= 0
+            target, keep = b["target"], b["target"] >= 0
+            if not bool(keep.all()):  # unlabelled series (-1) carry no label loss
+                logits, target = logits[keep], target[keep]
             # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
-            label_loss = self.loss(logits[keep], b["target"][keep]) if keep.any() else logits.sum() * 0.0
+            label_loss = self.loss(logits, target) if len(target) else logits.sum() * 0.0
             loss = loss + label_loss + self.auxiliary_loss(b, outputs, member[2], log=k == 0)
         self.check_finite(loss)
         # the members' mean, comparable with a single model's loss; the sum is what trains them
@@ -233,11 +238,14 @@ class ClassificationTask(TaskModule):
 
     def _eval_step(self, batch, stage):
         logits, _ = self(batch)
-        keep = batch["target"] >= 0
-        if keep.any():
+        target = batch["target"]
+        keep = target >= 0  # unlabelled series (-1) never count
+        if not bool(keep.all()):
+            logits, target = logits[keep], target[keep]
+        if len(target):
             # validation and test loaders are not sharded under DDP: every rank sees every batch
-            self.add_eval_loss(stage, self.loss(logits[keep], batch["target"][keep]), int(keep.sum()))
-        self._outputs[stage].append((self.probabilities(logits[keep]).detach().cpu(), batch["target"][keep].cpu()))
+            self.add_eval_loss(stage, self.loss(logits, target), len(target))
+        self._outputs[stage].append((self.probabilities(logits).detach().cpu(), target.cpu()))
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")

@@ -29,8 +29,8 @@ import threading
 import torch
 from torch import Tensor
 
-__all__ = ["available", "status", "disabled", "usable", "gru_forward", "gru_backward", "decay_input_forward",
-           "decay_input_backward"]
+__all__ = ["available", "status", "disabled", "usable", "any_nan", "gru_forward", "gru_backward",
+           "decay_input_forward", "decay_input_backward"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,15 @@ def _strided(x: Tensor | None) -> tuple[Tensor | None, int, int]:
     if x.stride(-1) != 1:
         x = x.contiguous()
     return x, x.stride(0), x.stride(1)
+
+
+def any_nan(x: Tensor) -> bool | None:
+    """Whether ``x`` holds a NaN, in one pass without allocating; None when the kernel cannot
+    look (unavailable, not a contiguous float32/float64 CPU tensor): the caller checks itself."""
+    if not x.is_contiguous() or not usable(x):
+        return None
+    fn = getattr(_state["lib"], "grud_any_nan" + _DTYPES[x.dtype])
+    return bool(fn(_ptr(x), x.numel()))
 
 
 def _call(name: str, dtype: torch.dtype, *args) -> None:

@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 SOURCES = ("gru_kernel.c", "gru_kernel_body.h")
 MAIN_SOURCE = "gru_kernel.c"
 #: the calling convention the Python side speaks (``grud_kernel_abi()`` in the C source)
-ABI = 4
+ABI = 5
 FLAGS = ["-O3", "-fPIC", "-shared", "-std=c11", "-fno-math-errno"]
 NATIVE_ARCH = ["-march=native"]
 #: OpenMP for the kernel's threads: the library then needs libgomp.so.1, which is the copy PyTorch
@@ -160,6 +160,9 @@ def _declare(lib) -> None:
     lib.grud_set_blas.restype = ctypes.c_int
     lib.grud_set_blas.argtypes = [_P, _P, _P]
     for suffix in ("_f32", "_f64"):
+        nan = getattr(lib, "grud_any_nan" + suffix)
+        nan.restype = ctypes.c_int
+        nan.argtypes = [_P, _I]
         fwd = getattr(lib, "grud_gru_forward" + suffix)
         fwd.restype = ctypes.c_int
         fwd.argtypes = [_I, _I, _I, _P, _I, _I] + [_P] * 5 + [_I, _I, _I] + [_P] * 9 + [_I]

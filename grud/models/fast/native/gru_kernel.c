@@ -86,8 +86,30 @@ static int grud_run_jobs(int n, void *jobs, size_t size, void *(*worker)(void *)
     return 0;
 }
 
+/* 1 if any of the n floats (doubles) at x is NaN, else 0: one pass, integer compares on the bit
+ * patterns (NaN: exponent all ones, mantissa not zero), so that it vectorises without fast-math. */
+int grud_any_nan_f32(const float *x, int64_t n) {
+    uint32_t hit = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        hit |= (u & 0x7fffffffu) > 0x7f800000u;
+    }
+    return hit != 0;
+}
+
+int grud_any_nan_f64(const double *x, int64_t n) {
+    uint64_t hit = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t u;
+        memcpy(&u, x + i, sizeof u);
+        hit |= (u & 0x7fffffffffffffffull) > 0x7ff0000000000000ull;
+    }
+    return hit != 0;
+}
+
 /* Version of the kernel's calling convention; the loader refuses a library with another. */
-int grud_kernel_abi(void) { return 4; }
+int grud_kernel_abi(void) { return 5; }
 
 /* exp for float without a libm call, so that the loops vectorise: Cody-Waite range reduction
  * x = k ln2 + r, |r| <= ln2 / 2, and the minimax polynomial of Cephes' expf (relative error
