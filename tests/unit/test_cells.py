@@ -169,13 +169,32 @@ def test_input_decay_is_one_at_zero_delta_and_moves_toward_the_mean():
     torch.testing.assert_close(off(values, mask, delta, x_mean), ForwardInput(2)(values, mask, delta, x_mean))
 
 
-def test_decays_match_the_papers_equations_in_values_and_gradients():
+@pytest.mark.parametrize("B", [3, 40])
+@pytest.mark.parametrize("backend", ["native", "torch"])
+def test_decays_match_the_papers_equations_in_values_and_gradients(B, backend):
     """x_hat = m x + (1 - m)(gamma_x x_last + (1 - gamma_x) x_mean), gamma = exp(-relu(w delta + b))
-    (Che et al. 2018, eqs. 1 and 3), written literally here; the modules compute them regrouped."""
+    (Che et al. 2018, eqs. 1 and 3), written literally here; the modules compute them regrouped, the
+    input decay in the native kernel where it builds (rows split over two threads at B = 40)."""
+    import contextlib
+
+    from grud.models.fast import native
+
+    if backend == "native" and not native.available():
+        pytest.skip(native.status())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with native.disabled() if backend == "torch" else contextlib.nullcontext():
+            _check_decays_against_the_paper(B)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_decays_against_the_paper(B):
     from grud.data import masking
 
     g = torch.Generator().manual_seed(3)
-    B, T, F, H = 3, 7, 4, 5
+    T, F, H = 7, 4, 5
     mask = (torch.rand(B, T, F, generator=g) < 0.4).float()
     values = torch.randn(B, T, F, generator=g) * mask
     times = torch.cumsum(torch.rand(B, T, generator=g) + 0.2, 1)

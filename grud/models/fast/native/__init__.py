@@ -204,7 +204,8 @@ def decay_input_forward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Ten
     (values, mask, delta), sb, st = _same_strides(values, mask, delta)
     out = torch.empty(B, T, F, dtype=values.dtype, device=values.device)
     _call("grud_decay_input_forward", values.dtype, B, T, F, _ptr(values), _ptr(mask), _ptr(delta), sb, st,
-          _ptr(x_mean.contiguous()), _ptr(weight.contiguous()), _ptr(bias.contiguous()), _ptr(out))
+          _ptr(x_mean.contiguous()), _ptr(weight.contiguous()), _ptr(bias.contiguous()), _ptr(out),
+          torch.get_num_threads())
     return out
 
 
@@ -218,7 +219,7 @@ def decay_input_backward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Te
     d_b = torch.empty(F, dtype=values.dtype, device=values.device)
     _call("grud_decay_input_backward", values.dtype, B, T, F, _ptr(values), _ptr(mask), _ptr(delta), sb, st,
           _ptr(x_mean.contiguous()), _ptr(weight.contiguous()), _ptr(bias.contiguous()), _ptr(d_out), o_sb, o_st,
-          _ptr(d_w), _ptr(d_b))
+          _ptr(d_w), _ptr(d_b), torch.get_num_threads())
     return d_w, d_b
 
 

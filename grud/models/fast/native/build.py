@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 SOURCES = ("gru_kernel.c", "gru_kernel_body.h")
 MAIN_SOURCE = "gru_kernel.c"
 #: the calling convention the Python side speaks (``grud_kernel_abi()`` in the C source)
-ABI = 5
+ABI = 6
 FLAGS = ["-O3", "-fPIC", "-shared", "-std=c11", "-fno-math-errno"]
 NATIVE_ARCH = ["-march=native"]
 #: OpenMP for the kernel's threads: the library then needs libgomp.so.1, which is the copy PyTorch
@@ -171,10 +171,10 @@ def _declare(lib) -> None:
         bwd.argtypes = [_I, _I, _I] + [_P] * 5 + [_I, _I, _I] + [_P] * 7 + [_I, _I] + [_P] * 5 + [_I]
         dfwd = getattr(lib, "grud_decay_input_forward" + suffix)
         dfwd.restype = ctypes.c_int
-        dfwd.argtypes = [_I, _I, _I] + [_P] * 3 + [_I, _I] + [_P] * 4
+        dfwd.argtypes = [_I, _I, _I] + [_P] * 3 + [_I, _I] + [_P] * 4 + [_I]
         dbwd = getattr(lib, "grud_decay_input_backward" + suffix)
         dbwd.restype = ctypes.c_int
-        dbwd.argtypes = [_I, _I, _I] + [_P] * 3 + [_I, _I] + [_P] * 4 + [_I, _I] + [_P] * 2
+        dbwd.argtypes = [_I, _I, _I] + [_P] * 3 + [_I, _I] + [_P] * 4 + [_I, _I] + [_P] * 2 + [_I]
 
 
 def load():

@@ -69,6 +69,21 @@ static int grud_thread_count(int64_t wanted, int64_t B) {
     return (int)n;
 }
 
+/* Threads for a loop over B rows that calls no BLAS: at most `wanted`, GRUD_MAX_THREADS and B / 8. */
+static int grud_row_threads(int64_t wanted, int64_t B) {
+    int64_t n = wanted < 1 ? 1 : wanted;
+    if (n > GRUD_MAX_THREADS) n = GRUD_MAX_THREADS;
+    if (n > B / GRUD_MIN_ROWS_PER_THREAD) n = B / GRUD_MIN_ROWS_PER_THREAD;
+    return n < 1 ? 1 : (int)n;
+}
+
+#ifdef _OPENMP
+#include <omp.h>
+#define GRUD_THREAD_ID omp_get_thread_num()
+#else
+#define GRUD_THREAD_ID 0
+#endif
+
 /* Run worker(job k) for k < n, jobs laid out `size` bytes apart, each on a thread of the OpenMP
  * team (the same libgomp, and so the same threads, that PyTorch's own operations use; built
  * without OpenMP, one after another); return the first nonzero int found at `rc_offset` of a job,
@@ -109,7 +124,7 @@ int grud_any_nan_f64(const double *x, int64_t n) {
 }
 
 /* Version of the kernel's calling convention; the loader refuses a library with another. */
-int grud_kernel_abi(void) { return 5; }
+int grud_kernel_abi(void) { return 6; }
 
 /* exp for float without a libm call, so that the loops vectorise: Cody-Waite range reduction
  * x = k ln2 + r, |r| <= ln2 / 2, and the minimax polynomial of Cephes' expf (relative error

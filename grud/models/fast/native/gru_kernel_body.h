@@ -309,10 +309,15 @@ int FN(grud_gru_backward)(int64_t B, int64_t T, int64_t H, const REAL *w_perm, c
  * "Observed" means mask != 0. */
 int FN(grud_decay_input_forward)(int64_t B, int64_t T, int64_t F, const REAL *values, const REAL *mask,
                                  const REAL *delta, int64_t sb, int64_t st, const REAL *x_mean, const REAL *w,
-                                 const REAL *bias, REAL *out) {
-    REAL *last = (REAL *)malloc(sizeof(REAL) * (size_t)(F + 1));
-    if (!last) return -2;
+                                 const REAL *bias, REAL *out, int64_t threads) {
+    const int nt = grud_row_threads(threads, B);
+    REAL *buf = (REAL *)malloc(sizeof(REAL) * (size_t)(nt * F + 1)); /* each thread's last observations */
+    if (!buf) return -2;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
     for (int64_t b = 0; b < B; b++) {
+        REAL *last = buf + GRUD_THREAD_ID * F;
         memcpy(last, x_mean, sizeof(REAL) * (size_t)F);
         for (int64_t t = 0; t < T; t++) {
             const int64_t i = b * sb + t * st;
@@ -330,26 +335,33 @@ int FN(grud_decay_input_forward)(int64_t B, int64_t T, int64_t F, const REAL *va
             }
         }
     }
-    free(last);
+    free(buf);
     return 0;
 }
 
 /* Gradients of the decay parameters from d_out = dL/d x_hat (B, T, F, strides do_sb, do_st):
  * dL/da = -dL/dgamma * gamma where w delta + b >= 0 (the subgradient torch's clamp gives), else 0;
- * d_w = sum dL/da * delta, d_b = sum dL/da over all (b, t): per series in REAL, over series in double. */
+ * d_w = sum dL/da * delta, d_b = sum dL/da over all (b, t): per series in REAL, over series in
+ * double (each thread its own totals, added up in thread order at the end). */
 int FN(grud_decay_input_backward)(int64_t B, int64_t T, int64_t F, const REAL *values, const REAL *mask,
                                   const REAL *delta, int64_t sb, int64_t st, const REAL *x_mean, const REAL *w,
                                   const REAL *bias, const REAL *d_out, int64_t do_sb, int64_t do_st, REAL *d_w,
-                                  REAL *d_b) {
-    REAL *last = (REAL *)malloc(sizeof(REAL) * (size_t)(3 * F + 1));
-    double *acc = (double *)calloc((size_t)(2 * F + 1), sizeof(double));
-    if (!last || !acc) {
-        free(last);
+                                  REAL *d_b, int64_t threads) {
+    const int nt = grud_row_threads(threads, B);
+    REAL *buf = (REAL *)malloc(sizeof(REAL) * (size_t)(nt * 3 * F + 1));
+    double *acc = (double *)calloc((size_t)(nt * 2 * F + 1), sizeof(double));
+    if (!buf || !acc) {
+        free(buf);
         free(acc);
         return -2;
     }
-    REAL *pw = last + F, *pb = pw + F; /* one series' sums (REAL), then added to the totals (double) */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
     for (int64_t b = 0; b < B; b++) {
+        const int k = GRUD_THREAD_ID;
+        REAL *last = buf + k * 3 * F, *pw = last + F, *pb = pw + F; /* one series' sums, then the totals */
+        double *aw = acc + k * 2 * F, *ab = aw + F;
         memcpy(last, x_mean, sizeof(REAL) * (size_t)F);
         memset(pw, 0, sizeof(REAL) * (size_t)(2 * F));
         for (int64_t t = 0; t < T; t++) {
@@ -368,15 +380,20 @@ int FN(grud_decay_input_backward)(int64_t B, int64_t T, int64_t F, const REAL *v
             }
         }
         for (int64_t f = 0; f < F; f++) {
-            acc[f] += (double)pw[f];
-            acc[F + f] += (double)pb[f];
+            aw[f] += (double)pw[f];
+            ab[f] += (double)pb[f];
         }
     }
     for (int64_t f = 0; f < F; f++) {
-        d_w[f] = (REAL)acc[f];
-        d_b[f] = (REAL)acc[F + f];
+        double sw = 0, sbias = 0;
+        for (int k = 0; k < nt; k++) {
+            sw += acc[k * 2 * F + f];
+            sbias += acc[k * 2 * F + F + f];
+        }
+        d_w[f] = (REAL)sw;
+        d_b[f] = (REAL)sbias;
     }
-    free(last);
+    free(buf);
     free(acc);
     return 0;
 }
