@@ -216,25 +216,30 @@ class RecurrentLayer(nn.Module):
     def _run(self, cell, x, valid, mask, delta, times) -> tuple[Tensor, Tensor]:
         B = x.shape[0]
         x_drop, h_drop = self._dropout_masks(B, x)
-        if x_drop is not None:
-            x = x * x_drop[:, None, :]
         update = None
         if isinstance(cell, ClockworkCell):
             update = cell.unit_update(cell.schedule(valid, times))
         use_fast = self.fast and not (isinstance(cell, ClockworkCell) and h_drop is not None)
+        if use_fast and isinstance(cell, GRUDCell) and cell.weight_mh is not None:
+            # the input dropout mask is applied inside the masked input projection
+            return self._run_fast(cell, x, valid, mask, delta, update, h_drop, x_drop)
+        if x_drop is not None:
+            x = x * x_drop[:, None, :]
         if use_fast:
             return self._run_fast(cell, x, valid, mask, delta, update, h_drop)
         return self._run_loop(cell, x, valid, mask, delta, update, h_drop)
 
-    def _run_fast(self, cell, x, valid, mask, delta, update, h_drop) -> tuple[Tensor, Tensor]:
-        """Precompute what does not depend on the state for all steps, then one fused recurrence."""
+    def _run_fast(self, cell, x, valid, mask, delta, update, h_drop, x_drop=None) -> tuple[Tensor, Tensor]:
+        """Precompute what does not depend on the state for all steps, then one fused recurrence.
+        ``x_drop`` (B, I): the input dropout mask, not yet applied (GRU-D cells with ``V m`` only)."""
         B = x.shape[0]
         h0 = x.new_zeros(B, self.hidden_size)
         if isinstance(cell, GRUDCell):
             if cell.weight_mh is None:
                 gi = cell.input_projection(x)
             else:
-                gi = fast_paths.masked_input_projection(x, mask, cell.weight_ih, cell.weight_mh, cell.bias_ih)
+                gi = fast_paths.masked_input_projection(x, mask, cell.weight_ih, cell.weight_mh, cell.bias_ih,
+                                                        x_scale=x_drop)
             e = None  # the hidden decay's exponent, time-major like gi; the recurrence applies exp(min(e, 0))
             if delta is not None:
                 e = cell.decay_exponent(delta.transpose(0, 1).contiguous())

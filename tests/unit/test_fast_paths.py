@@ -407,6 +407,25 @@ def test_masked_input_projection_matches_the_cell_values_and_gradients():
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
+def test_masked_input_projection_with_an_input_scale_equals_scaling_first():
+    """x_scale (the layer's variational input dropout) applied inside equals multiplying x first."""
+    from grud.models.fast import masked_input_projection
+
+    cell, x, mask = _projection_case(torch.float64)
+    scale = (torch.rand(3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64) < 0.7) / 0.7
+    ref = cell.input_projection(x * scale[:, None, :], mask)
+    fast = masked_input_projection(x, mask, cell.weight_ih, cell.weight_mh, cell.bias_ih, x_scale=scale)
+    torch.testing.assert_close(fast, ref)
+    w = torch.randn_like(ref)
+    params = [x, cell.weight_ih, cell.weight_mh, cell.bias_ih]
+    for a, b in zip(torch.autograd.grad((fast * w).sum(), params), torch.autograd.grad((ref * w).sum(), params)):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(
+        lambda x_, wi, wm, b: masked_input_projection(x_, mask, wi, wm, b, x_scale=scale), tuple(params))
+    with pytest.raises(ValueError, match=r"x_scale: expected shape \(B, I\) = \(3, 6\), got \(3, 5\)"):
+        masked_input_projection(x, mask, cell.weight_ih, cell.weight_mh, cell.bias_ih, x_scale=scale[:, :5])
+
+
 def test_masked_input_projection_passes_gradcheck_and_gives_the_mask_no_gradient():
     from grud.models.fast import masked_input_projection
 
