@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor, nn
 
+from grud.models.fast.gru import decay_from_exponent
+
 __all__ = ["GRUCell", "GRUDCell", "LSTMCell", "PeepholeLSTMCell", "ClockworkCell", "split_modules"]
 
 
@@ -220,11 +222,9 @@ class GRUDCell(GRUCell):
         """``gamma_h = exp(-relu(W_gamma_h delta + b))`` for any leading shape: (..., F) -> (..., H);
         None when hidden decay is off."""
         e = self.decay_exponent(delta)
-        if e is None:
-            return None
         # exp(-relu(a)) = exp(min(-a, 0)); the negation goes into the (small) weights. Same values;
         # only at a = 0 exactly does the subgradient differ (clamp passes it, relu does not)
-        return torch.exp(torch.clamp(e, max=0.0))
+        return None if e is None else decay_from_exponent(e)
 
     def forward(
         self,

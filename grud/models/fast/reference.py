@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from grud.models.fast.gru import decay_from_exponent
+
 __all__ = ["gru_recurrence_reference", "lstm_recurrence_reference", "clockwork_recurrence_reference"]
 
 
@@ -52,7 +54,7 @@ def gru_recurrence_reference(
     T = gi.shape[1]
     H = h0.shape[1]
     if gamma_exp and gamma_h is not None:  # gamma_h is the exponent e: the decay is exp(min(e, 0))
-        gamma_h = torch.exp(torch.clamp(gamma_h, max=0.0))
+        gamma_h = decay_from_exponent(gamma_h)
     h = h0
     outs = []
     for t in range(T):
