@@ -88,10 +88,9 @@ def disabled():
         _off.on = before
 
 
-def usable(*tensors: Tensor | None) -> bool:
-    """True when the kernel is available and takes these tensors (CPU, float32 or float64)."""
-    ref = tensors[0]
-    if ref.device.type != "cpu" or ref.dtype not in _DTYPES:
+def usable(x: Tensor) -> bool:
+    """True when the kernel is available and takes tensors like ``x`` (CPU, float32 or float64)."""
+    if x.device.type != "cpu" or x.dtype not in _DTYPES:
         return False
     return available()
 
