@@ -47,6 +47,9 @@ def decay_input(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Tensor, wei
     unavailable, other dtypes or devices, or a gradient wanted for the data)."""
     if not native.usable(values) or values.dim() != 3:
         return None
+    F = values.shape[2]
+    if mask.shape != values.shape or delta.shape != values.shape or any(t.shape != (F,) for t in (x_mean, weight, bias)):
+        return None  # the PyTorch formula broadcasts or says what does not fit
     data = (values, mask, delta, x_mean)
     if any(t.dtype != values.dtype or t.device != values.device for t in data + (weight, bias)):
         return None

@@ -99,6 +99,12 @@ def _ptr(x: Tensor | None):
     return None if x is None else ctypes.c_void_p(x.data_ptr())
 
 
+def _expect(name: str, x: Tensor | None, shape: tuple) -> None:
+    """The kernel reads raw memory: a tensor of another shape would be read out of bounds."""
+    if x is not None and tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
 def _strided(x: Tensor | None) -> tuple[Tensor | None, int, int]:
     """``x`` (B, T, K) with a contiguous last dimension, and its (batch, time) element strides."""
     if x is None:
@@ -138,6 +144,10 @@ def gru_forward(gi: Tensor, weight_hh: Tensor, bias_hh: Tensor, h0: Tensor, vali
     """
     B, T, _ = gi.shape
     H = h0.shape[1]
+    for name, x, shape in (("gi", gi, (B, T, 3 * H)), ("weight_hh", weight_hh, (3 * H, H)), ("bias_hh", bias_hh, (3 * H,)),
+                           ("h0", h0, (B, H)), ("valid", valid, (B, T)), ("gamma_h", gamma_h, (B, T, H)),
+                           ("hidden_dropout", hidden_dropout, (B, H))):
+        _expect(name, x, shape)
     kw = dict(dtype=gi.dtype, device=gi.device)
     gi, gi_sb, gi_st = _strided(gi)
     gamma_h, g_sb, g_st = _strided(gamma_h)
@@ -170,6 +180,10 @@ def gru_backward(w_perm: Tensor, h0: Tensor, hs: Tensor, valid: Tensor | None, g
     gradient of the exponent.
     """
     B, T, H = hs.shape
+    for name, x, shape in (("w_perm", w_perm, (3 * H, H)), ("h0", h0, (B, H)), ("valid", valid, (B, T)),
+                           ("gamma_h", gamma_h, (B, T, H)), ("hidden_dropout", hidden_dropout, (B, H)),
+                           ("d_outputs", d_outputs, (B, T, H)), ("d_h_last", d_h_last, (B, H))):
+        _expect(name, x, shape)
     kw = dict(dtype=hs.dtype, device=hs.device)
     hs_tm = hs.transpose(0, 1)
     if not hs_tm.is_contiguous():
@@ -200,6 +214,9 @@ def decay_input_forward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Ten
                         bias: Tensor) -> Tensor:
     """GRU-D's decayed input x_hat (B, T, F), forward fill included (see ``gru_kernel_body.h``)."""
     B, T, F = values.shape
+    for name, x, shape in (("mask", mask, (B, T, F)), ("delta", delta, (B, T, F)), ("x_mean", x_mean, (F,)),
+                           ("weight", weight, (F,)), ("bias", bias, (F,))):
+        _expect(name, x, shape)
     (values, mask, delta), sb, st = _same_strides(values, mask, delta)
     out = torch.empty(B, T, F, dtype=values.dtype, device=values.device)
     _call("grud_decay_input_forward", values.dtype, B, T, F, _ptr(values), _ptr(mask), _ptr(delta), sb, st,
@@ -212,6 +229,7 @@ def decay_input_backward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Te
                          d_out: Tensor) -> tuple[Tensor, Tensor]:
     """``(d_weight, d_bias)`` (F,) of the input decay from ``d_out`` = dL/d x_hat (B, T, F)."""
     B, T, F = values.shape
+    _expect("d_out", d_out, (B, T, F))
     (values, mask, delta), sb, st = _same_strides(values, mask, delta)
     d_out, o_sb, o_st = _strided(d_out)
     d_w = torch.empty(F, dtype=values.dtype, device=values.device)
