@@ -204,3 +204,15 @@ def test_rows_split_over_threads_give_the_single_thread_result_exactly():
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
     for name in one[2]:
         torch.testing.assert_close(one[2][name], two[2][name], atol=1e-6, rtol=1e-6, msg=name)
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+def test_a_tensor_of_the_wrong_shape_is_refused_before_the_kernel_reads_it():
+    """The kernel reads raw memory; a mis-shaped tensor is a ValueError, never an out-of-bounds read."""
+    args = _case(B=4, T=5, H=3)
+    with pytest.raises(ValueError, match=r"gamma_h: expected shape \(4, 5, 3\), got \(4, 5, 2\)"):
+        native.gru_forward(args["gi"].detach(), args["weight_hh"].detach(), args["bias_hh"].detach(),
+                           args["h0"].detach(), None, torch.ones(4, 5, 2), None, False)
+    v = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match=r"weight: expected shape \(4,\), got \(3,\)"):
+        native.decay_input_forward(v, v, v, torch.zeros(4), torch.zeros(3), torch.zeros(4))
