@@ -201,6 +201,9 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
         epochs, resumed = 0, None
     else:
         module = build_module(cfg, stats, train)
+        from grud.models.fast import native
+
+        log.info("native GRU kernel (grud.models.fast.native): %s", native.status())
         if cfg.get("summary", True):
             from grud.models import summary
 
