@@ -101,28 +101,6 @@ static int grud_run_jobs(int n, void *jobs, size_t size, void *(*worker)(void *)
     return 0;
 }
 
-/* 1 if any of the n floats (doubles) at x is NaN, else 0: one pass, integer compares on the bit
- * patterns (NaN: exponent all ones, mantissa not zero), so that it vectorises without fast-math. */
-int grud_any_nan_f32(const float *x, int64_t n) {
-    uint32_t hit = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, sizeof u);
-        hit |= (u & 0x7fffffffu) > 0x7f800000u;
-    }
-    return hit != 0;
-}
-
-int grud_any_nan_f64(const double *x, int64_t n) {
-    uint64_t hit = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t u;
-        memcpy(&u, x + i, sizeof u);
-        hit |= (u & 0x7fffffffffffffffull) > 0x7ff0000000000000ull;
-    }
-    return hit != 0;
-}
-
 /* Version of the kernel's calling convention; the loader refuses a library with another. */
 int grud_kernel_abi(void) { return 6; }
 
@@ -158,19 +136,31 @@ static inline float grud_expf(float x) {
 #define SUFFIX _f32
 #define EXP grud_expf
 #define GEMM grud_sgemm
+#define BITS uint32_t
+#define BITS_ABS 0x7fffffffu
+#define BITS_INF 0x7f800000u
 #include "gru_kernel_body.h"
 #undef REAL
 #undef SUFFIX
 #undef EXP
 #undef GEMM
+#undef BITS
+#undef BITS_ABS
+#undef BITS_INF
 
 /* ------------------------------------------------------------------ double (tests, gradcheck) */
 #define REAL double
 #define SUFFIX _f64
 #define EXP exp
 #define GEMM grud_dgemm
+#define BITS uint64_t
+#define BITS_ABS 0x7fffffffffffffffull
+#define BITS_INF 0x7ff0000000000000ull
 #include "gru_kernel_body.h"
 #undef REAL
 #undef SUFFIX
 #undef EXP
 #undef GEMM
+#undef BITS
+#undef BITS_ABS
+#undef BITS_INF
