@@ -135,6 +135,13 @@ def gru_forward_torch(gi, weight_hh, bias_hh, h0, valid, gamma_h, hidden_dropout
     return outputs, h_last, saved
 
 
+def rows_n_r_z(weight_hh):
+    """W_hh (3H, H) with its rows in the order n, r, z (torch's is r, z, n): the layout of the
+    backward's per-step gradients ``[d ghn | d pre_r | d pre_z]``."""
+    H = weight_hh.shape[1]
+    return torch.cat([weight_hh[2 * H :], weight_hh[:H], weight_hh[H : 2 * H]])
+
+
 def _weight_and_bias_grads(dpre, hd_all, need_w: bool, need_b: bool, H: int, like):
     """d W_hh and d b_hh (torch gate order) from the per-step gradients ``dpre[..., :3H]`` (rows
     n, r, z) and what W_hh multiplied at every step: one matrix multiply and one sum over all steps."""
@@ -180,7 +187,7 @@ class GRURecurrence(torch.autograd.Function):
         H = hs.shape[2]
         need = ctx.needs_input_grad
         v = None if sv["all_valid"] else valid
-        w_perm = torch.cat([weight_hh[2 * H :], weight_hh[:H], weight_hh[H : 2 * H]])  # rows n, r, z
+        w_perm = rows_n_r_z(weight_hh)
         dpre, d_h0, d_gamma, d_drop = native.gru_backward(w_perm, h0, hs, v, gamma, drop, sv, d_outputs, d_h_last,
                                                           need[5], need[6], gamma_exp=sv["gamma_exp"])
         d_w, d_b = _weight_and_bias_grads(dpre, sv["hd"] if drop is not None else sv["hh"], need[1], need[2], H,
@@ -216,7 +223,7 @@ class GRURecurrence(torch.autograd.Function):
         # three are d(W_hh hd + b_hh) (rows of W_hh in the order n, r, z), the last three are
         # d gi in torch's order [r | z | n].
         dpre = torch.empty(B, T, 4 * H, **kw)
-        w_perm = torch.cat([weight_hh[2 * H :], weight_hh[:H], weight_hh[H : 2 * H]])  # (3H, H)
+        w_perm = rows_n_r_z(weight_hh)  # (3H, H)
         dhh = torch.empty(B, T, H, **kw) if gamma is not None else None  # dL/d h_hat (for d gamma)
         dhd = torch.empty(B, H, **kw)
         dhdd = torch.empty(B, H, **kw) if drop is not None else None

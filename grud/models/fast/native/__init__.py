@@ -190,6 +190,7 @@ def gru_backward(w_perm: Tensor, h0: Tensor, hs: Tensor, valid: Tensor | None, g
         raise ValueError("hs: expected the (B, T, H) view of a time-major buffer that gru_forward returns")
     gamma_h, g_sb, g_st = _strided(gamma_h)
     d_outputs, o_sb, o_st = _strided(d_outputs)
+    valid = None if valid is None else valid.contiguous()
     d_h_last = None if d_h_last is None else d_h_last.contiguous()
     dpre = torch.empty(T, B, 4 * H, **kw)
     d_h0 = torch.empty(B, H, **kw)
@@ -243,16 +244,17 @@ def decay_input_backward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Te
 def _self_check() -> str | None:
     """Compare the kernel with the autograd-recorded reference loop on a small problem (padding,
     hidden decay, dropout; float32 and float64); None if they agree, else the reason."""
+    from grud.models.fast.gru import rows_n_r_z
     from grud.models.fast.reference import gru_recurrence_reference
 
     try:
         with torch.inference_mode(False), torch.enable_grad():  # first use may be under no_grad or in a Function
-            return _compare_with_reference(gru_recurrence_reference)
+            return _compare_with_reference(gru_recurrence_reference, rows_n_r_z)
     except Exception as e:  # noqa: BLE001 - any failure means: do not use the kernel
         return f"self-check raised {type(e).__name__}: {e}"
 
 
-def _compare_with_reference(gru_recurrence_reference) -> str | None:
+def _compare_with_reference(gru_recurrence_reference, rows_n_r_z) -> str | None:
     """The body of :func:`_self_check` (autograd on)."""
     for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-9)):
         g = torch.Generator().manual_seed(0)
@@ -268,7 +270,7 @@ def _compare_with_reference(gru_recurrence_reference) -> str | None:
         want = torch.autograd.grad(out, (gi, h0, gamma), d_out)
         with torch.no_grad():
             hs, _, saved = gru_forward(gi, w, b, h0, valid, gamma, drop, True)
-            w_perm = torch.cat([w[2 * H:], w[:H], w[H: 2 * H]])
+            w_perm = rows_n_r_z(w)
             dpre, d_h0, d_gamma, _ = gru_backward(w_perm, h0, hs, valid, gamma, drop, saved, d_out, None,
                                                   True, False)
         if not torch.allclose(hs * valid[:, :, None], out, atol=tol, rtol=0):
@@ -294,14 +296,14 @@ def _compare_with_reference(gru_recurrence_reference) -> str | None:
         values = values * mask
         delta = torch.rand(B, T, F, generator=g, dtype=dtype) * 5
         x_mean = rnd(F)
-        w = (torch.rand(F, generator=g, dtype=dtype) - 0.3).requires_grad_()
-        bias = (rnd(F) * 0.5).requires_grad_()
-        want = _decay_input_torch(values, mask, delta, x_mean, w, bias)
+        wx = (torch.rand(F, generator=g, dtype=dtype) - 0.3).requires_grad_()
+        bx = (rnd(F) * 0.5).requires_grad_()
+        want = _decay_input_torch(values, mask, delta, x_mean, wx, bx)
         d_out = rnd(B, T, F)
-        want_dw, want_db = torch.autograd.grad(want, (w, bias), d_out)
+        want_dw, want_db = torch.autograd.grad(want, (wx, bx), d_out)
         with torch.no_grad():
-            got = decay_input_forward(values, mask, delta, x_mean, w, bias)
-            got_dw, got_db = decay_input_backward(values, mask, delta, x_mean, w, bias, d_out)
+            got = decay_input_forward(values, mask, delta, x_mean, wx, bx)
+            got_dw, got_db = decay_input_backward(values, mask, delta, x_mean, wx, bx, d_out)
         if not torch.allclose(got, want, atol=tol, rtol=0):
             return f"self-check failed: {dtype} input decay differs from its PyTorch formula"
         if not (torch.allclose(got_dw, want_dw, atol=tol * 10, rtol=0)

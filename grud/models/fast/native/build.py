@@ -73,12 +73,19 @@ def _cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "grud" / "kernels"
 
 
-def _library_name(cc: str, flags: list[str]) -> str:
-    h = hashlib.sha256()
+def _library_names(cc: str, flag_sets: list[list[str]]) -> list[str]:
+    """The cached library's name for each flag set: a hash of the sources, the compiler, the flags
+    and the machine (read once for all of them)."""
+    base = hashlib.sha256()
     for name in SOURCES:
-        h.update(name.encode() + b"\0" + (HERE / name).read_bytes())
-    h.update("\0".join([cc, _compiler_version(cc), *flags, platform.machine(), _cpu_signature()]).encode())
-    return f"grud_kernel_abi{ABI}_{h.hexdigest()[:16]}.so"
+        base.update(name.encode() + b"\0" + (HERE / name).read_bytes())
+    base.update("\0".join([cc, _compiler_version(cc), platform.machine(), _cpu_signature()]).encode())
+    names = []
+    for flags in flag_sets:
+        h = base.copy()
+        h.update("\0".join(flags).encode())
+        names.append(f"grud_kernel_abi{ABI}_{h.hexdigest()[:16]}.so")
+    return names
 
 
 def _compile(cc: str, flags: list[str], target: Path) -> str | None:
@@ -105,18 +112,20 @@ def build() -> tuple[Path | None, str | None]:
     cc = _compiler()
     if cc is None:
         return None, "no C compiler found ($CC, cc, gcc, clang)"
-    errors = []
-    # -march=native and OpenMP; else without one, then the other
-    for flags in (FLAGS + NATIVE_ARCH + OPENMP, FLAGS + NATIVE_ARCH, FLAGS):
-        try:
-            target = _cache_dir() / _library_name(cc, flags)
-        except OSError as e:
-            return None, f"cannot read the kernel sources: {e}"
+    # -march=native and OpenMP; else without OpenMP, then without either
+    flag_sets = [FLAGS + NATIVE_ARCH + OPENMP, FLAGS + NATIVE_ARCH, FLAGS]
+    try:
+        targets = [_cache_dir() / name for name in _library_names(cc, flag_sets)]
+    except OSError as e:
+        return None, f"cannot read the kernel sources: {e}"
+    for target in targets:  # a build from an earlier process (a fallback too: no failed compile per start)
         if target.exists():
             return target, None
+    errors = []
+    for flags, target in zip(flag_sets, targets):
         try:
             err = _compile(cc, flags, target)
-        except OSError as e:  # the cache folder cannot be written: build in a private temporary folder
+        except OSError:  # the cache folder cannot be written: build in a private temporary folder
             target = Path(tempfile.mkdtemp(prefix="grud-kernel-")) / target.name
             err = _compile(cc, flags, target)
         if err is None:

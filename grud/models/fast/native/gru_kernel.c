@@ -46,7 +46,7 @@ static dgemm_fn grud_dgemm = NULL;
 /* MKL's MKL_Set_Num_Threads_Local (returns the previous thread-local setting), or NULL. */
 static threads_local_fn grud_blas_threads_local = NULL;
 
-/* Hand over the BLAS routines (addresses of sgemm_ and dgemm_, and of mkl_set_num_threads_local
+/* Hand over the BLAS routines (addresses of sgemm_ and dgemm_, and of MKL_Set_Num_Threads_Local
  * or NULL). Without the last, the kernel runs on the calling thread only: another BLAS's threads
  * could not be kept from competing with the kernel's own. Returns 0. */
 int grud_set_blas(void *sgemm, void *dgemm, void *threads_local) {
@@ -59,22 +59,18 @@ int grud_set_blas(void *sgemm, void *dgemm, void *threads_local) {
 #define GRUD_MAX_THREADS 16
 #define GRUD_MIN_ROWS_PER_THREAD 8
 
-/* Threads to split B rows over: at most `wanted`, GRUD_MAX_THREADS and B / 8; 1 without a way to
- * keep the BLAS single-threaded inside each. */
-static int grud_thread_count(int64_t wanted, int64_t B) {
-    int64_t n = wanted < 1 ? 1 : wanted;
-    if (n > GRUD_MAX_THREADS) n = GRUD_MAX_THREADS;
-    if (n > B / GRUD_MIN_ROWS_PER_THREAD) n = B / GRUD_MIN_ROWS_PER_THREAD;
-    if (n < 1 || !grud_blas_threads_local) n = 1;
-    return (int)n;
-}
-
-/* Threads for a loop over B rows that calls no BLAS: at most `wanted`, GRUD_MAX_THREADS and B / 8. */
+/* Threads for a loop over B rows: at most `wanted`, GRUD_MAX_THREADS and B / 8. */
 static int grud_row_threads(int64_t wanted, int64_t B) {
     int64_t n = wanted < 1 ? 1 : wanted;
     if (n > GRUD_MAX_THREADS) n = GRUD_MAX_THREADS;
     if (n > B / GRUD_MIN_ROWS_PER_THREAD) n = B / GRUD_MIN_ROWS_PER_THREAD;
     return n < 1 ? 1 : (int)n;
+}
+
+/* The same for loops that call BLAS: 1 without a way to keep the BLAS single-threaded inside
+ * each thread (another BLAS's own threads would compete with the kernel's). */
+static int grud_thread_count(int64_t wanted, int64_t B) {
+    return grud_blas_threads_local ? grud_row_threads(wanted, B) : 1;
 }
 
 #ifdef _OPENMP
@@ -84,20 +80,23 @@ static int grud_row_threads(int64_t wanted, int64_t B) {
 #define GRUD_THREAD_ID 0
 #endif
 
-/* Run worker(job k) for k < n, jobs laid out `size` bytes apart, each on a thread of the OpenMP
- * team (the same libgomp, and so the same threads, that PyTorch's own operations use; built
- * without OpenMP, one after another); return the first nonzero int found at `rc_offset` of a job,
- * else 0. Inside the parallel region each job sets its BLAS to one thread. */
-static int grud_run_jobs(int n, void *jobs, size_t size, void *(*worker)(void *), size_t rc_offset) {
-    char *base = (char *)jobs;
+/* Run rows(job k) for k < n, jobs laid out `size` bytes apart, each on a thread of the OpenMP team
+ * (the same libgomp, and so the same threads, that PyTorch's own operations use; built without
+ * OpenMP, one after another) with its BLAS set to one thread; return the first nonzero result,
+ * else 0. */
+static int grud_run_jobs(int n, const void *jobs, size_t size, int (*rows)(const void *)) {
+    const char *base = (const char *)jobs;
+    int rc[GRUD_MAX_THREADS] = {0};
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(n) schedule(static, 1) if (n > 1)
 #endif
-    for (int k = 0; k < n; k++) worker(base + (size_t)k * size);
     for (int k = 0; k < n; k++) {
-        const int rc = *(int *)(base + (size_t)k * size + rc_offset);
-        if (rc) return rc;
+        const int prev = grud_blas_threads_local ? grud_blas_threads_local(1) : 0;
+        rc[k] = rows(base + (size_t)k * size);
+        if (grud_blas_threads_local) grud_blas_threads_local(prev);
     }
+    for (int k = 0; k < n; k++)
+        if (rc[k]) return rc[k];
     return 0;
 }
 
@@ -139,14 +138,7 @@ static inline float grud_expf(float x) {
 #define BITS uint32_t
 #define BITS_ABS 0x7fffffffu
 #define BITS_INF 0x7f800000u
-#include "gru_kernel_body.h"
-#undef REAL
-#undef SUFFIX
-#undef EXP
-#undef GEMM
-#undef BITS
-#undef BITS_ABS
-#undef BITS_INF
+#include "gru_kernel_body.h" /* undefines the seven again */
 
 /* ------------------------------------------------------------------ double (tests, gradcheck) */
 #define REAL double
@@ -156,11 +148,4 @@ static inline float grud_expf(float x) {
 #define BITS uint64_t
 #define BITS_ABS 0x7fffffffffffffffull
 #define BITS_INF 0x7ff0000000000000ull
-#include "gru_kernel_body.h"
-#undef REAL
-#undef SUFFIX
-#undef EXP
-#undef GEMM
-#undef BITS
-#undef BITS_ABS
-#undef BITS_INF
+#include "gru_kernel_body.h" /* undefines the seven again */

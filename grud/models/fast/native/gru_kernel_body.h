@@ -67,11 +67,11 @@ typedef struct {
     int64_t gam_sb, gam_st, gam_exp;
     const REAL *drop;
     REAL *hs, *h_last, *r_s, *z_s, *n_s, *ghn_s, *hh_s, *hd_s;
-    int rc;
 } FN(grud_fwd_job);
 
 /* The forward on rows [b0, b1). Returns 0, or -2 when out of memory. */
-static int FN(grud_gru_forward_rows)(const FN(grud_fwd_job) *a) {
+static int FN(grud_gru_forward_rows)(const void *job) {
+    const FN(grud_fwd_job) *a = (const FN(grud_fwd_job) *)job;
     const int64_t T = a->T, H = a->H, G3 = 3 * H, BH = a->B * H, b0 = a->b0, nb = a->b1 - a->b0;
     const int save = a->r_s != NULL;
     const REAL one = 1, zero = 0;
@@ -142,14 +142,6 @@ static int FN(grud_gru_forward_rows)(const FN(grud_fwd_job) *a) {
     return 0;
 }
 
-static void *FN(grud_fwd_worker)(void *p) {
-    FN(grud_fwd_job) *a = (FN(grud_fwd_job) *)p;
-    const int prev = grud_blas_threads_local ? grud_blas_threads_local(1) : 0;
-    a->rc = FN(grud_gru_forward_rows)(a);
-    if (grud_blas_threads_local) grud_blas_threads_local(prev);
-    return NULL;
-}
-
 /* Returns 0, -1 without BLAS, -2 when out of memory. Pass r_s == NULL for inference: nothing is
  * saved, and z_s, n_s, ghn_s, hh_s, hd_s are ignored. valid (B, T), gamma and drop (B, H) may be
  * NULL (all steps valid, no hidden decay, no dropout). gam_exp != 0: gamma holds the decay's
@@ -164,10 +156,10 @@ int FN(grud_gru_forward)(int64_t B, int64_t T, int64_t H, const REAL *gi, int64_
     const int nt = grud_thread_count(threads, B);
     for (int k = 0; k < nt; k++) {
         FN(grud_fwd_job) j = {B, T, H, B * k / nt, B * (k + 1) / nt, gi, gi_sb, gi_st, w, bias, h0, valid, gamma,
-                              gam_sb, gam_st, gam_exp, drop, hs, h_last, r_s, z_s, n_s, ghn_s, hh_s, hd_s, 0};
+                              gam_sb, gam_st, gam_exp, drop, hs, h_last, r_s, z_s, n_s, ghn_s, hh_s, hd_s};
         jobs[k] = j;
     }
-    return grud_run_jobs(nt, jobs, sizeof jobs[0], FN(grud_fwd_worker), offsetof(FN(grud_fwd_job), rc));
+    return grud_run_jobs(nt, jobs, sizeof jobs[0], FN(grud_gru_forward_rows));
 }
 
 typedef struct {
@@ -178,11 +170,11 @@ typedef struct {
     int64_t do_sb, do_st;
     const REAL *d_hlast;
     REAL *dpre, *d_gamma, *d_drop, *d_h0;
-    int rc;
 } FN(grud_bwd_job);
 
 /* The backward on rows [b0, b1). Returns 0, or -2 when out of memory. */
-static int FN(grud_gru_backward_rows)(const FN(grud_bwd_job) *a) {
+static int FN(grud_gru_backward_rows)(const void *job) {
+    const FN(grud_bwd_job) *a = (const FN(grud_bwd_job) *)job;
     const int64_t T = a->T, H = a->H, G3 = 3 * H, G4 = 4 * H, BH = a->B * H, b0 = a->b0, nb = a->b1 - a->b0;
     const int64_t BG4 = a->B * G4;
     const REAL one = 1, zero = 0;
@@ -275,14 +267,6 @@ static int FN(grud_gru_backward_rows)(const FN(grud_bwd_job) *a) {
     return 0;
 }
 
-static void *FN(grud_bwd_worker)(void *p) {
-    FN(grud_bwd_job) *a = (FN(grud_bwd_job) *)p;
-    const int prev = grud_blas_threads_local ? grud_blas_threads_local(1) : 0;
-    a->rc = FN(grud_gru_backward_rows)(a);
-    if (grud_blas_threads_local) grud_blas_threads_local(prev);
-    return NULL;
-}
-
 /* Backward through time. d_out is the gradient of outputs = hs * valid, read through (batch, time)
  * strides like gi (or NULL); d_hlast (B, H) that of the last state (or NULL). Writes dpre
  * (T, B, 4H), d_h0 (B, H), and when not NULL d_gamma (T, B, H: the gradient of gamma, or with
@@ -300,10 +284,10 @@ int FN(grud_gru_backward)(int64_t B, int64_t T, int64_t H, const REAL *w_perm, c
     for (int k = 0; k < nt; k++) {
         FN(grud_bwd_job) j = {B, T, H, B * k / nt, B * (k + 1) / nt, w_perm, h0, hs, valid, gamma, gam_sb, gam_st,
                               gam_exp, drop, r_s, z_s, n_s, ghn_s, hh_s, d_out, do_sb, do_st, d_hlast, dpre, d_gamma, d_drop,
-                              d_h0, 0};
+                              d_h0};
         jobs[k] = j;
     }
-    return grud_run_jobs(nt, jobs, sizeof jobs[0], FN(grud_bwd_worker), offsetof(FN(grud_bwd_job), rc));
+    return grud_run_jobs(nt, jobs, sizeof jobs[0], FN(grud_gru_backward_rows));
 }
 
 #undef FN
@@ -413,3 +397,12 @@ int FN(grud_decay_input_backward)(int64_t B, int64_t T, int64_t F, const REAL *v
 }
 
 #undef FN
+
+/* the per-type parameters of this body (see gru_kernel.c) */
+#undef REAL
+#undef SUFFIX
+#undef EXP
+#undef GEMM
+#undef BITS
+#undef BITS_ABS
+#undef BITS_INF
