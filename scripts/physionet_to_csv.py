@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 try:
@@ -34,24 +32,18 @@ except ImportError:  # running from a source checkout without installing
 import numpy as np
 import pandas as pd
 
+from grud.atomic_files import atomic_write
 from grud.data.physionet_files import RECORD_ID, StaySource, parse_stays
 from grud.data.readers import PHYSIONET_LABEL, read_label_table
 from grud.errors import DataError
 
 
 def _write_atomically(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             frame.to_csv(f, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, write)
 
 
 def _number_text(v: float) -> str:

@@ -1,33 +1,13 @@
-"""Writing run-directory files atomically: a temporary name in the same folder, then rename."""
+"""Run-directory files (JSON, CSV, bytes), each written through :func:`grud.atomic_files.atomic_write`."""
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from grud.atomic_files import atomic_write
 
-def atomic_write(path, write) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then rename it to ``path``.
-
-    Nothing is left behind when ``write`` fails (or the process is interrupted before the rename):
-    readers see the old file or the complete new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_csv", "atomic_write_json"]
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

@@ -17,12 +17,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from grud.atomic_files import atomic_write
 from grud.data.dataset import IrregularDataset
 
 log = logging.getLogger(__name__)
@@ -89,23 +89,15 @@ def load_dataset(key: str, kind: str = "dataset") -> IrregularDataset | None:
 def save_dataset(key: str, ds: IrregularDataset, kind: str = "dataset") -> Path | None:
     """Store ``ds`` under ``key`` (temp file + rename). Returns the path, or ``None`` if not writable."""
     path = entry_path(key, kind)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = ds.to_arrays()
         arrays[_META_KEY] = np.array(json.dumps(ds.meta, default=str))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-        tmp = None
-        return path
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        return atomic_write(path, write)
     except OSError as exc:
         log.warning("could not write the dataset cache %s (%s); continuing without it", path, exc)
         return None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass

@@ -1,6 +1,9 @@
 """Run-directory files are written to a temporary name and renamed: never half-written."""
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import torch
 
@@ -27,3 +30,18 @@ def test_torch_save_goes_through_the_same_rename(tmp_path):
     atomic_torch_save({"w": torch.arange(3)}, tmp_path / "best.ckpt")
     assert torch.equal(torch.load(tmp_path / "best.ckpt", weights_only=True)["w"], torch.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]
+
+
+def test_a_new_file_gets_ordinary_permissions_and_a_replaced_file_keeps_its_mode(tmp_path):
+    # mkstemp's temporary is owner-only (0o600); the finished file must be readable as if opened normally.
+    old_mask = os.umask(0o022)
+    try:
+        created = atomic_write_bytes(tmp_path / "pred.csv", b"id,probability\n")
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(created.stat().st_mode) == 0o644
+
+    created.chmod(0o640)
+    atomic_write_bytes(created, b"id,probability\n1,0.5\n")
+    assert stat.S_IMODE(created.stat().st_mode) == 0o640
+    assert created.read_bytes() == b"id,probability\n1,0.5\n"
