@@ -50,24 +50,29 @@ from grud.errors import ConfigError
 GRID_TOLERANCE_HOURS = 1e-6
 
 
+def _hours(key: str, value, expected: str, positive: bool) -> float:
+    """``value`` as a finite float of hours, or a ConfigError naming ``task.<key>``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        hours = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"task.{key}: expected {expected}, got {value!r}") from None
+    if not math.isfinite(hours) or hours < 0 or (positive and hours == 0):
+        raise ConfigError(f"task.{key}: expected {expected}, got {value!r}")
+    return hours
+
+
 def check_window(history_hours, horizon_hours, grid_hours) -> tuple[float, float | None, float | None]:
     """Validate the forecast window settings; returns them as floats (or None)."""
-    try:
-        h = float(history_hours)
-    except (TypeError, ValueError):
-        raise ConfigError(f"task.history_hours: expected a number of hours, got {history_hours!r}") from None
-    if not math.isfinite(h) or h < 0:
-        raise ConfigError(f"task.history_hours: expected a finite number >= 0, got {history_hours!r}")
+    h = _hours("history_hours", history_hours, "a finite number of hours >= 0", positive=False)
     hz = None
     if horizon_hours is not None:
-        hz = float(horizon_hours)
-        if not math.isfinite(hz) or hz <= 0:
-            raise ConfigError(f"task.horizon_hours: expected a positive number of hours or null, got {horizon_hours!r}")
+        hz = _hours("horizon_hours", horizon_hours, "a positive number of hours or null", positive=True)
     g = None
     if grid_hours is not None:
-        g = float(grid_hours)
-        if not math.isfinite(g) or g <= 0:
-            raise ConfigError(f"task.forecast_grid_hours: expected a positive step in hours or null, got {grid_hours!r}")
+        g = _hours("forecast_grid_hours", grid_hours,
+                   "one positive step in hours (the grid is history_hours + k * step) or null", positive=True)
         if hz is None:
             raise ConfigError("task.forecast_grid_hours needs task.horizon_hours (how far the grid reaches), got null")
         if g > hz + GRID_TOLERANCE_HOURS:

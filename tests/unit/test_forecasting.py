@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from grud.data.dataset import IrregularDataset, Series
-from grud.data.forecast_batching import ForecastDataset
+from grud.data.forecast_batching import ForecastDataset, check_window
 from grud.data.transforms import fit_stats
 from grud.errors import ConfigError
 from grud.tasks import metrics as M
@@ -287,3 +287,24 @@ def test_future_grid_predicts_every_variable_and_mc_dropout_gives_bounds(data):
         assert len(at) == 1 and s.values[at[0], VARIABLES.index(r.variable)] == np.float32(r.value)
     assert (df["lower"] <= df["upper"]).all() and (df["upper"] - df["lower"]).max() > 0
     assert np.isfinite(df["prediction"]).all()
+
+
+@pytest.mark.parametrize("history, horizon, grid, key", [
+    ("24h", 24, None, "history_hours"),
+    (-1, 24, None, "history_hours"),
+    (24, 0, None, "horizon_hours"),
+    (24, float("nan"), None, "horizon_hours"),
+    (24, 24, [1, 2, 3], "forecast_grid_hours"),
+    (24, 24, True, "forecast_grid_hours"),
+    (24, 24, 0, "forecast_grid_hours"),
+    (24, None, 1, "forecast_grid_hours"),
+    (24, 24, 25, "forecast_grid_hours"),
+])
+def test_a_bad_forecast_window_is_a_config_error_naming_the_key(history, horizon, grid, key):
+    with pytest.raises(ConfigError, match=f"task.{key}"):
+        check_window(history, horizon, grid)
+
+
+def test_a_good_forecast_window_comes_back_as_floats():
+    assert check_window(24, "24", 0.5) == (24.0, 24.0, 0.5)
+    assert check_window(0, None, None) == (0.0, None, None)
