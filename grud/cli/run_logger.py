@@ -27,8 +27,17 @@ class _HistoryWriter(ExperimentWriter):
                             kept.append({k: v for k, v in row.items() if v not in ("", None)})
                     except ValueError:
                         continue  # a row of a killed write
-        super().__init__(log_dir=log_dir)  # removes the old file
+        self._resuming = keep_until_epoch is not None
+        super().__init__(log_dir=log_dir)
         self.rows = kept
+
+    def _check_log_dir_exists(self) -> None:
+        """The run directory already holds config.yaml and train.log by design, so Lightning's
+        warning that it "exists and is not empty" (and that files will be deleted) is wrong here:
+        only metrics.csv is replaced. A fresh run removes a stale one; a resumed run keeps it
+        until the first save rewrites it atomically with the kept rows."""
+        if not self._resuming and self._fs.isfile(self.metrics_file_path):
+            self._fs.rm_file(self.metrics_file_path)
 
     def log_hparams(self, params: dict) -> None:
         """``hparams.yaml`` as Lightning writes it, but straight from the plain containers with
