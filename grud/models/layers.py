@@ -110,7 +110,9 @@ class RecurrentLayer(nn.Module):
 
     Shape:
         x (B, T, I), lengths (B,) int64, mask (B, T, F), delta (B, T, F) hours, times (B, T)
-        hours -> outputs (B, T, D*H) zero at padded steps, last (B, D*H).
+        hours, h0 (B, D*H) or None (the initial state of each direction, forward first; None:
+        zeros; LSTM cells start their cell state at zero either way)
+        -> outputs (B, T, D*H) zero at padded steps, last (B, D*H).
     """
 
     def __init__(
@@ -165,10 +167,14 @@ class RecurrentLayer(nn.Module):
         mask: Tensor | None = None,
         delta: Tensor | None = None,
         times: Tensor | None = None,
+        h0: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         if x.dim() != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"x: expected shape (B, T, I) with I = {self.input_size}, got {tuple(x.shape)}")
         B, T, _ = x.shape
+        if h0 is not None and tuple(h0.shape) != (B, self.output_size):
+            raise ValueError(f"h0: expected shape (B, D*H) = {(B, self.output_size)}, got {tuple(h0.shape)}")
+        starts = [None] * len(self.cells) if h0 is None else list(h0.to(x.dtype).split(self.hidden_size, dim=1))
         lengths = lengths.to(x.device)
         valid = valid_steps(lengths, T, x.dtype)
         needs_side = isinstance(self.cells[0], GRUDCell)
@@ -184,7 +190,7 @@ class RecurrentLayer(nn.Module):
         outputs, lasts = [], []
         for direction, cell in enumerate(self.cells):
             if direction == 0:
-                out, last = self._run(cell, x, valid, mask, delta, times)
+                out, last = self._run(cell, x, valid, mask, delta, times, starts[0])
             else:
                 x_r = reverse_padded(x, lengths)
                 mask_r = None if mask is None else reverse_padded(mask, lengths)
@@ -195,7 +201,7 @@ class RecurrentLayer(nn.Module):
                     times_r = (t_last - reverse_padded(times, lengths)) * valid
                     if mask_r is not None:  # hours until the next observation, in reversed time
                         delta_r = masking.time_deltas(times_r, mask_r, lengths=lengths)
-                out, last = self._run(cell, x_r, valid, mask_r, delta_r, times_r)
+                out, last = self._run(cell, x_r, valid, mask_r, delta_r, times_r, starts[direction])
                 out = reverse_padded(out, lengths)
             outputs.append(out)
             lasts.append(last)
@@ -213,8 +219,9 @@ class RecurrentLayer(nn.Module):
         )
         return x_drop, h_drop
 
-    def _run(self, cell, x, valid, mask, delta, times) -> tuple[Tensor, Tensor]:
+    def _run(self, cell, x, valid, mask, delta, times, h0=None) -> tuple[Tensor, Tensor]:
         B = x.shape[0]
+        h0 = x.new_zeros(B, self.hidden_size) if h0 is None else h0
         x_drop, h_drop = self._dropout_masks(B, x)
         update = None
         if isinstance(cell, ClockworkCell):
@@ -222,18 +229,17 @@ class RecurrentLayer(nn.Module):
         use_fast = self.fast and not (isinstance(cell, ClockworkCell) and h_drop is not None)
         if use_fast and isinstance(cell, GRUDCell) and cell.weight_mh is not None:
             # the input dropout mask is applied inside the masked input projection
-            return self._run_fast(cell, x, valid, mask, delta, update, h_drop, x_drop)
+            return self._run_fast(cell, x, valid, mask, delta, update, h_drop, h0, x_drop)
         if x_drop is not None:
             x = x * x_drop[:, None, :]
         if use_fast:
-            return self._run_fast(cell, x, valid, mask, delta, update, h_drop)
-        return self._run_loop(cell, x, valid, mask, delta, update, h_drop)
+            return self._run_fast(cell, x, valid, mask, delta, update, h_drop, h0)
+        return self._run_loop(cell, x, valid, mask, delta, update, h_drop, h0)
 
-    def _run_fast(self, cell, x, valid, mask, delta, update, h_drop, x_drop=None) -> tuple[Tensor, Tensor]:
+    def _run_fast(self, cell, x, valid, mask, delta, update, h_drop, h0, x_drop=None) -> tuple[Tensor, Tensor]:
         """Precompute what does not depend on the state for all steps, then one fused recurrence.
-        ``x_drop`` (B, I): the input dropout mask, not yet applied (GRU-D cells with ``V m`` only)."""
-        B = x.shape[0]
-        h0 = x.new_zeros(B, self.hidden_size)
+        ``h0`` (B, H): the initial state; ``x_drop`` (B, I): the input dropout mask, not yet applied
+        (GRU-D cells with ``V m`` only)."""
         if isinstance(cell, GRUDCell):
             if cell.weight_mh is None:
                 gi = cell.input_projection(x)
@@ -251,18 +257,18 @@ class RecurrentLayer(nn.Module):
         if isinstance(cell, LSTMCell):
             gi = cell.input_projection(x)
             outputs, h, _ = fast_paths.lstm_recurrence(
-                gi, cell.weight_hh, cell.bias_hh, h0, h0, valid, cell.peephole_weights(), h_drop
+                gi, cell.weight_hh, cell.bias_hh, h0, torch.zeros_like(h0), valid, cell.peephole_weights(), h_drop
             )
             return outputs, h
         gi = cell.input_projection(x)
         outputs, h = fast_paths.clockwork_recurrence(gi, cell.masked_weight_hh(), cell.bias_hh, h0, update)
         return outputs * valid[:, :, None], h
 
-    def _run_loop(self, cell, x, valid, mask, delta, update, h_drop) -> tuple[Tensor, Tensor]:
+    def _run_loop(self, cell, x, valid, mask, delta, update, h_drop, h0) -> tuple[Tensor, Tensor]:
         """The readable reference: one cell call per step; padded steps keep the state."""
         B, T, _ = x.shape
-        h = x.new_zeros(B, self.hidden_size)
-        c = h
+        h = h0
+        c = torch.zeros_like(h0)
         outputs = []
         for t in range(T):
             v = valid[:, t, None]

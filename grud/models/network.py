@@ -47,6 +47,7 @@ HPARAM_DEFAULTS = dict(
     period_unit="steps",
     fast=True,
     static_input=False,
+    static_state=False,
     mixed_delta="log1p",
 )
 HPARAM_NAMES = ("n_features", "n_static") + tuple(HPARAM_DEFAULTS)
@@ -108,7 +109,8 @@ def check_hparams(**hp) -> dict:
     if fb is not None and (isinstance(fb, bool) or not isinstance(fb, numbers.Real) or not np.isfinite(fb)):
         raise ConfigError(f"{_key('forget_bias')}: expected a finite number or null, got {fb!r}")
     out["forget_bias"] = None if fb is None else float(fb)
-    for name in ("bidirectional", "input_decay", "hidden_decay", "mask_in_gates", "fast", "static_input"):
+    for name in ("bidirectional", "input_decay", "hidden_decay", "mask_in_gates", "fast", "static_input",
+                 "static_state"):
         out[name] = _bool(name, out[name])
     out["period_unit"] = _choice("period_unit", out["period_unit"], PERIOD_UNITS)
     out["mixed_delta"] = _choice("mixed_delta", out["mixed_delta"], MIXED_DELTAS)
@@ -171,7 +173,8 @@ class RecurrentNetwork(nn.Module):
 
     Args:
         n_features: F.
-        n_static: S (read only with ``static_input``; the task head concatenates them anyway).
+        n_static: S (read only with ``static_input`` or ``static_state``; the task head
+            concatenates them anyway).
         input: ``mean`` | ``forward`` | ``mixed`` | ``decay`` (Che et al. 2018).
         cell: ``gru`` | ``lstm`` | ``peephole_lstm`` | ``clockwork`` | ``grud``.
         hidden_size: H, units per direction and layer.
@@ -192,6 +195,9 @@ class RecurrentNetwork(nn.Module):
         fast: use the fused recurrences of :mod:`grud.models.fast` (False: per-step cell loop).
         static_input: append the S static features to the first layer's input at every step
             (so the recurrence is conditioned on them from the first step on).
+        static_state: start every direction of the first layer from ``h0 = tanh(W_s s + b_s)``
+            instead of zeros (W_s, b_s zero-initialised, so training starts from the zero state);
+            a series with no step (T = 0) is then its static features' state.
         mixed_delta: ``mixed`` input only: feed delta as ``log1p`` of the hours (default; raw hours span
             0-48 and swamp the other inputs) or in ``hours``, unscaled, as in the paper.
 
@@ -226,6 +232,7 @@ class RecurrentNetwork(nn.Module):
         period_unit: str = "steps",
         fast: bool = True,
         static_input: bool = False,
+        static_state: bool = False,
         mixed_delta: str = "log1p",
     ):
         super().__init__()
@@ -235,7 +242,7 @@ class RecurrentNetwork(nn.Module):
             recurrent_dropout=recurrent_dropout, forget_bias=forget_bias, input_decay=input_decay,
             hidden_decay=hidden_decay, mask_in_gates=mask_in_gates, n_modules=n_modules, periods=periods,
             period_unit=period_unit, fast=fast, static_input=static_input,
-            mixed_delta=mixed_delta,
+            static_state=static_state, mixed_delta=mixed_delta,
         )
         self._hparams = hp
         F, H = hp["n_features"], hp["hidden_size"]
@@ -273,6 +280,10 @@ class RecurrentNetwork(nn.Module):
             size = layers[-1].output_size
         self.layers = nn.ModuleList(layers)
         self.between_layers = nn.Dropout(hp["dropout"])
+        self.static_state = hp["static_state"] and self.n_static > 0
+        self.initial_state = nn.Linear(self.n_static, layers[0].output_size) if self.static_state else None
+        if self.initial_state is not None:
+            self._reset_initial_state()
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -284,12 +295,19 @@ class RecurrentNetwork(nn.Module):
         hp = self._hparams
         return f"input={hp['input']!r}, cell={hp['cell']!r}, output_size={self.output_size}"
 
+    def _reset_initial_state(self) -> None:
+        nn.init.zeros_(self.initial_state.weight)
+        nn.init.zeros_(self.initial_state.bias)
+
     def reset_parameters(self) -> None:
-        """The input strategy's and every layer's own ``reset_parameters`` (see those modules)."""
+        """The input strategy's and every layer's own ``reset_parameters`` (see those modules);
+        ``static_state``'s W_s and b_s to zeros (the first state starts as the zero state)."""
         if hasattr(self.input_layer, "reset_parameters"):
             self.input_layer.reset_parameters()
         for layer in self.layers:
             layer.reset_parameters()
+        if self.initial_state is not None:
+            self._reset_initial_state()
 
     def set_input_means(self, means) -> None:
         """Store the training mean of each variable (normalised space) in the ``x_mean`` buffer.
@@ -352,11 +370,12 @@ class RecurrentNetwork(nn.Module):
         static: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the network; see the class docstring for shapes. ``static`` is read only with
-        ``static_input`` (then required)."""
+        ``static_input`` or ``static_state`` (then required)."""
         self._check_batch(values, mask, delta, times, lengths, static)
-        if self.static_input and (static is None or static.shape[1] != self.n_static):
-            got = None if static is None else tuple(static.shape)
-            raise DataError(f"static: expected shape (B, S) with S = {self.n_static} (static_input), got {got}")
+        for flag, on in (("static_input", self.static_input), ("static_state", self.static_state)):
+            if on and (static is None or static.shape[1] != self.n_static):
+                got = None if static is None else tuple(static.shape)
+                raise DataError(f"static: expected shape (B, S) with S = {self.n_static} ({flag}), got {got}")
         dtype = self.x_mean.dtype  # the module's floating dtype (follows .double() / .half())
         values = values.to(dtype)
         mask = mask.to(dtype)
@@ -366,9 +385,10 @@ class RecurrentNetwork(nn.Module):
         x = self.input_layer(values, mask, delta, x_mean)
         if self.static_input:
             x = torch.cat([x, static.to(dtype)[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
+        h0 = torch.tanh(self.initial_state(static.to(dtype))) if self.static_state else None
         last = None
         for i, layer in enumerate(self.layers):
             if i > 0:
                 x = self.between_layers(x)
-            x, last = layer(x, lengths, mask, delta, times)
+            x, last = layer(x, lengths, mask, delta, times, h0 if i == 0 else None)
         return x, last

@@ -37,18 +37,23 @@ def make_batch(lengths, T=None, seed=0, missing=0.5):
     for t in range(1, T):
         delta[:, t] = times[:, t, None] - times[:, t - 1, None] + (1 - mask[:, t - 1]) * delta[:, t - 1]
     times, values, mask, delta = times * valid, values * valid[..., None], mask * valid[..., None], delta * valid[..., None]
-    return dict(values=values, mask=mask, delta=delta, times=times, lengths=lengths)
+    static = torch.randn(B, 2, generator=g)
+    return dict(values=values, mask=mask, delta=delta, times=times, lengths=lengths, static=static)
 
 
 def build(name, fast, seed=0, **kw):
     torch.manual_seed(seed)
     net = preset(name, n_features=F, n_static=2, hidden_size=H, fast=fast, **kw)
     net.set_input_means(torch.tensor([0.5, -0.25, 1.0]))
+    if net.initial_state is not None:  # zero at init; non-zero here so the static features matter
+        with torch.no_grad():
+            net.initial_state.weight.normal_(0.0, 0.5)
+            net.initial_state.bias.normal_(0.0, 0.5)
     return net
 
 
 def run(net, batch):
-    return net(batch["values"], batch["mask"], batch["delta"], batch["times"], batch["lengths"])
+    return net(batch["values"], batch["mask"], batch["delta"], batch["times"], batch["lengths"], batch["static"])
 
 
 @pytest.mark.parametrize("name,fast", CASES, ids=IDS)
@@ -84,7 +89,11 @@ def test_zero_length_series_keeps_initial_state(name, fast):
     net = build(name, fast).eval()
     batch = make_batch([0, 3], T=3)
     outputs, last = run(net, batch)
-    assert torch.equal(last[0], torch.zeros(net.output_size))
+    initial = torch.zeros(net.output_size)
+    if net.initial_state is not None and net.num_layers == 1:  # static_state sets the first layer's state
+        initial = torch.tanh(net.initial_state(batch["static"][0]))
+        assert initial.abs().max() > 0
+    torch.testing.assert_close(last[0], initial, rtol=0, atol=1e-6)
     assert torch.equal(outputs[0], torch.zeros(3, net.output_size))
     assert last[1].abs().max() > 0
 
