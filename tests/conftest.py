@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated cache, a small synthetic long CSV with labels, tiny trainer overrides."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PHYSIONET = REPO / "data" / "physionet2012"
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

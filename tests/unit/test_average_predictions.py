@@ -1,23 +1,17 @@
 """scripts/average_predictions.py: the AUROC of averaged grud-predict outputs, and its errors."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "average_predictions.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("average_predictions", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("average_predictions")
 
 
 def test_scores_each_file_and_the_mean_probability(script, tmp_path, capsys):

@@ -1,9 +1,6 @@
 """scripts/locf_protocol_variants.py: LOCF's error under the three treatments of an unseen variable."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,15 +8,12 @@ from grud.data.dataset import IrregularDataset, Series
 from grud.data.forecast_batching import ForecastDataset
 from grud.data.transforms import fit_stats
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "locf_protocol_variants.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("locf_protocol_variants", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("locf_protocol_variants")
 
 
 def test_unseen_variables_are_forecast_with_the_mean_dropped_or_the_minimum(script):
