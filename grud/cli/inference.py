@@ -32,6 +32,12 @@ class LoadedModel:
     baseline_state: dict | None = None
 
 
+#: model keys added after checkpoints were first written, with the value those checkpoints imply
+#: (the presets' defaults may differ): the mixed input fed delta in hours; every network started
+#: from the zero state
+MODEL_KEYS_ADDED_LATER = {"mixed_delta": "hours", "static_state": False}
+
+
 def load_model(checkpoint) -> LoadedModel:
     """Read ``checkpoint`` safely (weights_only) and rebuild its model from plain hyperparameters."""
     path = Path(str(checkpoint))
@@ -42,9 +48,9 @@ def load_model(checkpoint) -> LoadedModel:
 
         task = (info or {}).get("task", "classification")
         hp = dict(ckpt["hyper_parameters"])
-        if isinstance(hp.get("model"), dict) and "mixed_delta" not in hp["model"]:
-            # saved before model.mixed_delta existed: the mixed input then fed delta in hours
-            hp["model"] = {**hp["model"], "mixed_delta": "hours"}
+        if isinstance(hp.get("model"), dict):
+            # keys a checkpoint saved before they existed does not name: the behaviour it was trained with
+            hp["model"] = {**MODEL_KEYS_ADDED_LATER, **hp["model"]}
         try:
             module = task_class(task)(**hp)
             module.load_state_dict(ckpt["state_dict"])

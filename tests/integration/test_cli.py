@@ -209,3 +209,23 @@ def test_categorical_static_is_one_hot_with_training_codes_in_models_baselines_a
     pred = pd.read_csv(pred_out)
     assert len(pred) == 60 and pred["probability"].between(0, 1).all()
     assert "the training split never had (7)" in proc.stderr
+
+
+def test_a_checkpoint_saved_before_static_state_existed_starts_from_the_zero_state(trained_run, tmp_path,
+                                                                                   clinical_export):
+    from grud.cli.inference import load_model
+    from grud.tasks.classification import ClassificationTask
+
+    ckpt = torch.load(trained_run / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")
+    hp = ckpt["hyper_parameters"]
+    model = {**hp["model"], "static_state": False}
+    old = ClassificationTask(**{**hp, "model": model})  # a GRU-D as grud trained it before the key
+    model.pop("static_state")
+    ckpt["hyper_parameters"] = {**hp, "model": model}
+    ckpt["state_dict"] = old.state_dict()
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    assert load_model(tmp_path / "old.ckpt").module.network.initial_state is None
+    out = tmp_path / "pred.csv"
+    run(["grud-predict", f"checkpoint={tmp_path / 'old.ckpt'}", f"data.path={clinical_export / 'events.csv'}",
+         f"output={out}"], cwd=tmp_path)
+    assert pd.read_csv(out)["probability"].between(0, 1).all()
