@@ -24,20 +24,18 @@ ROOT = Path(__file__).resolve().parents[1] / "data" / "physionet2012"
 
 def locf_errors(fd, stats, unseen: str) -> tuple[float, float]:
     """(per-variable mean, pooled mean) of LOCF's squared error on the min-max scale."""
+    from grud.tasks.forecasting import VariableErrors
+
     s = fd.query_series()
     mask = fd.query_mask > 0
     seen = fd.last_mask[s] > 0
-    lo = np.asarray(stats.value_min, np.float64)
-    span = np.asarray(stats.value_max, np.float64) - lo
-    span[span <= 0] = 1.0
     if unseen == "drop":
         mask = mask & seen
-    fallback = lo[None, :] if unseen == "minimum" else np.asarray(stats.value_mean, np.float64)[None, :]
-    pred = np.where(seen, fd.last_raw[s], fallback)
-    d = np.where(mask, (pred - fd.query_raw) / span, 0.0)
-    count = mask.sum(0)
-    has = count > 0
-    return float(((d * d).sum(0)[has] / count[has]).mean()), float((d * d).sum() / mask.sum())
+    fallback = stats.value_min if unseen == "minimum" else stats.value_mean
+    pred = np.where(seen, fd.last_raw[s], np.asarray(fallback, np.float64)[None, :])
+    errors = VariableErrors(stats.n_features)  # what test/locf_mse averages, per variable then over variables
+    errors.add(stats.minmax_scale(pred), stats.minmax_scale(fd.query_raw.astype(np.float64)), mask)
+    return errors.mse(), float(errors.sq.sum() / errors.count.sum())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -280,12 +280,17 @@ class RecurrentNetwork(nn.Module):
             size = layers[-1].output_size
         self.layers = nn.ModuleList(layers)
         self.between_layers = nn.Dropout(hp["dropout"])
-        self.static_state = hp["static_state"] and self.n_static > 0
-        self.initial_state = nn.Linear(self.n_static, layers[0].output_size) if self.static_state else None
-        if self.initial_state is not None:
+        self.initial_state = None  # static_state: W_s, b_s of the first layer's h0 (both directions)
+        if hp["static_state"] and self.n_static > 0:
+            self.initial_state = nn.Linear(self.n_static, layers[0].output_size)
             self._reset_initial_state()
 
     # ------------------------------------------------------------------ configuration
+    @property
+    def static_state(self) -> bool:
+        """Whether the first layer starts from the static features (``static_state`` and S > 0)."""
+        return self.initial_state is not None
+
     @property
     def hparams(self) -> dict:
         """The plain constructor arguments: ``RecurrentNetwork(**net.hparams)`` rebuilds it."""

@@ -6,19 +6,19 @@ from torch import Tensor
 __all__ = ["check_shape", "check_same_dtype_device"]
 
 
-def check_shape(name: str, x: Tensor | None, expected: tuple, symbols: str) -> None:
+def check_shape(name: str, x: Tensor | None, expected: tuple, symbols: str | None = None) -> None:
     """Raise ``ValueError`` unless ``x`` (if given) has shape ``expected``.
 
-    ``symbols`` spells the expected shape with the house symbols, e.g. ``"(B, T, 3H)"``.
+    ``symbols`` spells the expected shape with the house symbols, e.g. ``"(B, T, 3H)"``; without
+    it the message shows the numbers only.
     """
     if x is None:
         return
+    spelled = f"{symbols} = {tuple(expected)}" if symbols else str(tuple(expected))
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of shape {symbols}, got {type(x).__name__}")
+        raise TypeError(f"{name}: expected a torch.Tensor of shape {spelled}, got {type(x).__name__}")
     if tuple(x.shape) != tuple(expected):
-        raise ValueError(
-            f"{name}: expected shape {symbols} = {tuple(expected)}, got {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name}: expected shape {spelled}, got {tuple(x.shape)}")
 
 
 def check_same_dtype_device(reference_name: str, reference: Tensor, **others: Tensor | None) -> None:

@@ -29,6 +29,8 @@ import threading
 import torch
 from torch import Tensor
 
+from grud.models.fast.checks import check_shape
+
 __all__ = ["available", "status", "disabled", "usable", "any_nan", "gru_forward", "gru_backward",
            "decay_input_forward", "decay_input_backward"]
 
@@ -99,12 +101,6 @@ def _ptr(x: Tensor | None):
     return None if x is None else ctypes.c_void_p(x.data_ptr())
 
 
-def _expect(name: str, x: Tensor | None, shape: tuple) -> None:
-    """The kernel reads raw memory: a tensor of another shape would be read out of bounds."""
-    if x is not None and tuple(x.shape) != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(x.shape)}")
-
-
 def _strided(x: Tensor | None) -> tuple[Tensor | None, int, int]:
     """``x`` (B, T, K) with a contiguous last dimension, and its (batch, time) element strides."""
     if x is None:
@@ -147,7 +143,7 @@ def gru_forward(gi: Tensor, weight_hh: Tensor, bias_hh: Tensor, h0: Tensor, vali
     for name, x, shape in (("gi", gi, (B, T, 3 * H)), ("weight_hh", weight_hh, (3 * H, H)), ("bias_hh", bias_hh, (3 * H,)),
                            ("h0", h0, (B, H)), ("valid", valid, (B, T)), ("gamma_h", gamma_h, (B, T, H)),
                            ("hidden_dropout", hidden_dropout, (B, H))):
-        _expect(name, x, shape)
+        check_shape(name, x, shape)  # the kernel reads raw memory: never out of bounds
     kw = dict(dtype=gi.dtype, device=gi.device)
     gi, gi_sb, gi_st = _strided(gi)
     gamma_h, g_sb, g_st = _strided(gamma_h)
@@ -183,7 +179,7 @@ def gru_backward(w_perm: Tensor, h0: Tensor, hs: Tensor, valid: Tensor | None, g
     for name, x, shape in (("w_perm", w_perm, (3 * H, H)), ("h0", h0, (B, H)), ("valid", valid, (B, T)),
                            ("gamma_h", gamma_h, (B, T, H)), ("hidden_dropout", hidden_dropout, (B, H)),
                            ("d_outputs", d_outputs, (B, T, H)), ("d_h_last", d_h_last, (B, H))):
-        _expect(name, x, shape)
+        check_shape(name, x, shape)  # the kernel reads raw memory: never out of bounds
     kw = dict(dtype=hs.dtype, device=hs.device)
     hs_tm = hs.transpose(0, 1)
     if not hs_tm.is_contiguous():
@@ -217,7 +213,7 @@ def decay_input_forward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Ten
     B, T, F = values.shape
     for name, x, shape in (("mask", mask, (B, T, F)), ("delta", delta, (B, T, F)), ("x_mean", x_mean, (F,)),
                            ("weight", weight, (F,)), ("bias", bias, (F,))):
-        _expect(name, x, shape)
+        check_shape(name, x, shape)  # the kernel reads raw memory: never out of bounds
     (values, mask, delta), sb, st = _same_strides(values, mask, delta)
     out = torch.empty(B, T, F, dtype=values.dtype, device=values.device)
     _call("grud_decay_input_forward", values.dtype, B, T, F, _ptr(values), _ptr(mask), _ptr(delta), sb, st,
@@ -230,7 +226,7 @@ def decay_input_backward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Te
                          d_out: Tensor) -> tuple[Tensor, Tensor]:
     """``(d_weight, d_bias)`` (F,) of the input decay from ``d_out`` = dL/d x_hat (B, T, F)."""
     B, T, F = values.shape
-    _expect("d_out", d_out, (B, T, F))
+    check_shape("d_out", d_out, (B, T, F))
     (values, mask, delta), sb, st = _same_strides(values, mask, delta)
     d_out, o_sb, o_st = _strided(d_out)
     d_w = torch.empty(F, dtype=values.dtype, device=values.device)
@@ -244,18 +240,18 @@ def decay_input_backward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Te
 def _self_check() -> str | None:
     """Compare the kernel with the autograd-recorded reference loop on a small problem (padding,
     hidden decay, dropout; float32 and float64); None if they agree, else the reason."""
-    from grud.models.fast.gru import rows_n_r_z
-    from grud.models.fast.reference import gru_recurrence_reference
-
     try:
         with torch.inference_mode(False), torch.enable_grad():  # first use may be under no_grad or in a Function
-            return _compare_with_reference(gru_recurrence_reference, rows_n_r_z)
+            return _compare_with_reference()
     except Exception as e:  # noqa: BLE001 - any failure means: do not use the kernel
         return f"self-check raised {type(e).__name__}: {e}"
 
 
-def _compare_with_reference(gru_recurrence_reference, rows_n_r_z) -> str | None:
+def _compare_with_reference() -> str | None:
     """The body of :func:`_self_check` (autograd on)."""
+    from grud.models.fast.gru import rows_n_r_z  # imported here: grud.models.fast.gru imports this module
+    from grud.models.fast.reference import gru_recurrence_reference
+
     for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-9)):
         g = torch.Generator().manual_seed(0)
         B, T, H = 3, 6, 5
