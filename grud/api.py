@@ -58,20 +58,23 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
             task_overrides: list[str] | None = None) -> pd.DataFrame:
     """Predict like ``grud-predict``; returns the predictions (and writes ``output`` if given).
 
-    ``data_overrides`` are ``data.*`` overrides as on the command line (``data.path=X``); data
-    options not given default to those of training.
+    ``checkpoint`` is one file, or for classification a list of files or a glob pattern whose
+    members' probabilities are averaged (``grud.cli.checkpoint_ensemble``). ``data_overrides``
+    are ``data.*`` overrides as on the command line (``data.path=X``); data options not given
+    default to those of training.
     """
+    from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv
-    from grud.cli.inference import load_model, predict_frame, prediction_data_options, read_for_prediction
+    from grud.cli.inference import prediction_data_options
 
-    model = load_model(checkpoint)
+    members = load_members(checkpoint)
     given, explicit, group = {}, set(), False
     for o in data_overrides or []:
         key, _, value = o.partition("=")
         key = key.lstrip("+")
         if key == "data":
             group = True
-            group_cfg = _compose("predict", [f"checkpoint={checkpoint}", f"data={value}", "data.path=x"])
+            group_cfg = _compose("predict", ["checkpoint=x", f"data={value}", "data.path=x"])
             given.update({k: v for k, v in group_cfg.data.items() if k != "path" and v is not None})
             continue
         if not key.startswith("data."):
@@ -82,13 +85,12 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
         given[key[5:]] = OmegaConf.to_container(parsed) if hasattr(parsed, "keys") or isinstance(parsed, list) \
             else parsed
         explicit.add(key[5:])
-    opts = prediction_data_options(model.stats.reader, given, explicit, group)
-    ds = read_for_prediction(opts, model.stats)
     tasks = {}
     for o in task_overrides or []:
         key, _, value = o.partition("=")
         tasks[key.replace("task.", "")] = float(value) if value not in ("null", "") else None
-    frame = predict_frame(model, ds, mc_samples=mc_samples, task_overrides=tasks, progress=False)
+    frame, _ = predict_members(members, lambda stats: prediction_data_options(stats.reader, given, explicit, group),
+                               mc_samples=mc_samples, task_overrides=tasks, progress=False)
     if output is not None:
         atomic_write_csv(Path(output), frame, float_format="%.6f")
     return frame

@@ -2,6 +2,7 @@
 
     grud-evaluate checkpoint=OUT/checkpoints/best.ckpt data.path=TEST.csv data.labels=LABELS.csv
     grud-evaluate checkpoint=... data.path=... task.name=impute     # imputation vs mean / LOCF
+    grud-evaluate checkpoint='CV/*/checkpoints/best.ckpt' data...   # the mean probability of several
 """
 from __future__ import annotations
 
@@ -11,18 +12,29 @@ from pathlib import Path
 
 from grud.cli.entry import hydra_entry
 from grud.cli.predict import data_options, task_overrides
+from grud.errors import ConfigError
 
 log = logging.getLogger("grud")
 
 
 def run_evaluate(cfg: dict) -> dict:
-    from grud.cli.files import atomic_write_json
-    from grud.cli.inference import evaluate, load_model, read_for_prediction
+    from grud.cli.checkpoint_ensemble import load_members, predict_members
+    from grud.cli.inference import classification_metrics, evaluate, read_for_prediction
 
-    model = load_model(cfg["checkpoint"])
+    members = load_members(cfg["checkpoint"])
     impute = (cfg.get("task") or {}).get("name") == "impute"
-    ds = read_for_prediction(data_options(cfg, model.stats), model.stats,
-                             need_labels=model.task == "classification" and not impute)
+    if len(members) > 1 and impute:
+        raise ConfigError("task.name=impute scores one checkpoint at a time: give checkpoint a single file")
+    model = members[0]
+    if model.task == "classification" and not impute:
+        # one checkpoint, or the mean probability of several (grud.cli.checkpoint_ensemble)
+        frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), need_labels=True,
+                                    progress=False)
+        metrics = classification_metrics(frame, ds, model.stats.classes)
+        if len(members) > 1:
+            metrics["members"] = len(members)  # checkpoints averaged
+        return _write(cfg, metrics)
+    ds = read_for_prediction(data_options(cfg, model.stats), model.stats)
     if impute:
         from grud.tasks.imputation import imputation_report
 
@@ -30,6 +42,12 @@ def run_evaluate(cfg: dict) -> dict:
                                     seed=int(cfg.get("seed", 0) or 0))
     else:
         metrics = evaluate(model, ds, task_overrides(cfg))
+    return _write(cfg, metrics)
+
+
+def _write(cfg: dict, metrics: dict) -> dict:
+    from grud.cli.files import atomic_write_json
+
     out = Path(cfg.get("output") or "evaluation.json")
     atomic_write_json(out, metrics)
     print(json.dumps(metrics, indent=2, sort_keys=True))

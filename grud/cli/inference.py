@@ -80,6 +80,12 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
 
 
 def read_for_prediction(opts: dict, stats: FittedStats, need_labels: bool = False) -> IrregularDataset:
+    """Read the file ``opts`` names and lay it out as the model of ``stats`` was trained on."""
+    return prepare_for_model(read_raw(opts, need_labels), opts, stats)
+
+
+def read_raw(opts: dict, need_labels: bool = False) -> IrregularDataset:
+    """Read the file ``opts`` names with its reader options (no model's statistics involved yet)."""
     if not opts.get("path"):
         raise ConfigError("data.path: the file to predict on is required (data.path=FILE)")
     kind = opts.get("kind") or "csv_long"
@@ -88,6 +94,11 @@ def read_for_prediction(opts: dict, stats: FittedStats, need_labels: bool = Fals
     if need_labels and not ds.has_labels:
         raise DataError("evaluation needs labels: set data.labels=FILE (the id column and data.label_column)",
                         path=opts["path"])
+    return ds
+
+
+def prepare_for_model(ds: IrregularDataset, opts: dict, stats: FittedStats) -> IrregularDataset:
+    """``ds`` on the model's time grid, static codes one-hot with its categories, in its variable order."""
     if opts.get("grid") is not None:
         ds = to_grid(ds, float(opts["grid"]))
     if stats.static_categories:  # the training split's one-hot encoding (grud.data.categorical)
@@ -148,25 +159,28 @@ def _baseline_frame(model: LoadedModel, ds, id_column, task_overrides) -> pd.Dat
                                    grid_hours=task_overrides.get("forecast_grid_hours"), id_column=id_column)
 
 
+def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes) -> dict:
+    """The ``test/`` classification keys of metrics.json from a prediction frame in ``ds``'s order."""
+    keep = np.isfinite(ds.labels)
+    y = ds.labels[keep]
+    unknown = sorted(set(np.unique(y)) - set(classes))
+    if unknown:
+        raise DataError(f"labels {unknown} were not seen in training (classes {classes})")
+    if len(classes) == 2:
+        p = frame["probability"].to_numpy()[keep]
+        res = M.binary_metrics(y, p)
+        res["auroc_ci_low"], res["auroc_ci_high"] = M.bootstrap_ci(y, p, "auroc")
+    else:
+        p = frame[[f"probability_{c}" for c in classes]].to_numpy()[keep]
+        res = M.multiclass_metrics(np.searchsorted(classes, y), p)
+    return {f"test/{k}": float(v) for k, v in res.items()}
+
+
 def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | None = None) -> dict:
     """Test metrics (the ``test/`` keys of metrics.json) of ``model`` on labelled ``ds``."""
     task_overrides = task_overrides or {}
     if model.task == "classification":
-        frame = predict_frame(model, ds, progress=False)
-        classes = model.stats.classes
-        keep = np.isfinite(ds.labels)
-        y = ds.labels[keep]
-        unknown = sorted(set(np.unique(y)) - set(classes))
-        if unknown:
-            raise DataError(f"labels {unknown} were not seen in training (classes {classes})")
-        if len(classes) == 2:
-            p = frame["probability"].to_numpy()[keep]
-            res = M.binary_metrics(y, p)
-            res["auroc_ci_low"], res["auroc_ci_high"] = M.bootstrap_ci(y, p, "auroc")
-        else:
-            p = frame[[f"probability_{c}" for c in classes]].to_numpy()[keep]
-            res = M.multiclass_metrics(np.searchsorted(classes, y), p)
-        return {f"test/{k}": float(v) for k, v in res.items()}
+        return classification_metrics(predict_frame(model, ds, progress=False), ds, model.stats.classes)
     if model.baseline is not None:
         raise ConfigError("grud-evaluate of a forecast baseline: run grud-train model=locf on the data instead")
     import pytorch_lightning as pl

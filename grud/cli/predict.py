@@ -1,6 +1,7 @@
 """grud-predict: apply a checkpoint to new data.
 
     grud-predict checkpoint=OUT/checkpoints/best.ckpt data.path=TEST.csv output=PRED.csv
+    grud-predict checkpoint='CV/*/checkpoints/best.ckpt' ...   # classification: the mean of several
 """
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ def task_overrides(cfg: dict) -> dict:
 
 
 def run_predict(cfg: dict) -> Path:
+    from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv
-    from grud.cli.inference import load_model, predict_frame, read_for_prediction
 
-    model = load_model(cfg["checkpoint"])
-    ds = read_for_prediction(data_options(cfg, model.stats), model.stats)
-    frame = predict_frame(model, ds, mc_samples=int(cfg.get("mc_samples") or 0),
-                          batch_size=int(cfg.get("batch_size") or 256), task_overrides=task_overrides(cfg))
+    # one checkpoint, or several classification checkpoints averaged (a list or a glob pattern)
+    members = load_members(cfg["checkpoint"])
+    frame, ds = predict_members(members, lambda stats: data_options(cfg, stats),
+                                mc_samples=int(cfg.get("mc_samples") or 0),
+                                batch_size=int(cfg.get("batch_size") or 256), task_overrides=task_overrides(cfg))
     out = Path(cfg.get("output") or "predictions.csv")
     atomic_write_csv(out, frame, float_format="%.6f")
     log.info("wrote %d rows for %d series to %s", len(frame), len(ds), out)

@@ -34,6 +34,41 @@ def _stratified_take(indices: np.ndarray, labels, fraction: float, rng) -> tuple
     return taken, rest
 
 
+def _stratified_fold(indices: np.ndarray, labels, folds: int, fold: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (fold ``fold`` of ``folds``, the other folds), stratified by label.
+
+    Each label stratum is shuffled and dealt round-robin into the folds, so every fold holds
+    1/``folds`` of each class (give or take one series) and the folds partition ``indices``.
+    """
+    if labels is None:
+        strata = [indices]
+    else:
+        lab = labels[indices]
+        keys = np.where(np.isfinite(lab), lab, -np.inf)
+        strata = [indices[keys == k] for k in np.unique(keys)]
+    taken, offset = [], 0
+    for s in strata:
+        s = rng.permutation(s)
+        # continue the deal where the previous stratum stopped, so the fold sizes stay balanced
+        taken.append(s[(np.arange(len(s)) + offset) % folds == fold])
+        offset = (offset + len(s)) % folds
+    taken = np.sort(np.concatenate(taken))
+    rest = np.setdiff1d(indices, taken, assume_unique=True)
+    return taken, rest
+
+
+def _check_folds(folds, fold) -> tuple[int, int]:
+    try:
+        k, i = int(folds), int(fold)
+    except (TypeError, ValueError):
+        raise ConfigError(f"data.folds / data.fold: expected integers, got {folds!r} / {fold!r}") from None
+    if k < 2:
+        raise ConfigError(f"data.folds: expected at least 2 folds (or null for data.val_fraction), got {k}")
+    if not 0 <= i < k:
+        raise ConfigError(f"data.fold: expected 0 <= fold < data.folds = {k}, got {i}")
+    return k, i
+
+
 def _indices_of(ds: IrregularDataset, ids, name: str) -> np.ndarray:
     pos = {s: i for i, s in enumerate(ds.ids)}
     missing = [str(i) for i in ids if str(i) not in pos]
@@ -53,11 +88,18 @@ def split_dataset(
     train_ids=None,
     val_ids=None,
     test_ids=None,
+    folds: int | None = None,
+    fold: int = 0,
 ) -> tuple[IrregularDataset, IrregularDataset, IrregularDataset]:
     """Split ``ds`` into (train, val, test).
 
     Explicit id lists win over fractions: with ``val_ids``/``test_ids`` given, those series go
     there and (unless ``train_ids`` is given) everything else is training data.
+
+    With ``folds`` = K, the series left after the test share are dealt into K stratified folds
+    (seeded by ``seed``) and fold ``fold`` is the validation split, in place of ``val_fraction``:
+    the K runs of one seed with fold = 0 .. K-1 validate on disjoint sets that cover all of it
+    (K-fold cross-validation, as in Che et al. 2018).
     """
     val_fraction = _check_fraction("val_fraction", val_fraction)
     test_fraction = _check_fraction("test_fraction", test_fraction)
@@ -68,7 +110,13 @@ def split_dataset(
     labels = ds.labels if (stratify and ds.has_labels) else None
     rng = np.random.default_rng(seed)
     everything = np.arange(len(ds))
-    if train_ids is not None or val_ids is not None or test_ids is not None:
+    explicit = train_ids is not None or val_ids is not None or test_ids is not None
+    if folds is not None:
+        folds, fold = _check_folds(folds, fold)
+        if explicit:
+            raise ConfigError("data.folds cannot be combined with data.train_ids/val_ids/test_ids: "
+                              "set data.folds=null, or drop the id lists")
+    if explicit:
         val = _indices_of(ds, val_ids or [], "val_ids")
         test = _indices_of(ds, test_ids or [], "test_ids")
         if train_ids is not None:
@@ -80,7 +128,13 @@ def split_dataset(
             raise DataError(f"data.train_ids/val_ids/test_ids overlap in {len(overlap)} series")
     else:
         test, rest = _stratified_take(everything, labels, test_fraction, rng)
-        val, train = _stratified_take(rest, labels, val_fraction / (1.0 - test_fraction), rng)
+        if folds is not None:
+            if len(rest) < folds:
+                raise DataError(f"data.folds = {folds} folds need at least {folds} series, "
+                                f"{len(rest)} are left after the test share")
+            val, train = _stratified_fold(rest, labels, folds, fold, rng)
+        else:
+            val, train = _stratified_take(rest, labels, val_fraction / (1.0 - test_fraction), rng)
     if len(train) == 0:
         raise DataError("the training split is empty: lower data.val_fraction/test_fraction or add data")
     return ds.subset(train), ds.subset(val), ds.subset(test)

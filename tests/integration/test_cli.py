@@ -229,3 +229,35 @@ def test_a_checkpoint_saved_before_static_state_existed_starts_from_the_zero_sta
     run(["grud-predict", f"checkpoint={tmp_path / 'old.ckpt'}", f"data.path={clinical_export / 'events.csv'}",
          f"output={out}"], cwd=tmp_path)
     assert pd.read_csv(out)["probability"].between(0, 1).all()
+
+
+def test_a_fold_sweep_predicts_and_evaluates_as_one_averaged_model(clinical_export, tmp_path):
+    sweep = tmp_path / "cv"
+    data = [f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
+    run(["grud-train", "-m", *CSV_COLUMNS, *data, "data.folds=2", "data.fold=0,1", "model=grud",
+         f"hydra.sweep.dir={sweep}", *TINY_TRAIN, "plots=false"], cwd=tmp_path)
+    ckpts = sorted(sweep.glob("*/checkpoints/best.ckpt"))
+    assert len(ckpts) == 2
+    import grud.api
+    from grud.tasks.metrics import binary_metrics
+
+    singles = [grud.api.predict(c, [data[0]]) for c in ckpts]
+    assert not np.allclose(singles[0]["probability"], singles[1]["probability"])  # two different models
+    out = tmp_path / "pred.csv"
+    run(["grud-predict", f"checkpoint='{sweep}/*/checkpoints/best.ckpt'", data[0], f"output={out}"], cwd=tmp_path)
+    pred = pd.read_csv(out, dtype={"subject_id": str})
+    assert list(pred.columns) == ["subject_id", "probability"]
+    assert list(pred["subject_id"]) == list(singles[0]["subject_id"])
+    mean = (singles[0]["probability"] + singles[1]["probability"]) / 2
+    np.testing.assert_allclose(pred["probability"], mean, atol=2e-6)  # the CSV keeps 6 decimals
+    ev = tmp_path / "eval.json"
+    run(["grud-evaluate", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", *data, f"output={ev}"], cwd=tmp_path)
+    m = json.loads(ev.read_text())
+    labels = pd.read_csv(clinical_export / "labels.csv", dtype={"subject_id": str}).set_index("subject_id")
+    y = labels.loc[singles[0]["subject_id"], "hospital_expire_flag"].to_numpy()
+    assert m["members"] == 2
+    assert m["test/auroc"] == pytest.approx(binary_metrics(y, mean.to_numpy())["auroc"])
+    # a pattern that matches nothing is one error line
+    proc = run(["grud-predict", f"checkpoint='{tmp_path}/nothing/*.ckpt'", data[0]], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: checkpoint: no file matches the pattern")

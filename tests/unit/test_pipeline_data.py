@@ -66,6 +66,37 @@ def test_split_by_explicit_ids_and_errors():
         split_dataset(ds, 1.5)
 
 
+def test_folds_partition_the_data_into_stratified_validation_splits():
+    ds = random_dataset(203)  # not a multiple of 5: fold sizes differ by at most one
+    rate = ds.labels.mean()
+    vals, tests = [], []
+    for k in range(5):
+        train, val, test = split_dataset(ds, test_fraction=0.1, seed=7, folds=5, fold=k)
+        assert not set(train.ids) & set(val.ids) and not (set(train.ids) | set(val.ids)) & set(test.ids)
+        assert len(train) + len(val) + len(test) == 203
+        assert abs(val.labels.mean() - rate) < 0.05
+        vals.append(set(val.ids))
+        tests.append(test.ids)
+    # one test share for every fold; the five validation folds are disjoint and cover the rest
+    assert all(t == tests[0] for t in tests)
+    assert sum(map(len, vals)) == len(set.union(*vals)) == 203 - len(tests[0])
+    assert max(map(len, vals)) - min(map(len, vals)) <= 1
+    # the seed draws the folds
+    assert split_dataset(ds, seed=7, folds=5, fold=0)[1].ids != split_dataset(ds, seed=8, folds=5, fold=0)[1].ids
+
+
+def test_fold_errors_name_the_key():
+    ds = random_dataset(20)
+    with pytest.raises(ConfigError, match="data.folds: expected at least 2"):
+        split_dataset(ds, folds=1)
+    with pytest.raises(ConfigError, match=r"data.fold: expected 0 <= fold < data.folds = 5, got 5"):
+        split_dataset(ds, folds=5, fold=5)
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        split_dataset(ds, folds=5, val_ids=["1000"])
+    with pytest.raises(DataError, match="at least 30 series"):
+        split_dataset(ds, folds=30)
+
+
 def test_grid_averages_bins_and_keeps_empty_steps():
     s = Series("a", np.array([0.2, 0.7, 2.5]), np.array([[1.0, np.nan], [3.0, 5.0], [np.nan, 7.0]], np.float32),
                np.zeros(0, np.float32), None)

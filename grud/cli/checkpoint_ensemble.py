@@ -1,0 +1,128 @@
+"""Several classification checkpoints applied as one model: the mean of their probabilities.
+
+    grud-predict  checkpoint='CV/*/checkpoints/best.ckpt' data.path=TEST.csv output=PRED.csv
+    grud-evaluate checkpoint=[a/checkpoints/best.ckpt,b/checkpoints/best.ckpt] data.path=... data.labels=...
+
+The usual source is a K-fold sweep (``grud-train -m data.folds=5 data.fold=0,1,2,3,4``): each
+member was trained and early-stopped on its own folds, and averaging them is a cross-validation
+ensemble (bagging over the folds). Every member reads the data with its own fitted statistics
+(normaliser, one-hot categories, training means) from its own checkpoint, so each prediction is
+exactly the one that member alone would make.
+"""
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from grud.errors import CheckpointError, ConfigError, DataError
+
+_GLOB_CHARS = set("*?[")
+
+
+def checkpoint_paths(checkpoint) -> list[Path]:
+    """``checkpoint`` as a list of files: one path, a list of paths, or glob patterns (sorted matches)."""
+    items = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    if not items:
+        raise ConfigError("checkpoint: expected a checkpoint file, a list of them or a glob pattern, got []")
+    paths: list[Path] = []
+    for item in items:
+        text = str(item)
+        if _GLOB_CHARS & set(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise ConfigError(f"checkpoint: no file matches the pattern {text!r}")
+            paths.extend(Path(m) for m in matches)
+        else:
+            paths.append(Path(text))
+    unique = list(dict.fromkeys(paths))  # a file named twice counts once
+    return unique
+
+
+def load_members(checkpoint) -> list:
+    """The :class:`~grud.cli.inference.LoadedModel` of every checkpoint ``checkpoint`` names.
+
+    Several members must all be classification checkpoints with the same classes and id column.
+    """
+    from grud.cli.inference import load_model
+
+    members = [load_model(p) for p in checkpoint_paths(checkpoint)]
+    if len(members) == 1:
+        return members
+    first = members[0]
+    for m in members:
+        if m.task != "classification":
+            raise ConfigError(f"checkpoint: averaging several checkpoints works for classification only; "
+                              f"{m.path} is a {m.task} checkpoint (predict each and combine them yourself)")
+        if list(m.stats.classes) != list(first.stats.classes):
+            raise CheckpointError(f"has classes {list(m.stats.classes)}, but {first.path} has "
+                                  f"{list(first.stats.classes)}: the members of an ensemble must share their classes",
+                                  path=m.path)
+        id_column = m.stats.reader.get("id_column") or "id"
+        if id_column != (first.stats.reader.get("id_column") or "id"):
+            raise CheckpointError(f"reads ids from column {id_column!r}, but {first.path} from "
+                                  f"{first.stats.reader.get('id_column') or 'id'!r}", path=m.path)
+    return members
+
+
+def average_probability_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> pd.DataFrame:
+    """The ensemble's prediction frame: the mean of the members' ``probability*`` columns.
+
+    With Monte-Carlo dropout (``mc_samples`` = N draws per member) each ``probability_std*``
+    column becomes the standard deviation of all members' draws pooled (each member's draws have
+    its mean and sample standard deviation; a member without the column, e.g. ``logreg``, counts
+    as N equal draws), so the spread includes the disagreement between members.
+    """
+    id_column = frames[0].columns[0]
+    ids = frames[0][id_column]
+    for f in frames[1:]:
+        if f.columns[0] != id_column or len(f) != len(ids) or not np.array_equal(f[id_column].to_numpy(),
+                                                                                    ids.to_numpy()):
+            raise DataError("the members of the ensemble predicted different series "
+                            "(they must read the same file with the same id column)")
+    out = {id_column: ids.to_numpy()}
+    prob_columns = [c for c in frames[0].columns if c.startswith("probability") and not c.startswith("probability_std")]
+    K = len(frames)
+    for col in prob_columns:
+        p = np.stack([f[col].to_numpy(dtype=np.float64) for f in frames])  # (K, N series)
+        mean = p.mean(0)
+        out[col] = mean
+        if mc_samples > 0:
+            std_col = "probability_std" + col[len("probability"):]
+            s = np.stack([f[std_col].to_numpy(dtype=np.float64) if std_col in f.columns else np.zeros(len(ids))
+                          for f in frames])
+            n = int(mc_samples)
+            # sum of squares of each member's n draws from its mean and unbiased std, pooled over K * n draws
+            squares = ((n - 1) * s ** 2 + n * p ** 2).sum(0)
+            var = (squares - K * n * mean ** 2) / max(K * n - 1, 1)
+            out[std_col] = np.sqrt(np.clip(var, 0.0, None))
+    columns = [id_column] + [c for c in frames[0].columns[1:] if c in out]
+    columns += [c for c in out if c not in columns]
+    return pd.DataFrame(out)[columns]
+
+
+def predict_members(members: list, options_for: Callable, mc_samples: int = 0, batch_size: int = 256,
+                    task_overrides: dict | None = None, need_labels: bool = False, progress: bool = True):
+    """(prediction frame, dataset) of one member, or of the mean of several.
+
+    ``options_for(stats)`` gives the data options a member reads with (its training's reader
+    options with the user's overrides); the dataset returned is the first member's.
+    """
+    from grud.cli.inference import predict_frame, prepare_for_model, read_raw
+
+    frames, first_ds, files = [], None, {}
+    for m in members:
+        opts = options_for(m.stats)
+        key = repr(sorted((k, repr(v)) for k, v in opts.items() if k != "grid"))
+        if key not in files:  # members trained on the same kind of file read it once
+            files[key] = read_raw(opts, need_labels=need_labels)
+        ds = prepare_for_model(files[key], opts, m.stats)
+        first_ds = ds if first_ds is None else first_ds
+        frames.append(predict_frame(m, ds, mc_samples=mc_samples, batch_size=batch_size,
+                                    task_overrides=task_overrides, progress=progress))
+    if len(frames) == 1:
+        return frames[0], first_ds
+    return average_probability_frames(frames, mc_samples=mc_samples), first_ds
