@@ -45,3 +45,19 @@ def test_a_new_file_gets_ordinary_permissions_and_a_replaced_file_keeps_its_mode
     atomic_write_bytes(created, b"id,probability\n1,0.5\n")
     assert stat.S_IMODE(created.stat().st_mode) == 0o640
     assert created.read_bytes() == b"id,probability\n1,0.5\n"
+
+
+def test_the_umask_is_obeyed_without_being_read_or_set(tmp_path, monkeypatch):
+    # setting the umask to read it would race with other threads creating files
+    old_mask = os.umask(0o077)
+    try:
+        def no_umask(*_):
+            raise AssertionError("atomic_write changed the process umask")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        created = atomic_write_bytes(tmp_path / "private.json", b"{}")
+    finally:
+        monkeypatch.undo()
+        os.umask(old_mask)
+    assert stat.S_IMODE(created.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["private.json"]
