@@ -99,9 +99,7 @@ def average_probability_frames(frames: list[pd.DataFrame], mc_samples: int = 0) 
             squares = ((n - 1) * s ** 2 + n * p ** 2).sum(0)
             var = (squares - K * n * mean ** 2) / max(K * n - 1, 1)
             out[std_col] = np.sqrt(np.clip(var, 0.0, None))
-    columns = [id_column] + [c for c in frames[0].columns[1:] if c in out]
-    columns += [c for c in out if c not in columns]
-    return pd.DataFrame(out)[columns]
+    return pd.DataFrame(out)
 
 
 def predict_members(members: list, options_for: Callable, mc_samples: int = 0, batch_size: int = 256,
