@@ -14,16 +14,20 @@ def _check_fraction(name: str, value: float) -> float:
     return value
 
 
+def _strata(indices: np.ndarray, labels) -> list[np.ndarray]:
+    """``indices`` grouped by label value (series without a label form a group of their own; one group if ``labels`` is None)."""
+    if labels is None:
+        return [indices]
+    lab = labels[indices]
+    keys = np.where(np.isfinite(lab), lab, -np.inf)
+    return [indices[keys == k] for k in np.unique(keys)]
+
+
 def _stratified_take(indices: np.ndarray, labels, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
     """Split ``indices`` into (taken, rest) with ``fraction`` taken per label stratum."""
     if fraction == 0.0 or len(indices) == 0:
         return indices[:0], indices
-    if labels is None:
-        strata = [indices]
-    else:
-        lab = labels[indices]
-        keys = np.where(np.isfinite(lab), lab, -np.inf)
-        strata = [indices[keys == k] for k in np.unique(keys)]
+    strata = _strata(indices, labels)
     taken = []
     for s in strata:
         s = rng.permutation(s)
@@ -40,12 +44,7 @@ def _stratified_fold(indices: np.ndarray, labels, folds: int, fold: int, rng) ->
     Each label stratum is shuffled and dealt round-robin into the folds, so every fold holds
     1/``folds`` of each class (give or take one series) and the folds partition ``indices``.
     """
-    if labels is None:
-        strata = [indices]
-    else:
-        lab = labels[indices]
-        keys = np.where(np.isfinite(lab), lab, -np.inf)
-        strata = [indices[keys == k] for k in np.unique(keys)]
+    strata = _strata(indices, labels)
     taken, offset = [], 0
     for s in strata:
         s = rng.permutation(s)
