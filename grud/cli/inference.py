@@ -53,6 +53,7 @@ def load_model(checkpoint) -> LoadedModel:
             hp["model"] = {**MODEL_KEYS_ADDED_LATER, **hp["model"]}
         try:
             module = task_class(task)(**hp)
+            _imputers_as_saved(module, ckpt["state_dict"])
             module.load_state_dict(ckpt["state_dict"])
         except (TypeError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"does not match this version of grud ({' '.join(str(exc).split())[:200]})",
@@ -63,6 +64,30 @@ def load_model(checkpoint) -> LoadedModel:
         return LoadedModel(path, info["task"], FittedStats.from_dict(info["stats"]), baseline=info["baseline"],
                            baseline_state=info)
     raise CheckpointError("not a grud checkpoint (no model hyperparameters or baseline state)", path=path)
+
+
+def _imputers_as_saved(module, state_dict: dict) -> None:
+    """Give ``module`` next-step imputers of the width its checkpoint saved.
+
+    Checkpoints of bidirectional networks written before the imputer read only the forward
+    direction (``NextStepImputer``) hold an imputer over both directions: it is rebuilt at that
+    width, so the checkpoint loads and imputes exactly as it was trained.
+    """
+    from grud.models.heads import NextStepImputer
+
+    suffix = ".proj.weight"
+    for key, weight in state_dict.items():
+        if not key.endswith("imputer" + suffix):
+            continue
+        name = key[: -len(suffix)]
+        try:
+            current = module.get_submodule(name)
+        except AttributeError:
+            continue  # load_state_dict names the unexpected key
+        if isinstance(current, NextStepImputer) and tuple(current.proj.weight.shape) != tuple(weight.shape):
+            parent, _, attr = name.rpartition(".")
+            setattr(module.get_submodule(parent) if parent else module, attr,
+                    NextStepImputer(weight.shape[1], weight.shape[0]))
 
 
 def prediction_data_options(train_reader: dict, given: dict, explicit: set, group_chosen: bool) -> dict:

@@ -53,13 +53,21 @@ class ClassificationHead(nn.Module):
 class NextStepImputer(nn.Module):
     """Predicts the next step's inputs from each hidden state (imputation as an auxiliary loss).
 
+    Reads the first ``reads`` features of each step's output: all of them for a forward network;
+    for a bidirectional one only the forward direction (the first H), because the backward state
+    at step t has already read step t+1, and a target it has seen teaches the network to copy it.
+
     Shape:
-        outputs: (B, T, H_out) -> predictions (B, T, F) of values at step t+1 (normalised space).
+        outputs: (B, T, H_out) with H_out >= reads -> predictions (B, T, F) of values at step t+1
+        (normalised space).
     """
 
-    def __init__(self, in_features: int, n_features: int):
+    def __init__(self, reads: int, n_features: int):
         super().__init__()
-        self.proj = nn.Linear(in_features, n_features)
+        self.reads = int(reads)
+        self.proj = nn.Linear(self.reads, n_features)
 
     def forward(self, outputs: torch.Tensor) -> torch.Tensor:
-        return self.proj(outputs)
+        if outputs.shape[-1] < self.reads:
+            raise ValueError(f"outputs: expected at least {self.reads} features per step, got {tuple(outputs.shape)}")
+        return self.proj(outputs[..., : self.reads])

@@ -96,7 +96,14 @@ class TaskModule(pl.LightningModule):
         """The next-step imputer of the auxiliary loss (None when ``impute_weight`` is 0)."""
         if self.impute_weight <= 0:
             return None
-        return NextStepImputer(self.network.output_size, self.stats.n_features)
+        net = self.network
+        if net.bidirectional and net.num_layers > 1:
+            raise ConfigError(
+                f"task.impute_weight = {self.impute_weight} needs states that have not read the next step, and a "
+                f"bidirectional network with {net.num_layers} layers has none (every top-layer state has seen the "
+                "lower layer's backward pass over the future): set task.impute_weight=0 or model.num_layers=1")
+        # a bidirectional network's forward half: the backward state at t has read step t+1 (NextStepImputer)
+        return NextStepImputer(net.hidden_size if net.bidirectional else net.output_size, self.stats.n_features)
 
     def encode(self, batch: dict, network: nn.Module | None = None):
         """Run the recurrent network (``self.network`` unless given) on a batch.

@@ -186,3 +186,31 @@ def test_each_member_trains_as_it_would_alone():
         torch.testing.assert_close(a, p.grad)
     norm = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in task.extra_members[0].parameters()]))
     assert abs(float(norm) - 1.0) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["grud", "bilstm", "gru_mean"])
+def test_the_next_step_imputer_never_reads_the_step_it_predicts(name):
+    # the backward state of a bidirectional network at step t has read step t+1: an imputer on it
+    # would learn to copy its target. Predictions for steps <= t+1 must not move when steps > t change.
+    spec = {"name": name, "hidden_size": 4}
+    if name == "grud":
+        spec["bidirectional"] = True
+    task = ClassificationTask(spec, _stats(), impute_weight=1.0).eval()
+    batch = _batch()
+    t = 2
+    changed = {**batch, "values": batch["values"].clone(), "mask": batch["mask"].clone()}
+    changed["values"][:, t + 1:] += 5.0
+    changed["mask"][:, t + 1:] = 1.0
+    with torch.no_grad():
+        before = task.imputer(task.encode(batch)[0])
+        after = task.imputer(task.encode(changed)[0])
+        full_before, full_after = task.encode(batch)[0], task.encode(changed)[0]
+    torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1])
+    if task.network.bidirectional:  # the backward half does see the change: the imputer must skip it
+        assert not torch.allclose(full_after[:, : t + 1], full_before[:, : t + 1])
+
+
+def test_a_stacked_bidirectional_network_with_the_imputation_loss_is_a_config_error():
+    with pytest.raises(ConfigError, match="task.impute_weight=0 or model.num_layers=1"):
+        ClassificationTask({"name": "bilstm", "hidden_size": 4, "num_layers": 2}, _stats(), impute_weight=1.0)
+    ClassificationTask({"name": "bilstm", "hidden_size": 4, "num_layers": 2}, _stats(), impute_weight=0.0)
