@@ -210,6 +210,9 @@ def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | No
         raise ConfigError("grud-evaluate of a forecast baseline: run grud-train model=locf on the data instead")
     import pytorch_lightning as pl
 
+    from grud.cli.known_warnings import silence_known_warnings
+
+    silence_known_warnings()
     module = model.module
     for key in ("history_hours", "horizon_hours"):
         if key in task_overrides:

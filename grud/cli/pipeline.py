@@ -95,7 +95,9 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from grud.cli.checkpoint import SafeCheckpointIO
+    from grud.cli.known_warnings import silence_known_warnings
 
+    silence_known_warnings()
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
