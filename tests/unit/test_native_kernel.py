@@ -216,3 +216,33 @@ def test_a_tensor_of_the_wrong_shape_is_refused_before_the_kernel_reads_it():
     v = torch.zeros(2, 3, 4)
     with pytest.raises(ValueError, match=r"weight: expected shape \(4,\), got \(3,\)"):
         native.decay_input_forward(v, v, v, torch.zeros(4), torch.zeros(3), torch.zeros(4))
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+@pytest.mark.parametrize("gamma_exp", [False, True])
+def test_non_contiguous_inputs_match_the_reference(gamma_exp):
+    """h0 as a column slice (each direction's start in a bidirectional layer), W_hh as a transposed
+    view: the wrapper's contiguous copies must live through the kernel call (a temporary freed
+    before the call once made d gamma at step 0 read released memory)."""
+    from grud.models.fast import gru_recurrence_reference
+
+    B, T, H = 16, 30, 8
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    valid = (torch.arange(T)[None] < lengths[:, None]).float()
+    results = []
+    for fn in (gru_recurrence, gru_recurrence_reference):
+        g = torch.Generator().manual_seed(4)
+        gi = torch.randn(T, B, 3 * H, generator=g).transpose(0, 1).requires_grad_()
+        w_t = (torch.randn(H, 3 * H, generator=g) / H**0.5).requires_grad_()
+        b = torch.randn(3 * H, generator=g).requires_grad_()
+        h0_both = torch.randn(B, 2 * H, generator=g).requires_grad_()
+        e = (-torch.rand(T, B, H, generator=g) if not gamma_exp else torch.randn(T, B, H, generator=g))
+        e = e.transpose(0, 1).requires_grad_()
+        h0, w = h0_both[:, H:], w_t.t()
+        assert not h0.is_contiguous() and not w.is_contiguous()
+        out, last = fn(gi, w, b, h0, valid, e, None, gamma_exp=gamma_exp)
+        loss = (out * torch.linspace(0, 1, out.numel()).view_as(out)).sum() + (3 * last).sum()
+        results.append(torch.autograd.grad(loss, [gi, w_t, b, h0_both, e]))
+    for name, got, want in zip(("gi", "weight_hh", "bias_hh", "h0", "gamma"), *results):
+        torch.testing.assert_close(got, want, msg=f"d {name}")

@@ -188,11 +188,14 @@ def gru_backward(w_perm: Tensor, h0: Tensor, hs: Tensor, valid: Tensor | None, g
     d_outputs, o_sb, o_st = _strided(d_outputs)
     valid = None if valid is None else valid.contiguous()
     d_h_last = None if d_h_last is None else d_h_last.contiguous()
+    # contiguous copies are bound to names: a temporary passed as _ptr(x.contiguous()) is freed as
+    # soon as _ptr returns, and the kernel would read released memory (a sliced h0 did, see NOTES)
+    w_perm, h0 = w_perm.contiguous(), h0.contiguous()
     dpre = torch.empty(T, B, 4 * H, **kw)
     d_h0 = torch.empty(B, H, **kw)
     d_gamma = torch.empty(T, B, H, **kw) if need_gamma and gamma_h is not None else None
     d_drop = torch.empty(B, H, **kw) if need_dropout and hidden_dropout is not None else None
-    _call("grud_gru_backward", hs.dtype, B, T, H, _ptr(w_perm.contiguous()), _ptr(h0.contiguous()), _ptr(hs_tm),
+    _call("grud_gru_backward", hs.dtype, B, T, H, _ptr(w_perm), _ptr(h0), _ptr(hs_tm),
           _ptr(valid), _ptr(gamma_h), g_sb, g_st, int(gamma_exp), _ptr(hidden_dropout), _ptr(saved["r"]),
           _ptr(saved["z"]),
           _ptr(saved["n"]), _ptr(saved["ghn"]), _ptr(saved["hh"]), _ptr(d_outputs), o_sb, o_st, _ptr(d_h_last),
@@ -215,9 +218,10 @@ def decay_input_forward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Ten
                            ("weight", weight, (F,)), ("bias", bias, (F,))):
         check_shape(name, x, shape)  # the kernel reads raw memory: never out of bounds
     (values, mask, delta), sb, st = _same_strides(values, mask, delta)
+    x_mean, weight, bias = x_mean.contiguous(), weight.contiguous(), bias.contiguous()  # alive through the call
     out = torch.empty(B, T, F, dtype=values.dtype, device=values.device)
     _call("grud_decay_input_forward", values.dtype, B, T, F, _ptr(values), _ptr(mask), _ptr(delta), sb, st,
-          _ptr(x_mean.contiguous()), _ptr(weight.contiguous()), _ptr(bias.contiguous()), _ptr(out),
+          _ptr(x_mean), _ptr(weight), _ptr(bias), _ptr(out),
           torch.get_num_threads())
     return out
 
@@ -229,10 +233,11 @@ def decay_input_backward(values: Tensor, mask: Tensor, delta: Tensor, x_mean: Te
     check_shape("d_out", d_out, (B, T, F))
     (values, mask, delta), sb, st = _same_strides(values, mask, delta)
     d_out, o_sb, o_st = _strided(d_out)
+    x_mean, weight, bias = x_mean.contiguous(), weight.contiguous(), bias.contiguous()  # alive through the call
     d_w = torch.empty(F, dtype=values.dtype, device=values.device)
     d_b = torch.empty(F, dtype=values.dtype, device=values.device)
     _call("grud_decay_input_backward", values.dtype, B, T, F, _ptr(values), _ptr(mask), _ptr(delta), sb, st,
-          _ptr(x_mean.contiguous()), _ptr(weight.contiguous()), _ptr(bias.contiguous()), _ptr(d_out), o_sb, o_st,
+          _ptr(x_mean), _ptr(weight), _ptr(bias), _ptr(d_out), o_sb, o_st,
           _ptr(d_w), _ptr(d_b), torch.get_num_threads())
     return d_w, d_b
 
