@@ -38,8 +38,7 @@ def checkpoint_paths(checkpoint) -> list[Path]:
             paths.extend(Path(m) for m in matches)
         else:
             paths.append(Path(text))
-    unique = list(dict.fromkeys(paths))  # a file named twice counts once
-    return unique
+    return list(dict.fromkeys(paths))  # a file named twice counts once
 
 
 def load_members(checkpoint) -> list:
@@ -47,7 +46,7 @@ def load_members(checkpoint) -> list:
 
     Several members must all be classification checkpoints with the same classes and id column.
     """
-    from grud.cli.inference import load_model
+    from grud.cli.inference import id_column_of, load_model
 
     members = [load_model(p) for p in checkpoint_paths(checkpoint)]
     if len(members) == 1:
@@ -61,10 +60,9 @@ def load_members(checkpoint) -> list:
             raise CheckpointError(f"has classes {list(m.stats.classes)}, but {first.path} has "
                                   f"{list(first.stats.classes)}: the members of an ensemble must share their classes",
                                   path=m.path)
-        id_column = m.stats.reader.get("id_column") or "id"
-        if id_column != (first.stats.reader.get("id_column") or "id"):
-            raise CheckpointError(f"reads ids from column {id_column!r}, but {first.path} from "
-                                  f"{first.stats.reader.get('id_column') or 'id'!r}", path=m.path)
+        if id_column_of(m) != id_column_of(first):
+            raise CheckpointError(f"reads ids from column {id_column_of(m)!r}, but {first.path} from "
+                                  f"{id_column_of(first)!r}", path=m.path)
     return members
 
 

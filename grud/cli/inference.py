@@ -144,10 +144,15 @@ def _batches(enc, batch_size: int, progress: bool):
         yield enc.collate(b)
 
 
+def id_column_of(model: LoadedModel) -> str:
+    """The id column a model's predictions carry: training's ``data.id_column`` (``id`` if unset)."""
+    return model.stats.reader.get("id_column") or "id"
+
+
 def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0, batch_size: int = 256,
                   task_overrides: dict | None = None, progress: bool = True) -> pd.DataFrame:
     """Predictions for every series of ``ds`` as a DataFrame (raw units; see README)."""
-    id_column = model.stats.reader.get("id_column") or "id"
+    id_column = id_column_of(model)
     task_overrides = task_overrides or {}
     if model.baseline is not None:
         return _baseline_frame(model, ds, id_column, task_overrides)

@@ -61,19 +61,17 @@ def read_for_run(data: dict, with_grid: bool = True):
     if data.get("labels") is not None:
         paths.append(resolve_path(data["labels"], "data.labels"))
     seed = int(data.get("split_seed", 0) or 0)
+    by = dict(train_ids=data.get("train_ids"), val_ids=data.get("val_ids"), folds=data.get("folds"),
+              fold=data.get("fold", 0) or 0)  # how the validation split is chosen
     if data.get("test_path"):
         test = read_dataset(kind, data["test_path"], data.get("test_labels"), key="data.test_path", **opts)
         paths.append(resolve_path(data["test_path"], "data.test_path"))
         if data.get("test_labels") is not None:
             paths.append(resolve_path(data["test_labels"], "data.test_labels"))
-        train, val, _ = split_dataset(full, data.get("val_fraction", 0.2), 0.0, seed,
-                                      train_ids=data.get("train_ids"), val_ids=data.get("val_ids"),
-                                      folds=data.get("folds"), fold=data.get("fold", 0) or 0)
+        train, val, _ = split_dataset(full, data.get("val_fraction", 0.2), 0.0, seed, **by)
     else:
         train, val, test = split_dataset(full, data.get("val_fraction", 0.2), data.get("test_fraction", 0.0), seed,
-                                         train_ids=data.get("train_ids"), val_ids=data.get("val_ids"),
-                                         test_ids=data.get("test_ids"),
-                                         folds=data.get("folds"), fold=data.get("fold", 0) or 0)
+                                         test_ids=data.get("test_ids"), **by)
     if with_grid and data.get("grid") is not None:
         train, val, test = (to_grid(d, float(data["grid"])) for d in (train, val, test))
     return train, val, test, paths

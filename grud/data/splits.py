@@ -23,6 +23,12 @@ def _strata(indices: np.ndarray, labels) -> list[np.ndarray]:
     return [indices[keys == k] for k in np.unique(keys)]
 
 
+def _and_rest(indices: np.ndarray, taken: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(the ``taken`` parts of ``indices`` joined and sorted, the indices not taken)."""
+    taken = np.sort(np.concatenate(taken))
+    return taken, np.setdiff1d(indices, taken, assume_unique=True)
+
+
 def _stratified_take(indices: np.ndarray, labels, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
     """Split ``indices`` into (taken, rest) with ``fraction`` taken per label stratum."""
     if fraction == 0.0 or len(indices) == 0:
@@ -33,9 +39,7 @@ def _stratified_take(indices: np.ndarray, labels, fraction: float, rng) -> tuple
         s = rng.permutation(s)
         k = int(round(fraction * len(s)))
         taken.append(s[:k])
-    taken = np.sort(np.concatenate(taken))
-    rest = np.setdiff1d(indices, taken, assume_unique=True)
-    return taken, rest
+    return _and_rest(indices, taken)
 
 
 def _stratified_fold(indices: np.ndarray, labels, folds: int, fold: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -51,9 +55,7 @@ def _stratified_fold(indices: np.ndarray, labels, folds: int, fold: int, rng) ->
         # continue the deal where the previous stratum stopped, so the fold sizes stay balanced
         taken.append(s[(np.arange(len(s)) + offset) % folds == fold])
         offset = (offset + len(s)) % folds
-    taken = np.sort(np.concatenate(taken))
-    rest = np.setdiff1d(indices, taken, assume_unique=True)
-    return taken, rest
+    return _and_rest(indices, taken)
 
 
 def _check_folds(folds, fold) -> tuple[int, int]:

@@ -59,7 +59,7 @@ def summary(model: RecurrentNetwork, n_features: int | None = None, seq_len: int
     rows: list[tuple[str, str, int]] = []
     shapes: dict[str, str] = {}
     named = [("input", model.input_layer)]
-    if getattr(model, "initial_state", None) is not None:
+    if model.static_state:
         named.append(("initial_state", model.initial_state))
     for i, layer in enumerate(model.layers):
         if i > 0 and model.between_layers.p > 0:
