@@ -44,6 +44,7 @@ def load_model(checkpoint) -> LoadedModel:
     ckpt = safe_load(path)
     info = ckpt.get("grud")
     if "hyper_parameters" in ckpt and "state_dict" in ckpt:
+        from grud.tasks.base import rebuilding_saved
         from grud.tasks.registry import task_class
 
         task = (info or {}).get("task", "classification")
@@ -52,7 +53,8 @@ def load_model(checkpoint) -> LoadedModel:
             # keys a checkpoint saved before they existed does not name: the behaviour it was trained with
             hp["model"] = {**MODEL_KEYS_ADDED_LATER, **hp["model"]}
         try:
-            module = task_class(task)(**hp)
+            with rebuilding_saved():
+                module = task_class(task)(**hp)
             _imputers_as_saved(module, ckpt["state_dict"])
             module.load_state_dict(ckpt["state_dict"])
         except (TypeError, KeyError, RuntimeError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import pytorch_lightning as pl
 import torch
@@ -29,6 +30,22 @@ def _adam_kernel() -> dict:
     step for GRU-D's ~30 parameter tensors against 0.075 ms fused (same update rule)."""
     major, minor = (int(p) for p in torch.__version__.split(".")[:2])
     return {"fused": True} if (major, minor) >= (2, 4) else {"foreach": True}
+
+
+#: True while :func:`rebuilding_saved` is active: constructors rebuild what an earlier version saved
+_REBUILDING_SAVED: ContextVar[bool] = ContextVar("grud_rebuilding_saved", default=False)
+
+
+@contextmanager
+def rebuilding_saved():
+    """Within this block, tasks rebuild combinations that earlier versions of grud trained and
+    saved but that today's configuration checks refuse (a stacked bidirectional network with the
+    imputation loss), so their checkpoints still load; training never runs inside it."""
+    token = _REBUILDING_SAVED.set(True)
+    try:
+        yield
+    finally:
+        _REBUILDING_SAVED.reset(token)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -98,6 +115,8 @@ class TaskModule(pl.LightningModule):
             return None
         net = self.network
         if net.bidirectional and net.num_layers > 1:
+            if _REBUILDING_SAVED.get():  # the width every such imputer had before it was refused
+                return NextStepImputer(net.output_size, self.stats.n_features)
             raise ConfigError(
                 f"task.impute_weight = {self.impute_weight} needs states that have not read the next step, and a "
                 f"bidirectional network with {net.num_layers} layers has none (every top-layer state has seen the "

@@ -9,18 +9,12 @@ from grud.data.dataset import IrregularDataset, Series
 from grud.data.transforms import fit_stats
 from grud.errors import ConfigError
 from grud.tasks.classification import ClassificationTask
-
-
-def _stats(n_classes=2):
-    rng = np.random.default_rng(0)
-    series = [Series(str(i), np.arange(3.0), rng.normal(size=(3, 2)).astype(np.float32), np.zeros(1, np.float32),
-                     i % n_classes) for i in range(12)]
-    return fit_stats(IrregularDataset.from_series(series, ["a", "b"], ["s"])).to_dict()
+from tests.unit.tiny_classification_inputs import tiny_batch, tiny_stats
 
 
 @pytest.mark.parametrize("pool", ["last_mean", "last_max"])
 def test_pooling_uses_only_real_steps(pool):
-    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, _stats(), head={"pool": pool})
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(), head={"pool": pool})
     outputs = torch.randn(3, 5, 4)
     last = torch.randn(3, 4)
     lengths = torch.tensor([5, 2, 0])
@@ -37,13 +31,13 @@ def test_pooling_uses_only_real_steps(pool):
 
 def test_bad_pool_and_single_class_are_config_errors():
     with pytest.raises(ConfigError, match="pool"):
-        ClassificationTask({"name": "gru_mean"}, _stats(), head={"pool": "attention"})
+        ClassificationTask({"name": "gru_mean"}, tiny_stats(), head={"pool": "attention"})
     with pytest.raises(ConfigError, match="two classes"):
-        ClassificationTask({"name": "gru_mean"}, _stats(n_classes=1))
+        ClassificationTask({"name": "gru_mean"}, tiny_stats(n_classes=1))
 
 
 def test_balanced_class_weights_and_multiclass_probabilities():
-    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, _stats(3), class_weight="balanced",
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(3), class_weight="balanced",
                               class_counts=[6, 3, 3])
     torch.testing.assert_close(task.class_weights, torch.tensor([12 / 18, 12 / 9, 12 / 9]))
     p = task.probabilities(torch.randn(5, 3))
@@ -96,23 +90,11 @@ def test_hide_observed_hides_entries_and_recomputes_delta():
     assert out["static"] is batch["static"] and batch["mask"] is mask  # the input batch is left alone
 
 
-def _batch(b=6, t=5, f=2, n_classes=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    mask = (torch.rand(b, t, f, generator=g) < 0.6).float()
-    times = torch.arange(t, dtype=torch.float32).expand(b, t).contiguous()
-    lengths = torch.tensor([t, t - 1, 3, t, 2, t])[:b]
-    from grud.data import masking
-
-    return {"values": torch.randn(b, t, f, generator=g) * mask, "mask": mask,
-            "delta": masking.time_deltas(times, mask, lengths=lengths), "times": times, "lengths": lengths,
-            "static": torch.randn(b, 1, generator=g), "target": torch.arange(b) % n_classes}
-
-
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(n_classes):
     torch.manual_seed(0)
-    task = ClassificationTask({"name": "grud", "hidden_size": 4}, _stats(n_classes), ensemble=3).eval()
-    batch = _batch(n_classes=n_classes)
+    task = ClassificationTask({"name": "grud", "hidden_size": 4}, tiny_stats(n_classes), ensemble=3).eval()
+    batch = tiny_batch(n_classes=n_classes)
     with torch.no_grad():
         member_probs = torch.stack([task.probabilities(lg) for lg, _ in task.member_outputs(batch)])
         ens = task.probabilities(task(batch)[0])
@@ -122,29 +104,29 @@ def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(n_classes):
 
 
 def test_one_member_keeps_the_single_model_checkpoint_keys_and_bad_sizes_are_config_errors():
-    single = ClassificationTask({"name": "grud", "hidden_size": 4}, _stats())
+    single = ClassificationTask({"name": "grud", "hidden_size": 4}, tiny_stats())
     assert not any(k.startswith("extra_members") for k in single.state_dict())
     assert any(k.startswith("network.") for k in single.state_dict())
-    three = ClassificationTask({"name": "grud", "hidden_size": 4}, _stats(), ensemble=3, impute_weight=1.0)
+    three = ClassificationTask({"name": "grud", "hidden_size": 4}, tiny_stats(), ensemble=3, impute_weight=1.0)
     assert sum(p.numel() for p in three.parameters()) == 3 * sum(
-        p.numel() for p in ClassificationTask({"name": "grud", "hidden_size": 4}, _stats(),
+        p.numel() for p in ClassificationTask({"name": "grud", "hidden_size": 4}, tiny_stats(),
                                               impute_weight=1.0).parameters())
     for bad in (0, -1, 1.5, True, "3"):
         with pytest.raises(ConfigError, match="task.ensemble"):
-            ClassificationTask({"name": "grud"}, _stats(), ensemble=bad)
+            ClassificationTask({"name": "grud"}, tiny_stats(), ensemble=bad)
 
 
 def test_each_member_trains_as_it_would_alone():
     """The summed loss gives every member the gradient of its own loss, clipped on its own."""
     torch.manual_seed(0)
-    task = ClassificationTask({"name": "grud", "hidden_size": 4}, _stats(), ensemble=2, impute_weight=1.0,
+    task = ClassificationTask({"name": "grud", "hidden_size": 4}, tiny_stats(), ensemble=2, impute_weight=1.0,
                               head={"dropout": 0.0})
     net = task.network
     net.eval()  # no dropout: member gradients are deterministic
     for m in task.extra_members:
         m.eval()
     task.head.eval()
-    batch = _batch()
+    batch = tiny_batch()
     import warnings
 
     with warnings.catch_warnings():
@@ -161,7 +143,7 @@ def test_each_member_trains_as_it_would_alone():
         torch.testing.assert_close(a, b.grad)
     # one batch per member (train_streams): member 1 learns from its own batch only
     assert task.train_streams == 2
-    other = _batch(seed=1)
+    other = tiny_batch(seed=1)
     task.zero_grad()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -195,8 +177,8 @@ def test_the_next_step_imputer_never_reads_the_step_it_predicts(name):
     spec = {"name": name, "hidden_size": 4}
     if name == "grud":
         spec["bidirectional"] = True
-    task = ClassificationTask(spec, _stats(), impute_weight=1.0).eval()
-    batch = _batch()
+    task = ClassificationTask(spec, tiny_stats(), impute_weight=1.0).eval()
+    batch = tiny_batch()
     t = 2
     changed = {**batch, "values": batch["values"].clone(), "mask": batch["mask"].clone()}
     changed["values"][:, t + 1:] += 5.0
@@ -212,5 +194,5 @@ def test_the_next_step_imputer_never_reads_the_step_it_predicts(name):
 
 def test_a_stacked_bidirectional_network_with_the_imputation_loss_is_a_config_error():
     with pytest.raises(ConfigError, match="task.impute_weight=0 or model.num_layers=1"):
-        ClassificationTask({"name": "bilstm", "hidden_size": 4, "num_layers": 2}, _stats(), impute_weight=1.0)
-    ClassificationTask({"name": "bilstm", "hidden_size": 4, "num_layers": 2}, _stats(), impute_weight=0.0)
+        ClassificationTask({"name": "bilstm", "hidden_size": 4, "num_layers": 2}, tiny_stats(), impute_weight=1.0)
+    ClassificationTask({"name": "bilstm", "hidden_size": 4, "num_layers": 2}, tiny_stats(), impute_weight=0.0)

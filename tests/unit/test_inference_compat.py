@@ -1,31 +1,59 @@
 """Checkpoints written by earlier versions of grud load and behave as they were trained."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from grud.cli.inference import _imputers_as_saved
 from grud.models.heads import NextStepImputer
 from grud.tasks.classification import ClassificationTask
-from tests.unit.test_classification_task import _batch, _stats
+from tests.unit.tiny_classification_inputs import tiny_batch, tiny_stats
 
 
 def test_a_bidirectional_checkpoint_with_an_imputer_over_both_directions_loads_as_saved():
     spec = {"name": "bilstm", "hidden_size": 4}
-    old = ClassificationTask(spec, _stats(), impute_weight=1.0, ensemble=2)
+    old = ClassificationTask(spec, tiny_stats(), impute_weight=1.0, ensemble=2)
     # before the fix, every imputer of a bidirectional network read both directions (2 H = 8)
     old.imputer = NextStepImputer(8, 2)
     old.extra_members[0].imputer = NextStepImputer(8, 2)
     state = old.state_dict()
-    new = ClassificationTask(spec, _stats(), impute_weight=1.0, ensemble=2)
+    new = ClassificationTask(spec, tiny_stats(), impute_weight=1.0, ensemble=2)
     assert new.imputer.reads == 4
     _imputers_as_saved(new, state)
     new.load_state_dict(state)  # strict: every key and shape matches
     assert new.imputer.reads == 8 and new.extra_members[0].imputer.reads == 8
     new.eval(), old.eval()
     with torch.no_grad():
-        outputs = old.encode(_batch())[0]
+        outputs = old.encode(tiny_batch())[0]
         torch.testing.assert_close(new.imputer(outputs), old.imputer(outputs))
     # a current checkpoint is left as it is
-    fresh = ClassificationTask(spec, _stats(), impute_weight=1.0)
-    _imputers_as_saved(fresh, ClassificationTask(spec, _stats(), impute_weight=1.0).state_dict())
+    fresh = ClassificationTask(spec, tiny_stats(), impute_weight=1.0)
+    _imputers_as_saved(fresh, ClassificationTask(spec, tiny_stats(), impute_weight=1.0).state_dict())
     assert fresh.imputer.reads == 4
+
+
+def test_a_stacked_bidirectional_checkpoint_with_the_imputation_loss_still_loads(tmp_path):
+    """Such networks were trained (their imputer over both directions) before the config check
+    refused them; prediction from their checkpoints must keep working."""
+    from grud.cli.inference import load_model
+    from grud.errors import ConfigError
+
+    spec = {"name": "bilstm", "hidden_size": 4, "num_layers": 2, "static_state": True,
+            "mixed_delta": "log1p"}  # as every config since writes them
+    old = ClassificationTask(spec, tiny_stats(), impute_weight=0.0)
+    old.imputer = NextStepImputer(8, 2)  # what the earlier version built: both directions of the top layer
+    hparams = {**dict(old.hparams), "impute_weight": 1.0}
+    path = tmp_path / "old.ckpt"
+    torch.save({"hyper_parameters": hparams, "state_dict": old.state_dict(),
+                "grud": {"task": "classification", "version": "0.6.0"}}, path)
+    loaded = load_model(path).module
+    assert loaded.impute_weight == 1.0 and loaded.imputer.reads == 8
+    old.eval()
+    with torch.no_grad():
+        batch = tiny_batch()
+        torch.testing.assert_close(loaded(batch)[0], old(batch)[0])
+        outputs = old.encode(batch)[0]
+        torch.testing.assert_close(loaded.imputer(outputs), old.imputer(outputs))
+    # training such a network is still refused outside the loader
+    with pytest.raises(ConfigError, match="model.num_layers=1"):
+        ClassificationTask(spec, tiny_stats(), impute_weight=1.0)
