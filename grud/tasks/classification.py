@@ -37,6 +37,8 @@ class ClassificationTask(TaskModule):
             ``pool`` (``last``, ``last_mean``, ``last_max``: what of the states the head sees) and
             ``summary`` (true: the head also sees the last, mean, min, max and log1p(count) of
             every variable's observed inputs, the baselines' summary, as a wide-and-deep input).
+            A missing ``pool`` or ``summary`` takes what checkpoints saved before the key imply (``last_mean``, no
+            summary); ``conf/task/classification.yaml`` sets today's defaults.
         class_weight: ``null`` (none), ``balanced`` (inverse class frequency of the training split)
             or a list of per-class weights.
         class_counts: training-split count per class (filled by the entry point).
