@@ -176,6 +176,16 @@ class IrregularDataset:
             self.static, labels, self.meta,
         )
 
+    def with_values(self, values: np.ndarray) -> "IrregularDataset":
+        """The same series with ``values`` (rows, F) in place of :attr:`values` (shape checked)."""
+        values = np.asarray(values, dtype=np.float32)
+        if values.shape != self.values.shape:
+            raise ValueError(f"values: expected shape {self.values.shape}, got {values.shape}")
+        return IrregularDataset(
+            self.ids, self.variables, self.static_names, self.times, values, self.offsets,
+            self.static, self.labels, self.meta,
+        )
+
     def align(self, variables: Sequence[str], static_names: Sequence[str]) -> "IrregularDataset":
         """Reorder columns to the training ``variables`` / ``static_names``.
 

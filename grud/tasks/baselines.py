@@ -144,6 +144,14 @@ class _Forest:
                    int(d["depth"]))
 
 
+def _log1p_columns(values: np.ndarray, cols: list[int]) -> np.ndarray:
+    """A copy of ``values`` (rows, F) with log1p on columns ``cols`` (negatives clipped to 0; NaN stays)."""
+    out = np.array(values, dtype=np.float32, copy=True)
+    with np.errstate(invalid="ignore"):
+        out[:, cols] = np.log1p(np.maximum(out[:, cols], 0.0))
+    return out
+
+
 class SummaryClassifier:
     """Logistic regression or random forest on per-series summary features.
 
@@ -168,6 +176,9 @@ class SummaryClassifier:
         class_weight: ``None`` or ``"balanced"`` (both kinds).
         n_estimators, leaf_grid, max_features_grid: random forest settings.
         variables: time-varying variables to use (default all of the training data).
+        log_variables: variables whose values pass through log1p (negatives clipped to 0) before
+            the summary, as ``task.value_transform=log`` does for the neural models (the run
+            passes :attr:`~grud.data.transforms.FittedStats.log_variables` of the training split).
     """
 
     def __init__(
@@ -182,6 +193,7 @@ class SummaryClassifier:
         max_features_grid: Sequence = DEFAULT_MAX_FEATURES_GRID,
         max_iter: int = 5000,
         variables: Sequence[str] | None = None,
+        log_variables: Sequence[str] = (),
     ):
         if kind not in ("logreg", "random_forest"):
             raise ConfigError(f"baseline kind: expected 'logreg' or 'random_forest', got {kind!r}")
@@ -208,11 +220,16 @@ class SummaryClassifier:
         self.max_features_grid = max_features_grid
         self.max_iter = int(max_iter)
         self.variables = None if variables is None else [str(v) for v in variables]
+        self.log_variables = [str(v) for v in log_variables]
         self._fitted = False
 
     # ------------------------------------------------------------------ features
     def _raw_features(self, ds) -> tuple[np.ndarray, list[str]]:
-        return summary_features(ds.align(self.variables, self.static_names))
+        ds = ds.align(self.variables, self.static_names)
+        cols = [self.variables.index(v) for v in self.log_variables if v in self.variables]
+        if cols:
+            ds = ds.with_values(_log1p_columns(ds.values, cols))
+        return summary_features(ds)
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         ind = np.isnan(X[:, self.indicator_columns]).astype(np.float64)
@@ -382,6 +399,7 @@ class SummaryClassifier:
                 "class_weight": self.class_weight, "n_estimators": self.n_estimators,
                 "leaf_grid": list(self.leaf_grid), "max_features_grid": list(self.max_features_grid),
                 "max_iter": self.max_iter, "variables": list(self.variables),
+                "log_variables": list(self.log_variables),
             },
             "static_names": list(self.static_names),
             "classes": list(self.classes),

@@ -207,3 +207,46 @@ def test_check_task_names_the_tasks_a_baseline_serves():
     with pytest.raises(ConfigError, match="unknown"):
         check_task("xgboost", "classification")
 
+
+
+def test_log_variables_are_summarised_after_log1p_at_fit_and_after_reload():
+    rng = np.random.default_rng(3)
+    x = np.c_[np.exp(rng.normal(1.0, 1.5, size=(240, 1))), rng.normal(size=(240, 2))]
+    y = (np.log1p(x[:, 0]) + x[:, 1] + 0.5 * rng.normal(size=240) > 1.5).astype(float)
+    ds = _one_step_dataset(x, y)
+    pre = _one_step_dataset(np.c_[np.log1p(x[:, :1]), x[:, 1:]], y)  # the same data, transformed beforehand
+    fit, val = range(0, 240, 2), range(1, 240, 2)
+    clf = SummaryClassifier("logreg", log_variables=["x0"]).fit(ds.subset(fit), ds.subset(val))
+    ref = SummaryClassifier("logreg").fit(pre.subset(fit), pre.subset(val))
+    np.testing.assert_allclose(clf.predict_proba(ds), ref.predict_proba(pre), atol=1e-6)  # float32 rounding
+    assert not np.allclose(SummaryClassifier("logreg").fit(ds.subset(fit), ds.subset(val)).predict_proba(ds),
+                           clf.predict_proba(ds))
+    buf = io.BytesIO()
+    torch.save({"baseline": clf.state_dict()}, buf)
+    buf.seek(0)
+    again = SummaryClassifier.from_state_dict(torch.load(buf, weights_only=True)["baseline"])
+    assert again.log_variables == ["x0"]
+    np.testing.assert_array_equal(again.predict_proba(ds), clf.predict_proba(ds))
+    assert ds.values[0, 0] == np.float32(x[0, 0])  # the caller's data is left as it was
+
+
+def test_a_run_with_value_transform_log_gives_the_baseline_the_training_splits_log_variables(tmp_path):
+    from grud.cli.baseline_runs import run_baseline
+    from grud.data.transforms import fit_stats
+
+    rng = np.random.default_rng(4)
+    x = np.c_[np.exp(rng.normal(1.0, 1.5, size=(150, 1))), rng.normal(size=(150, 1))]
+    ds = _one_step_dataset(x, (x[:, 1] > 0).astype(float))
+    train, val, test = ds.subset(range(0, 150, 3)), ds.subset(range(1, 150, 3)), ds.subset(range(2, 150, 3))
+    stats = fit_stats(train)
+    assert stats.log_variables == ["x0"]  # heavy-tailed and positive; x1 is not
+    for transform, expected in (("log", ["x0"]), ("affine", [])):
+        cfg = {"model": {"name": "logreg"}, "task": {"name": "classification", "value_transform": transform},
+               "plots": False}
+        metrics = run_baseline(cfg, tmp_path / transform, train, val, test, stats)
+        assert metrics["test/auroc"] > 0.8
+        saved = torch.load(tmp_path / transform / "checkpoints/best.ckpt", weights_only=True)["grud"]["state"]
+        assert saved["config"]["log_variables"] == expected
+    with pytest.raises(ConfigError, match="task.value_transform"):
+        run_baseline({"model": {"name": "logreg"}, "task": {"value_transform": "sqrt"}}, tmp_path / "x",
+                     train, val, test, stats)
