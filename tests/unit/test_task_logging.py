@@ -7,13 +7,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.unit.test_classification_task import _stats
+from tests.unit.tiny_classification_inputs import tiny_stats
 from grud.tasks.classification import ClassificationTask
 
 
 @pytest.fixture()
 def task(monkeypatch):
-    t = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, _stats())
+    t = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats())
     t.logged = []
     monkeypatch.setattr(t, "log", lambda name, value, **kw: t.logged.append((name, float(value), kw.get("batch_size"))))
     return t
