@@ -389,8 +389,11 @@ def section_epoch(args, res: dict, tmp: Path) -> None:
     with env(GRUD_CACHE_DIR=tmp / "cache-epoch"):
         (train, val), t_read = timed(read)
     H = 64
+    # like for like with PyPOTS's GRUD: plain z-scores (the same normalised arrays) and a head on the
+    # network's states, without grud's classification extras (summary features, imputation loss)
     cfg = _compose_train([
         "model=grud", f"model.hidden_size={H}", "data.batch_size=64", "data.grid=1.0", "task.impute_weight=0",
+        "task.value_transform=affine", "task.head.summary=false",
         "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "summary=false", "plots=false",
     ])
 
