@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from grud.cli.checkpoint import atomic_torch_save
-from grud.data.transforms import VALUE_TRANSFORMS, FittedStats
-from grud.errors import ConfigError
+from grud.data.transforms import FittedStats, check_value_transform
 from grud.tasks import metrics as M
 
 log = logging.getLogger("grud")
@@ -29,9 +28,7 @@ def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats)
         from grud.tasks.baselines import SummaryClassifier
 
         # task.value_transform=log: the training split's heavy-tailed variables through log1p, as for the networks
-        transform = task.get("value_transform", "affine")
-        if transform not in VALUE_TRANSFORMS:
-            raise ConfigError(f"task.value_transform: expected one of {', '.join(VALUE_TRANSFORMS)}, got {transform!r}")
+        transform = check_value_transform(task.get("value_transform", "affine"))
         log_variables = stats.log_variables if transform == "log" else ()
         clf = SummaryClassifier(kind=name, seed=int(cfg.get("seed", 0)), log_variables=log_variables)
         clf.fit(train, val)

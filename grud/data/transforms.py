@@ -23,7 +23,7 @@ import numpy as np
 
 from grud.data import masking
 from grud.data.dataset import IrregularDataset
-from grud.errors import DataError
+from grud.errors import ConfigError, DataError
 
 
 @dataclass
@@ -115,10 +115,7 @@ class FittedStats:
         std = np.asarray(self.value_std, np.float32)
         cols = self._log_columns()
         if cols.any():
-            values = np.asarray(values, np.float32)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                # a negative value of a log variable (none in training) is clipped to 0 first
-                values = np.where(cols, np.log1p(np.maximum(values, 0.0)), values)
+            values = log1p_columns(np.asarray(values, np.float32), cols)
         return ((values - mean) / std).astype(np.float32)
 
     def denormalise_values(self, values):
@@ -153,6 +150,23 @@ class FittedStats:
 
 #: the value transforms of :class:`FittedStats`
 VALUE_TRANSFORMS = ("affine", "log")
+
+
+def check_value_transform(kind) -> str:
+    """``kind`` if it names one of :data:`VALUE_TRANSFORMS`, else a config error naming the key."""
+    if kind not in VALUE_TRANSFORMS:
+        raise ConfigError(f"task.value_transform: expected one of {', '.join(VALUE_TRANSFORMS)}, got {kind!r}")
+    return kind
+
+
+def log1p_columns(values: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """float32 ``values`` (..., F) with ``log1p`` on the columns where ``cols`` (F,) bool is true.
+
+    A negative value there (none in the training split, which chose the columns) is clipped to 0
+    first; NaN stays NaN. The input is not modified.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cols, np.log1p(np.maximum(values, 0.0)), values).astype(np.float32)
 #: :func:`log_candidates`: minimum training skewness of a variable sent through log1p
 LOG_SKEW_THRESHOLD = 1.0
 
@@ -231,8 +245,7 @@ def fit_stats(train: IrregularDataset) -> FittedStats:
     input_means = _input_means(z)
     log_vars = log_candidates(train.values, list(train.variables))
     cols = np.isin(np.asarray(train.variables, dtype=object), log_vars)
-    with np.errstate(invalid="ignore"):
-        logged = np.where(cols, np.log1p(np.maximum(train.values, 0.0)), train.values).astype(np.float32)
+    logged = log1p_columns(train.values, cols)
     l_mean, l_std, *_ = _nan_stats(logged)
     l_mean, l_std = np.where(cols, l_mean, mean), np.where(cols, l_std, std)
     log_input_means = _input_means((logged - l_mean.astype(np.float32)) / l_std.astype(np.float32))

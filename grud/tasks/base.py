@@ -114,9 +114,8 @@ class TaskModule(pl.LightningModule):
         if self.impute_weight <= 0:
             return None
         net = self.network
-        if net.bidirectional and net.num_layers > 1:
-            if _REBUILDING_SAVED.get():  # the width every such imputer had before it was refused
-                return NextStepImputer(net.output_size, self.stats.n_features)
+        if net.bidirectional and net.num_layers > 1 and not _REBUILDING_SAVED.get():
+            # (a saved one is let through: the loader then gives it the imputer width its checkpoint holds)
             raise ConfigError(
                 f"task.impute_weight = {self.impute_weight} needs states that have not read the next step, and a "
                 f"bidirectional network with {net.num_layers} layers has none (every top-layer state has seen the "

@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from grud.data.transforms import log1p_columns
 from grud.errors import CheckpointError, ConfigError, DataError
 from grud.tasks.summary_features import summary_features
 
@@ -144,14 +145,6 @@ class _Forest:
                    int(d["depth"]))
 
 
-def _log1p_columns(values: np.ndarray, cols: list[int]) -> np.ndarray:
-    """A copy of ``values`` (rows, F) with log1p on columns ``cols`` (negatives clipped to 0; NaN stays)."""
-    out = np.array(values, dtype=np.float32, copy=True)
-    with np.errstate(invalid="ignore"):
-        out[:, cols] = np.log1p(np.maximum(out[:, cols], 0.0))
-    return out
-
-
 class SummaryClassifier:
     """Logistic regression or random forest on per-series summary features.
 
@@ -226,9 +219,9 @@ class SummaryClassifier:
     # ------------------------------------------------------------------ features
     def _raw_features(self, ds) -> tuple[np.ndarray, list[str]]:
         ds = ds.align(self.variables, self.static_names)
-        cols = [self.variables.index(v) for v in self.log_variables if v in self.variables]
-        if cols:
-            ds = ds.with_values(_log1p_columns(ds.values, cols))
+        cols = np.isin(np.asarray(self.variables, dtype=object), self.log_variables)
+        if cols.any():
+            ds = ds.with_values(log1p_columns(ds.values, cols))
         return summary_features(ds)
 
     def _transform(self, X: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from torch import nn
 
 from grud.data import masking
 from grud.data.batching import EncodedDataset
-from grud.data.transforms import VALUE_TRANSFORMS, FittedStats
+from grud.data.transforms import FittedStats, check_value_transform
 from grud.errors import ConfigError
 from grud.models.heads import ClassificationHead
 from grud.tasks import metrics as M
@@ -65,9 +65,7 @@ class ClassificationTask(TaskModule):
     def __init__(self, model: dict, stats: dict, optim: dict | None = None, head: dict | None = None,
                  class_weight=None, class_counts: list | None = None, impute_weight: float = 0.0,
                  value_transform: str = "affine", augment_missing: float = 0.0, ensemble: int = 1):
-        if value_transform not in VALUE_TRANSFORMS:
-            raise ConfigError(f"task.value_transform: expected one of {', '.join(VALUE_TRANSFORMS)}, "
-                              f"got {value_transform!r}")
+        check_value_transform(value_transform)
         if not 0.0 <= float(augment_missing) < 1.0:
             raise ConfigError(f"task.augment_missing: expected a fraction in [0, 1), got {augment_missing!r}")
         active = FittedStats.from_dict(stats).with_value_transform(value_transform).to_dict()
