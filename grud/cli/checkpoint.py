@@ -40,7 +40,7 @@ def safe_load(path, map_location="cpu") -> dict:
         raise CheckpointError(f"cannot read the checkpoint: {exc.strerror or exc}", path=path) from None
     except Exception as exc:  # noqa: BLE001 - untrusted bytes fail torch's unpickler in any way (IndexError, ...)
         said = " ".join(str(exc).split())[:300]
-        if "Weights only load failed" in said or "weights_only" in said:
+        if ("Weights only load failed" in said or "weights_only" in said) and not _cut_inside_zip_magic(path):
             raise CheckpointError(
                 f"refused to load: not a safe grud checkpoint (only tensors and plain containers are "
                 f"accepted; torch.load(weights_only=True) said: {said})", path=path) from None
@@ -50,6 +50,19 @@ def safe_load(path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"expected a checkpoint dictionary, found {type(ckpt).__name__}", path=path)
     return ckpt
+
+
+#: the first bytes of every file torch.save writes (a zip archive)
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _cut_inside_zip_magic(path: Path) -> bool:
+    """True for a file shorter than the zip magic that begins like it: a checkpoint cut in its
+    first bytes. torch reads any file without the full magic as a legacy pickle, so its
+    unpickler, not its zip reader, reports the damage."""
+    with open(path, "rb") as f:
+        head = f.read(len(_ZIP_MAGIC))
+    return len(head) < len(_ZIP_MAGIC) and _ZIP_MAGIC.startswith(head)
 
 
 def atomic_torch_save(obj, path) -> None:

@@ -512,6 +512,18 @@ def test_damaged_or_malicious_checkpoints_are_refused_by_name(tmp_path, checkpoi
     assert not marker.exists(), "the checkpoint ran code while loading"
 
 
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_a_checkpoint_cut_inside_its_first_four_bytes_is_reported_as_truncated(tmp_path, checkpoint_bytes, keep):
+    # shorter than the zip magic, torch reads it as a legacy pickle and its unpickler fails
+    from grud.cli.checkpoint import safe_load
+    from grud.errors import CheckpointError
+
+    path = tmp_path / "best.ckpt"
+    path.write_bytes(checkpoint_bytes[:keep])
+    with pytest.raises(CheckpointError, match="damaged, truncated or another format"):
+        safe_load(path)
+
+
 # ====================================================================== the CLI
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
