@@ -11,6 +11,8 @@ Shape:
     static: (B, S) normalised, 0 where unknown
     target: (B,) float (binary) or int64 (multi-class), when the dataset has labels
     index: (B,) int64 position of each series in its dataset
+    summary: (B, 5F) per-variable summary of the observed inputs, when encoded with ``summary=True``
+        (:func:`grud.data.series_summary.ragged_summary`)
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 
 from grud.data import masking
 from grud.data.dataset import IrregularDataset
+from grud.data.series_summary import ragged_summary
 from grud.data.transforms import FittedStats
 from grud.errors import ConfigError
 
@@ -71,15 +74,20 @@ class EncodedDataset(torch.utils.data.Dataset):
     Collation (:meth:`collate`) gathers the flat rows of a list of indices into padded tensors,
     so no per-series Python work happens in the loader; ``delta`` is computed once for all rows
     (:func:`grud.data.masking.ragged_time_deltas`, again whenever :attr:`mask` is replaced).
+    With ``summary=True`` every batch also carries ``summary`` (B, 5F), the classification head's
+    per-variable summary of the observed inputs, likewise computed once per series (again
+    whenever :attr:`values` or :attr:`mask` is replaced).
     """
 
-    def __init__(self, ds: IrregularDataset, stats: FittedStats):
+    def __init__(self, ds: IrregularDataset, stats: FittedStats, summary: bool = False):
         if list(ds.variables) != list(stats.variables) or list(ds.static_names) != list(stats.static_names):
             ds = ds.align(stats.variables, stats.static_names)
         self.ds = ds
         self.stats = stats
         z = stats.normalise_values(ds.values)
         observed = np.isfinite(z)
+        self.with_summary = bool(summary)
+        self._summary = None
         self.values = np.where(observed, z, 0.0).astype(np.float32)
         self.mask = observed.astype(np.float32)
         self.static = stats.normalise_static(ds.static)
@@ -87,14 +95,33 @@ class EncodedDataset(torch.utils.data.Dataset):
         self.targets = class_targets(ds.labels, stats.classes) if stats.classes else None
 
     @property
+    def values(self) -> np.ndarray:
+        """(N, F) flat normalised values, 0 where unobserved; setting them recomputes the summary."""
+        return self._values
+
+    @values.setter
+    def values(self, values: np.ndarray) -> None:
+        self._values = values
+        self._summary = None
+
+    @property
     def mask(self) -> np.ndarray:
-        """(N, F) flat mask; setting it (e.g. to hide values on purpose) recomputes delta."""
+        """(N, F) flat mask; setting it (e.g. to hide values on purpose) recomputes delta and the summary."""
         return self._mask
 
     @mask.setter
     def mask(self, mask: np.ndarray) -> None:
         self._mask = mask
         self._delta = None
+        self._summary = None
+
+    @property
+    def summary(self) -> np.ndarray:
+        """(n, 5F) per-series summary of the observed inputs (:func:`~grud.data.series_summary.ragged_summary`),
+        computed once per values and mask."""
+        if self._summary is None:
+            self._summary = ragged_summary(self._values, self._mask, self.ds.offsets)
+        return self._summary
 
     @property
     def delta(self) -> np.ndarray:
@@ -136,6 +163,8 @@ class EncodedDataset(torch.utils.data.Dataset):
             "static": torch.from_numpy(self.static[idx]),
             "index": torch.from_numpy(idx),
         }
+        if self.with_summary:
+            batch["summary"] = torch.from_numpy(self.summary[idx])
         if self.targets is not None:
             t = self.targets[idx]
             batch["target"] = torch.from_numpy(t) if len(self.stats.classes) > 2 else torch.from_numpy(

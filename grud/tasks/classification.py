@@ -118,8 +118,9 @@ class ClassificationTask(TaskModule):
 
     # ------------------------------------------------------------------ data
     def encode_dataset(self, ds, stats=None):
-        """Normalise ``ds`` with this task's statistics (its value transform); ``stats`` is ignored."""
-        return EncodedDataset(ds, self.stats)
+        """Normalise ``ds`` with this task's statistics (its value transform); ``stats`` is ignored.
+        With ``head.summary`` the batches carry the per-series summary, computed once here."""
+        return EncodedDataset(ds, self.stats, summary=self.summary)
 
     # ------------------------------------------------------------------ steps
     def pooled(self, outputs: torch.Tensor, last: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -141,7 +142,9 @@ class ClassificationTask(TaskModule):
 
     def head_input(self, outputs: torch.Tensor, last: torch.Tensor, batch: dict) -> torch.Tensor:
         """What the head sees besides the static features: the pooled states, then (``head.summary``)
-        the per-variable summary of the observed inputs (:func:`grud.tasks.summary_features.batch_summary`).
+        the per-variable summary of the observed inputs: the batch's ``summary`` when its dataset
+        computed it (:meth:`encode_dataset`), else :func:`grud.tasks.summary_features.batch_summary`
+        of its values and mask (the same numbers).
 
         Shape:
             outputs (B, T, H_out), last (B, H_out) -> (B, P) with P = H_out or 2 H_out, plus 5 F.
@@ -149,7 +152,13 @@ class ClassificationTask(TaskModule):
         pooled = self.pooled(outputs, last, batch["lengths"])
         if not self.summary:
             return pooled
-        return torch.cat([pooled, batch_summary(batch["values"], batch["mask"], batch["lengths"])], dim=-1)
+        summary = batch.get("summary")
+        if summary is None:
+            summary = batch_summary(batch["values"], batch["mask"], batch["lengths"])
+        elif summary.shape != (pooled.shape[0], len(STATISTICS) * self.stats.n_features):
+            raise ValueError(f"batch['summary']: expected shape {(pooled.shape[0], len(STATISTICS) * self.stats.n_features)}"
+                             f", got {tuple(summary.shape)}")
+        return torch.cat([pooled, summary.to(pooled.dtype)], dim=-1)
 
     @property
     def members(self) -> list[tuple[nn.Module, nn.Module, nn.Module | None]]:
@@ -325,7 +334,8 @@ def hide_observed(batch: dict, fraction: float, generator: torch.Generator | Non
     """A copy of ``batch`` with each observed entry hidden with probability ``fraction``.
 
     Hidden entries get mask 0 and value 0, and ``delta`` is recomputed from the new mask (time
-    since the last entry still observed), as if they had never been measured.
+    since the last entry still observed), as if they had never been measured. A precomputed
+    ``summary`` is dropped, so the head summarises what is left.
 
     Shape:
         values, mask, delta (B, T, F); times (B, T); lengths (B,) -> same shapes.
@@ -334,4 +344,5 @@ def hide_observed(batch: dict, fraction: float, generator: torch.Generator | Non
     keep = (torch.rand(mask.shape, generator=generator, device=mask.device) >= fraction).to(mask.dtype)
     new_mask = mask * keep
     delta = masking.time_deltas(batch["times"], new_mask, lengths=batch["lengths"])
-    return {**batch, "mask": new_mask, "values": batch["values"] * new_mask, "delta": delta.to(batch["delta"].dtype)}
+    kept = {k: v for k, v in batch.items() if k != "summary"}
+    return {**kept, "mask": new_mask, "values": batch["values"] * new_mask, "delta": delta.to(batch["delta"].dtype)}

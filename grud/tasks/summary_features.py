@@ -1,5 +1,6 @@
 """Fixed-length summary features of ragged series, for the classical baselines and the
-optional summary input of the classification head (:func:`batch_summary`).
+optional summary input of the classification head (:func:`batch_summary` of a padded batch,
+:func:`~grud.data.series_summary.ragged_summary` of a whole encoded dataset).
 
 For each series and variable: the last observed value, the mean, min and max of the
 observed values and the number of observations (the summary used for the non-recurrent
@@ -14,11 +15,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from grud.data.series_summary import STATISTICS, ragged_statistics, ragged_summary
 from grud.errors import ConfigError
 
-__all__ = ["STATISTICS", "batch_summary", "series_statistics", "summary_features"]
-
-STATISTICS = ("last", "mean", "min", "max", "count")
+__all__ = ["STATISTICS", "batch_summary", "ragged_summary", "series_statistics", "summary_features"]
 
 
 def _variable_index(ds, variables: Sequence[str] | None) -> list[int]:
@@ -49,33 +49,8 @@ def series_statistics(ds, variables: Sequence[str] | None = None) -> dict[str, n
         values (N, F) ragged over ``offsets`` (n+1,) -> each statistic (n, F)
     """
     cols = _variable_index(ds, variables)
-    n, F = len(ds), len(cols)
     values = ds.values[:, cols] if cols != list(range(ds.values.shape[1])) else ds.values
-    out = {k: np.full((n, F), np.nan) for k in STATISTICS}
-    out["count"] = np.zeros((n, F))
-    lengths = np.diff(ds.offsets)
-    nonempty = np.flatnonzero(lengths > 0)
-    if nonempty.size == 0 or F == 0:
-        return out
-    # Starts of the non-empty series delimit exactly their rows (empty series own no row),
-    # which keeps reduceat away from its "equal indices" and "index == len" pitfalls.
-    starts = ds.offsets[:-1][nonempty]
-    v = values.astype(np.float64)
-    obs = ~np.isnan(v)
-    count = np.add.reduceat(obs.astype(np.int64), starts, axis=0)
-    total = np.add.reduceat(np.where(obs, v, 0.0), starts, axis=0)
-    vmin = np.minimum.reduceat(np.where(obs, v, np.inf), starts, axis=0)
-    vmax = np.maximum.reduceat(np.where(obs, v, -np.inf), starts, axis=0)
-    rows = np.arange(v.shape[0])[:, None]
-    last_row = np.maximum.reduceat(np.where(obs, rows, -1), starts, axis=0)
-    seen = count > 0
-    last = np.where(seen, v[np.maximum(last_row, 0), np.arange(F)[None, :]], np.nan)
-    out["count"][nonempty] = count
-    out["mean"][nonempty] = np.where(seen, total / np.maximum(count, 1), np.nan)
-    out["min"][nonempty] = np.where(seen, vmin, np.nan)
-    out["max"][nonempty] = np.where(seen, vmax, np.nan)
-    out["last"][nonempty] = last
-    return out
+    return ragged_statistics(values, ds.offsets)
 
 
 def summary_features(ds, variables: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
