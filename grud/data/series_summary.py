@@ -50,12 +50,13 @@ def ragged_statistics(v: np.ndarray, offsets: np.ndarray) -> dict[str, np.ndarra
 
 
 def ragged_summary(values: np.ndarray, mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """:func:`grud.tasks.summary_features.batch_summary` of every series at once, from flat rows (computed once per dataset).
+    """The classification head's summary of every series at once, from flat rows.
 
-    The classification head's summary input for an encoded dataset
-    (:class:`~grud.data.batching.EncodedDataset` with ``summary=True``): the same numbers as
-    :func:`grud.tasks.summary_features.batch_summary` of any padded batch of these series (computed in float64 here, so equal
-    to float32 rounding), without recomputing them for every batch of every epoch.
+    The summary input of an encoded dataset (:class:`~grud.data.batching.EncodedDataset` with
+    ``summary=True``): the same numbers as :func:`grud.tasks.summary_features.batch_summary` of any
+    padded batch of these series (computed in float64 here, so equal to float32 rounding), computed
+    once per dataset instead of for every batch of every epoch. Unobserved: 0 for last, mean, min
+    and max; ``count`` enters as ``log1p(count)``.
 
     Shape:
         values, mask: (N, F) flat rows of n series delimited by ``offsets`` (n+1,) -> (n, 5F) float32

@@ -155,9 +155,8 @@ class ClassificationTask(TaskModule):
         summary = batch.get("summary")
         if summary is None:
             summary = batch_summary(batch["values"], batch["mask"], batch["lengths"])
-        elif summary.shape != (pooled.shape[0], len(STATISTICS) * self.stats.n_features):
-            raise ValueError(f"batch['summary']: expected shape {(pooled.shape[0], len(STATISTICS) * self.stats.n_features)}"
-                             f", got {tuple(summary.shape)}")
+        elif summary.shape != (want := (pooled.shape[0], len(STATISTICS) * self.stats.n_features)):
+            raise ValueError(f"batch['summary']: expected shape {want} (B, 5F), got {tuple(summary.shape)}")
         return torch.cat([pooled, summary.to(pooled.dtype)], dim=-1)
 
     @property
