@@ -3,8 +3,8 @@
 
     python scripts/summary_head_cost.py            # set-a, 7 alternated rounds, 1 thread
 
-Builds GRU-D with the classification defaults (static first state, last + max pooling, the
-imputation loss, log1p labs) twice, with and without ``task.head.summary``, encodes set-a once and
+Builds GRU-D from ``grud-train``'s default config (static first state, last + max pooling, the
+imputation loss, log1p labs) twice, with ``task.head.summary`` true and false, encodes set-a once and
 times full training passes (forward, backward, Adam step; no Lightning) over the same batches,
 alternating three variants in every round:
 
@@ -38,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from grud.api import _compose
+    from grud.cli.config import plain
+    from grud.cli.pipeline import build_module
     from grud.data.batching import BucketBatchSampler
     from grud.data.categorical import fit_static_categories, one_hot_static
     from grud.data.readers import read_physionet2012
     from grud.data.transforms import fit_stats
-    from grud.tasks.classification import ClassificationTask
 
     torch.set_num_threads(args.threads)
     ds = read_physionet2012(DATA / "set-a.tar.gz", DATA / "Outcomes-a.txt", max_hours=48, value_ranges="physionet2012")
@@ -53,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def build(summary: bool):
         torch.manual_seed(0)
-        task = ClassificationTask({"name": "grud", "hidden_size": 49, "static_state": True}, stats.to_dict(),
-                                  head={"summary": summary, "pool": "last_max"}, impute_weight=1.0,
-                                  value_transform="log")
+        task = build_module(plain(_compose("train", [f"task.head.summary={str(summary).lower()}"])), stats, ds)
         task.log_running = lambda *a, **k: None  # no trainer here: nothing to log to
         return task, torch.optim.Adam(task.parameters(), 1e-3)
 

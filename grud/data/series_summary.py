@@ -69,6 +69,5 @@ def ragged_summary(values: np.ndarray, mask: np.ndarray, offsets: np.ndarray) ->
         raise ValueError(f"offsets: expected (n+1,) row offsets from 0 to {len(values)}, got shape {offsets.shape}"
                          + (f" from {offsets[0]} to {offsets[-1]}" if offsets.ndim == 1 and len(offsets) else ""))
     stats = ragged_statistics(np.where(mask > 0, values, np.nan), offsets)
-    blocks = [np.nan_to_num(stats[k], nan=0.0) for k in ("last", "mean", "min", "max")]
-    blocks.append(np.log1p(stats["count"]))
+    blocks = [np.log1p(stats[k]) if k == "count" else np.nan_to_num(stats[k], nan=0.0) for k in STATISTICS]
     return np.concatenate(blocks, axis=1).astype(np.float32)

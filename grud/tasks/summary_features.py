@@ -15,10 +15,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from grud.data.series_summary import STATISTICS, ragged_statistics, ragged_summary
+from grud.data.series_summary import STATISTICS, ragged_statistics
 from grud.errors import ConfigError
 
-__all__ = ["STATISTICS", "batch_summary", "ragged_summary", "series_statistics", "summary_features"]
+__all__ = ["STATISTICS", "batch_summary", "series_statistics", "summary_features"]
 
 
 def _variable_index(ds, variables: Sequence[str] | None) -> list[int]:
