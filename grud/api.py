@@ -58,8 +58,8 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
             task_overrides: list[str] | None = None) -> pd.DataFrame:
     """Predict like ``grud-predict``; returns the predictions (and writes ``output`` if given).
 
-    ``checkpoint`` is one file, or for classification a list of files or a glob pattern whose
-    members' probabilities are averaged (``grud.cli.checkpoint_ensemble``). ``data_overrides``
+    ``checkpoint`` is one file, or a list of files or a glob pattern whose members'
+    probabilities (classification) or forecasts are averaged (``grud.cli.checkpoint_ensemble``). ``data_overrides``
     are ``data.*`` overrides as on the command line (``data.path=X``); data options not given
     default to those of training.
     """

@@ -1,7 +1,11 @@
-"""Several classification checkpoints applied as one model: the mean of their probabilities.
+"""Several checkpoints applied as one model: the mean of their probabilities or of their forecasts.
 
     grud-predict  checkpoint='CV/*/checkpoints/best.ckpt' data.path=TEST.csv output=PRED.csv
     grud-evaluate checkpoint=[a/checkpoints/best.ckpt,b/checkpoints/best.ckpt] data.path=... data.labels=...
+
+Classification members average their probabilities; forecast members average their
+``prediction`` at every (series, time, variable) row, so they must share the variables and the
+forecast window (``task.history_hours`` and friends apply to every member).
 
 The usual source is a K-fold sweep (``grud-train -m data.folds=5 data.fold=0,1,2,3,4``): each
 member was trained and early-stopped on its own folds, and averaging them is a cross-validation
@@ -44,7 +48,8 @@ def checkpoint_paths(checkpoint) -> list[Path]:
 def load_members(checkpoint) -> list:
     """The :class:`~grud.cli.inference.LoadedModel` of every checkpoint ``checkpoint`` names.
 
-    Several members must all be classification checkpoints with the same classes and id column.
+    Several members must all serve one task and read ids from the same column; classification
+    members must have the same classes, forecast members the same variables.
     """
     from grud.cli.inference import id_column_of, load_model
 
@@ -53,13 +58,17 @@ def load_members(checkpoint) -> list:
         return members
     first = members[0]
     for m in members:
-        if m.task != "classification":
-            raise ConfigError(f"checkpoint: averaging several checkpoints works for classification only; "
-                              f"{m.path} is a {m.task} checkpoint (predict each and combine them yourself)")
-        if list(m.stats.classes) != list(first.stats.classes):
+        if m.task != first.task:
+            raise ConfigError(f"checkpoint: the members of an ensemble must serve one task; {first.path} is a "
+                              f"{first.task} checkpoint and {m.path} a {m.task} checkpoint")
+        if m.task == "classification" and list(m.stats.classes) != list(first.stats.classes):
             raise CheckpointError(f"has classes {list(m.stats.classes)}, but {first.path} has "
                                   f"{list(first.stats.classes)}: the members of an ensemble must share their classes",
                                   path=m.path)
+        if m.task != "classification" and list(m.stats.variables) != list(first.stats.variables):
+            raise CheckpointError(f"forecasts the variables {list(m.stats.variables)}, but {first.path} "
+                                  f"{list(first.stats.variables)}: the members of a forecast ensemble must share "
+                                  f"their variables", path=m.path)
         if id_column_of(m) != id_column_of(first):
             raise CheckpointError(f"reads ids from column {id_column_of(m)!r}, but {first.path} from "
                                   f"{id_column_of(first)!r}", path=m.path)
@@ -100,15 +109,44 @@ def average_probability_frames(frames: list[pd.DataFrame], mc_samples: int = 0) 
     return pd.DataFrame(out)
 
 
+#: the columns that name a forecast row, after the id column
+FORECAST_KEYS = ("time", "variable")
+
+
+def average_forecast_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The forecast ensemble's frame: the mean of the members' ``prediction`` at every row.
+
+    Every member must have predicted the same rows (id, ``time``, ``variable``, in the same
+    order); ``value`` (the observed truth) is the first member's. Intervals are not averaged:
+    :func:`predict_members` refuses Monte-Carlo dropout for forecast ensembles.
+    """
+    first = frames[0]
+    keys = [first.columns[0], *FORECAST_KEYS]
+    for f in frames[1:]:
+        same = f.columns[0] == keys[0] and len(f) == len(first) and all(
+            np.array_equal(f[k].to_numpy(), first[k].to_numpy()) for k in keys)
+        if not same:
+            raise DataError("the members of the forecast ensemble predicted different rows (they must read the same "
+                            "file with the same id column and forecast window)")
+    out = first[[*keys, "prediction", "value"]].copy()
+    out["prediction"] = np.mean([f["prediction"].to_numpy(dtype=np.float64) for f in frames], axis=0)
+    return out
+
+
 def predict_members(members: list, options_for: Callable, mc_samples: int = 0, batch_size: int = 256,
                     task_overrides: dict | None = None, need_labels: bool = False, progress: bool = True):
-    """(prediction frame, dataset) of one member, or of the mean of several.
+    """(prediction frame, dataset) of one member, or of the mean of several (probabilities or forecasts).
 
     ``options_for(stats)`` gives the data options a member reads with (its training's reader
     options with the user's overrides); the dataset returned is the first member's.
     """
     from grud.cli.inference import predict_frame, prepare_for_model, read_raw
 
+    forecast = members[0].task != "classification"
+    if forecast and len(members) > 1 and int(mc_samples) > 0:
+        raise ConfigError(f"mc_samples={int(mc_samples)}: Monte-Carlo intervals come from one forecast checkpoint "
+                          f"at a time; give several forecast checkpoints with mc_samples=0 (their mean forecast), "
+                          f"or one checkpoint with mc_samples")
     frames, first_ds, files = [], None, {}
     for m in members:
         opts = options_for(m.stats)
@@ -121,4 +159,6 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
                                     task_overrides=task_overrides, progress=progress))
     if len(frames) == 1:
         return frames[0], first_ds
+    if forecast:
+        return average_forecast_frames(frames), first_ds
     return average_probability_frames(frames, mc_samples=mc_samples), first_ds

@@ -2,7 +2,7 @@
 
     grud-evaluate checkpoint=OUT/checkpoints/best.ckpt data.path=TEST.csv data.labels=LABELS.csv
     grud-evaluate checkpoint=... data.path=... task.name=impute     # imputation vs mean / LOCF
-    grud-evaluate checkpoint='CV/*/checkpoints/best.ckpt' data...   # the mean probability of several
+    grud-evaluate checkpoint='CV/*/checkpoints/best.ckpt' data...   # the mean probability (or forecast) of several
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def run_evaluate(cfg: dict) -> dict:
         if len(members) > 1:
             metrics["members"] = len(members)  # checkpoints averaged
         return _write(cfg, metrics)
+    if len(members) > 1:
+        return _write(cfg, forecast_ensemble_metrics(cfg, members))
     ds = read_for_prediction(data_options(cfg, model.stats), model.stats)
     if impute:
         from grud.tasks.imputation import imputation_report
@@ -43,6 +45,28 @@ def run_evaluate(cfg: dict) -> dict:
     else:
         metrics = evaluate(model, ds, task_overrides(cfg))
     return _write(cfg, metrics)
+
+
+def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
+    """Several forecast checkpoints scored as one model (their mean forecast) on the observed rows
+    after the horizon; the min-max scale and LOCF are the first member's, as one checkpoint's are its own."""
+    from grud.cli.checkpoint_ensemble import predict_members
+    from grud.tasks.forecasting import forecast_frame_metrics
+
+    overrides = {k: v for k, v in task_overrides(cfg).items() if k != "forecast_grid_hours"}  # score observed rows
+    first = members[0]
+    if first.module is not None:
+        window = {"history_hours": first.module.history_hours, "horizon_hours": first.module.horizon_hours}
+    else:
+        st = first.baseline_state  # a locf / mean_forecast checkpoint: its window as trained (grud.cli.inference)
+        window = {"history_hours": st.get("history_hours", 24.0), "horizon_hours": st.get("horizon_hours")}
+    window = {**window, **{k: v for k, v in overrides.items() if k in window}}
+    overrides = {**overrides, **window, "forecast_grid_hours": None}
+    frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), task_overrides=overrides,
+                                progress=False)
+    metrics = forecast_frame_metrics(frame, ds, first.stats, window["history_hours"], window["horizon_hours"])
+    metrics["members"] = len(members)  # checkpoints averaged
+    return metrics
 
 
 def _write(cfg: dict, metrics: dict) -> dict:

@@ -142,6 +142,16 @@ class VariableErrors:
         self.abs += np.abs(d).sum(0)
         self.count += m.sum(0)
 
+    def add_rows(self, variable, pred_mm, target_mm) -> None:
+        """Long-format entries: ``variable`` (N,) the index of each entry's variable, ``pred_mm`` and
+        ``target_mm`` (N,) on the min-max scale (every entry is scored)."""
+        j = np.asarray(variable, np.int64)
+        d = np.asarray(pred_mm, np.float64) - np.asarray(target_mm, np.float64)
+        F = len(self.count)
+        self.sq += np.bincount(j, d * d, F)
+        self.abs += np.bincount(j, np.abs(d), F)
+        self.count += np.bincount(j, None, F)
+
     def _reduce(self, total) -> float:
         has = self.count > 0
         return float((total[has] / self.count[has]).mean()) if has.any() else float("nan")
@@ -154,6 +164,18 @@ class VariableErrors:
 
     def per_variable_mse(self) -> np.ndarray:
         return np.divide(self.sq, self.count, out=np.full_like(self.sq, np.nan), where=self.count > 0)
+
+
+def forecast_test_metrics(model: VariableErrors, locf: VariableErrors) -> dict:
+    """The forecasting ``test/`` keys of metrics.json from the errors of a model and of LOCF on the same queries."""
+    return {
+        "test/mse": model.mse(),
+        "test/mae": model.mae(),
+        "test/mse_vs_locf": model.mse() / locf.mse(),
+        "test/mae_vs_locf": model.mae() / locf.mae(),
+        "test/locf_mse": locf.mse(),
+        "test/locf_mae": locf.mae(),
+    }
 
 
 def _as_stats(stats) -> FittedStats:
@@ -307,12 +329,10 @@ class ForecastTask(TaskModule):
         if errs is None:
             return
         model, locf = errs["model"], errs["locf"]
-        out = {f"{stage}/mse": model.mse(), f"{stage}/mae": model.mae()}
         if stage == "test":
-            out["test/mse_vs_locf"] = out["test/mse"] / locf.mse()
-            out["test/mae_vs_locf"] = out["test/mae"] / locf.mae()
-            out["test/locf_mse"] = locf.mse()
-            out["test/locf_mae"] = locf.mae()
+            out = forecast_test_metrics(model, locf)
+        else:
+            out = {f"{stage}/mse": model.mse(), f"{stage}/mae": model.mae()}
         for k, v in out.items():
             self.log(k, float(v), prog_bar=k == f"{stage}/mse", rank_zero_only=False)
 
@@ -426,14 +446,43 @@ def forecast_baseline_metrics(name: str, train_ds, test_ds, stats, history_hours
     model, base = VariableErrors(F), VariableErrors(F)
     model.add(mm(pred), np.nan_to_num(mm(truth)), fd.query_mask)
     base.add(mm(locf), np.nan_to_num(mm(truth)), fd.query_mask)
-    return {
-        "test/mse": model.mse(),
-        "test/mae": model.mae(),
-        "test/mse_vs_locf": model.mse() / base.mse(),
-        "test/mae_vs_locf": model.mae() / base.mae(),
-        "test/locf_mse": base.mse(),
-        "test/locf_mae": base.mae(),
-    }
+    return forecast_test_metrics(model, base)
+
+
+def forecast_frame_metrics(frame: pd.DataFrame, ds, stats, history_hours: float = 24.0,
+                           horizon_hours: float | None = 24.0) -> dict:
+    """The forecasting ``test/`` keys of metrics.json scored from a prediction frame.
+
+    ``frame`` has the columns of :meth:`ForecastTask.predictions_frame` (the id column first; an
+    ensemble's averaged frame, say) for ``ds`` with the window ``history_hours`` /
+    ``horizon_hours``; its rows with an observed ``value`` are scored on the min-max scale of
+    ``stats``, against LOCF on the same rows, exactly as :class:`ForecastTask` scores a test epoch.
+
+    Raises:
+        DataError: the frame's observed rows are not the rows of the window on ``ds``.
+    """
+    from grud.errors import DataError
+
+    stats = _as_stats(stats)
+    id_column = frame.columns[0]
+    locf = forecast_baseline_frame("locf", ds, stats, history_hours, horizon_hours, id_column=id_column)
+    scored = frame[np.isfinite(frame["value"].to_numpy(dtype=np.float64))]
+    keys = [id_column, "time", "variable"]
+    if len(scored) != len(locf) or not all(np.array_equal(scored[k].to_numpy(), locf[k].to_numpy()) for k in keys):
+        raise DataError(f"the forecasts hold {len(scored)} observed rows, but the window "
+                        f"(history_hours={history_hours}, horizon_hours={horizon_hours}) has {len(locf)} on this data: "
+                        f"score a frame predicted on the same data with the same window")
+    index = {v: j for j, v in enumerate(stats.variables)}
+    j = np.array([index[v] for v in scored["variable"]], np.int64)
+    lo = np.asarray(stats.value_min, np.float64)
+    span = np.asarray(stats.value_max, np.float64) - lo
+    span = np.where(span > 0, span, 1.0)
+    mm = lambda a: (np.asarray(a, np.float64) - lo[j]) / span[j]  # noqa: E731
+    truth = mm(scored["value"])
+    model, base = VariableErrors(stats.n_features), VariableErrors(stats.n_features)
+    model.add_rows(j, mm(scored["prediction"]), truth)
+    base.add_rows(j, mm(locf["prediction"]), truth)
+    return forecast_test_metrics(model, base)
 
 
 def forecast_baseline_frame(name: str, ds, stats, history_hours: float = 24.0, horizon_hours: float | None = 24.0,

@@ -261,3 +261,43 @@ def test_a_fold_sweep_predicts_and_evaluates_as_one_averaged_model(clinical_expo
     proc = run(["grud-predict", f"checkpoint='{tmp_path}/nothing/*.ckpt'", data[0]], cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: checkpoint: no file matches the pattern")
+
+
+def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinical_export, tmp_path):
+    import grud.api
+    from grud.cli.inference import load_model
+
+    data = [f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
+    forecast = ["task=forecast", "task.history_hours=15", "task.horizon_hours=15", "task.decoder.hidden=8",
+                "plots=false"]
+    ckpts = [grud.api.train([*CSV_COLUMNS, *data, "model=grud", *TINY_TRAIN, *forecast, f"seed={s}"],
+                            run_dir=tmp_path / f"s{s}") / "checkpoints/best.ckpt" for s in (0, 1)]
+    singles = [grud.api.predict(c, [data[0]]) for c in ckpts]
+    assert not np.allclose(singles[0]["prediction"], singles[1]["prediction"])  # two different models
+    out = tmp_path / "pred.csv"
+    run(["grud-predict", f"checkpoint='{tmp_path}/s*/checkpoints/best.ckpt'", data[0], f"output={out}"],
+        cwd=tmp_path)
+    pred = pd.read_csv(out, dtype={"subject_id": str})
+    assert list(pred.columns) == ["subject_id", "time", "variable", "prediction", "value"]
+    assert list(pred["subject_id"]) == list(singles[0]["subject_id"])
+    mean = (singles[0]["prediction"] + singles[1]["prediction"]) / 2
+    np.testing.assert_allclose(pred["prediction"], mean, rtol=1e-6, atol=2e-6)  # the CSV keeps 6 decimals
+    # the ensemble is scored like one checkpoint: the first member's min-max scale, its LOCF
+    ev, ev0 = tmp_path / "eval.json", tmp_path / "eval0.json"
+    run(["grud-evaluate", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", *data, f"output={ev}"], cwd=tmp_path)
+    run(["grud-evaluate", f"checkpoint={ckpts[0]}", *data, f"output={ev0}"], cwd=tmp_path)
+    m, m0 = json.loads(ev.read_text()), json.loads(ev0.read_text())
+    stats = load_model(ckpts[0]).stats
+    lo, hi = (pd.Series(np.asarray(v, np.float64), index=stats.variables) for v in (stats.value_min, stats.value_max))
+    seen = singles[0]["value"].notna()
+    v = singles[0]["variable"][seen]
+    sq = ((mean[seen] - singles[0]["value"][seen]) / (hi[v] - lo[v]).to_numpy()) ** 2
+    assert m["members"] == 2
+    assert m["test/mse"] == pytest.approx(sq.groupby(v.to_numpy()).mean().mean(), rel=1e-4)
+    assert m["test/locf_mse"] == pytest.approx(m0["test/locf_mse"], rel=1e-5)
+    assert m["test/mse_vs_locf"] == pytest.approx(m["test/mse"] / m0["test/locf_mse"], rel=1e-4)
+    # intervals come from one checkpoint at a time
+    proc = run(["grud-predict", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", data[0], "mc_samples=3"], cwd=tmp_path,
+               check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: mc_samples=3: Monte-Carlo intervals come from one")

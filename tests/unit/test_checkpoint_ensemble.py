@@ -29,20 +29,24 @@ def test_checkpoint_paths_takes_a_file_a_list_or_sorted_glob_matches(tmp_path):
         E.checkpoint_paths([])
 
 
-def _member(path, task="classification", classes=(0.0, 1.0), id_column="subject_id"):
-    stats = SimpleNamespace(classes=list(classes), reader={"id_column": id_column})
+def _member(path, task="classification", classes=(0.0, 1.0), id_column="subject_id", variables=("HR", "MAP")):
+    stats = SimpleNamespace(classes=list(classes), reader={"id_column": id_column}, variables=list(variables))
     return SimpleNamespace(path=Path(path), task=task, stats=stats)
 
 
-def test_members_must_be_classification_with_the_same_classes_and_id_column(monkeypatch):
+def test_members_must_serve_one_task_with_the_same_classes_variables_and_id_column(monkeypatch):
     members = {}
     monkeypatch.setattr("grud.cli.inference.load_model", lambda p: members[str(p)])
     members.update(a=_member("a"), b=_member("b"), f=_member("f", task="forecast"), c=_member("c", classes=(0, 1, 2)),
-                   i=_member("i", id_column="stay"))
+                   i=_member("i", id_column="stay"), g=_member("g", task="forecast"),
+                   v=_member("v", task="forecast", variables=("HR",)))
     assert [m.path.name for m in E.load_members(["a", "b"])] == ["a", "b"]
-    assert [m.path.name for m in E.load_members("f")] == ["f"]  # one forecast checkpoint is fine
-    with pytest.raises(ConfigError, match="classification only; f is a forecast checkpoint"):
+    assert [m.path.name for m in E.load_members("f")] == ["f"]
+    assert [m.path.name for m in E.load_members(["f", "g"])] == ["f", "g"]  # forecasts average too
+    with pytest.raises(ConfigError, match="must serve one task; a is a classification checkpoint and f a forecast"):
         E.load_members(["a", "f"])
+    with pytest.raises(CheckpointError, match=r"forecasts the variables \['HR'\], but f \['HR', 'MAP'\]"):
+        E.load_members(["f", "v"])
     with pytest.raises(CheckpointError, match=r"has classes \[0, 1, 2\], but a has \[0.0, 1.0\]"):
         E.load_members(["a", "c"])
     with pytest.raises(CheckpointError, match="reads ids from column 'stay'"):
@@ -77,3 +81,29 @@ def test_members_that_predicted_other_series_are_an_error():
     b = pd.DataFrame({"id": ["y", "x"], "probability": [0.1, 0.2]})
     with pytest.raises(DataError, match="different series"):
         E.average_probability_frames([a, b])
+
+
+def _forecasts(prediction, ids=("x", "x", "y"), times=(25.0, 25.0, 30.5), variables=("HR", "MAP", "HR")):
+    return pd.DataFrame({"RecordID": list(ids), "time": list(times), "variable": list(variables),
+                         "prediction": list(prediction), "value": [80.0, np.nan, 75.0][:len(ids)]})
+
+
+def test_a_forecast_ensemble_is_the_mean_forecast_of_the_same_rows():
+    out = E.average_forecast_frames([_forecasts([70.0, 90.0, 60.0]), _forecasts([80.0, 100.0, 64.0])])
+    assert list(out.columns) == ["RecordID", "time", "variable", "prediction", "value"]
+    np.testing.assert_allclose(out["prediction"], [75.0, 95.0, 62.0])
+    np.testing.assert_array_equal(out["value"], [80.0, np.nan, 75.0])
+    for other in (_forecasts([1.0, 2.0, 3.0], times=(25.0, 26.0, 30.5)),       # another window
+                  _forecasts([1.0, 2.0, 3.0], variables=("HR", "HR", "MAP")),  # other rows
+                  _forecasts([1.0, 2.0], ids=("x", "y"), times=(25.0, 30.5), variables=("HR", "HR"))):
+        with pytest.raises(DataError, match="predicted different rows"):
+            E.average_forecast_frames([_forecasts([70.0, 90.0, 60.0]), other])
+
+
+def test_monte_carlo_intervals_are_refused_for_a_forecast_ensemble_before_any_work():
+    def never(stats):
+        raise AssertionError("no data may be read")
+
+    members = [_member("f", task="forecast"), _member("g", task="forecast")]
+    with pytest.raises(ConfigError, match="mc_samples=5: Monte-Carlo intervals come from one forecast checkpoint"):
+        E.predict_members(members, never, mc_samples=5)

@@ -308,3 +308,46 @@ def test_a_bad_forecast_window_is_a_config_error_naming_the_key(history, horizon
 def test_a_good_forecast_window_comes_back_as_floats():
     assert check_window(24, "24", 0.5) == (24.0, 24.0, 0.5)
     assert check_window(0, None, None) == (0.0, None, None)
+
+
+# ---------------------------------------------------------------------------- scoring a prediction frame
+def test_a_prediction_frame_scores_as_the_test_epoch_does(data):
+    """forecast_frame_metrics (what grud-evaluate uses for an averaged forecast) equals the test epoch."""
+    import pytorch_lightning as pl
+
+    from grud.data.datamodule import GrudDataModule
+    from grud.errors import DataError
+    from grud.tasks.forecasting import forecast_frame_metrics
+
+    train, ds, stats = data
+    task = make_task(stats, decoder={"dropout": 0.0})
+    with torch.no_grad():  # a model that is not LOCF
+        task.decoder.out.weight.normal_(0, 0.5)
+    task.eval()
+    dm = GrudDataModule(train, None, ds, stats, task.encode_dataset, batch_size=4)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    epoch = trainer.test(task, datamodule=dm, verbose=False)[0]
+    enc = task.encode_dataset(ds, stats)
+    frame = task.predictions_frame([task.predict_step(enc.collate(range(len(ds))), 0)], ds)
+    got = forecast_frame_metrics(frame, ds, stats, H, HZ)
+    assert 0.0 < abs(got["test/mse_vs_locf"] - 1.0)
+    for key in ("test/mse", "test/mae", "test/mse_vs_locf", "test/mae_vs_locf", "test/locf_mse"):
+        assert got[key] == pytest.approx(epoch[key], rel=1e-4), key
+    # LOCF's own frame scores 1.0; a frame of another window is an error, not a wrong number
+    locf = forecast_baseline_frame("locf", ds, stats, H, HZ)
+    assert forecast_frame_metrics(locf, ds, stats, H, HZ)["test/mse_vs_locf"] == pytest.approx(1.0)
+    with pytest.raises(DataError, match=r"observed rows, but the window \(history_hours=12.0"):
+        forecast_frame_metrics(frame, ds, stats, 12.0, HZ)
+
+
+def test_variable_errors_of_long_rows_equal_those_of_the_wide_arrays():
+    rng = np.random.default_rng(1)
+    pred, target = rng.normal(size=(30, 3)), rng.normal(size=(30, 3))
+    mask = rng.random((30, 3)) < np.array([0.8, 0.4, 0.1])
+    wide, long = VariableErrors(3), VariableErrors(3)
+    wide.add(pred, np.where(mask, target, 0.0), mask)
+    r, f = np.nonzero(mask)
+    long.add_rows(f, pred[r, f], target[r, f])
+    assert long.mse() == pytest.approx(wide.mse()) and long.mae() == pytest.approx(wide.mae())
+    np.testing.assert_allclose(long.per_variable_mse(), wide.per_variable_mse())
