@@ -1,7 +1,7 @@
 """grud-predict: apply a checkpoint to new data.
 
     grud-predict checkpoint=OUT/checkpoints/best.ckpt data.path=TEST.csv output=PRED.csv
-    grud-predict checkpoint='CV/*/checkpoints/best.ckpt' ...   # classification: the mean of several
+    grud-predict checkpoint='CV/*/checkpoints/best.ckpt' ...   # the mean probability or forecast of several
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def run_predict(cfg: dict) -> Path:
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv
 
-    # one checkpoint, or several classification checkpoints averaged (a list or a glob pattern)
+    # one checkpoint, or several checkpoints averaged (probabilities or forecasts) (a list or a glob pattern)
     members = load_members(cfg["checkpoint"])
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats),
                                 mc_samples=int(cfg.get("mc_samples") or 0),
