@@ -229,6 +229,12 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None,
                     weights_only=True)
         epochs = int(trainer.current_epoch)
+        if cfg.get("ema_decay"):
+            from pytorch_lightning.callbacks import WeightAveraging
+
+            # a checkpoint's state_dict holds the averaged weights (what grud-predict loads); with the
+            # callback attached, loading it for validate/test would restore the raw training weights
+            trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
         best = ckpt_dir / "best.ckpt"
         ckpt = str(best) if best.exists() else None
         for stage, fn in (("val", trainer.validate), ("test", trainer.test)):

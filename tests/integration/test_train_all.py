@@ -108,3 +108,21 @@ def test_classification_mc_dropout_and_imputation_evaluation(export, tmp_path):
     assert rep["impute/n_hidden"] > 0
     for k in ("model", "mean", "locf"):
         assert math.isfinite(rep[f"impute/mse_{k}"]) and math.isfinite(rep[f"impute/mae_{k}"])
+
+
+def test_with_ema_the_metrics_are_those_of_the_averaged_weights_the_checkpoint_holds(export, tmp_path):
+    """ema_decay: validation, test metrics and the checkpoint all use the moving average of the weights."""
+    from grud.tasks.metrics import binary_metrics
+
+    test_csv = make_long_csv(tmp_path / "test.csv", n_series=30, seed=5, labels_path=tmp_path / "test_labels.csv")
+    run = _train(export, tmp_path / "ema", ["model=grud", *SMALL, "ema_decay=0.5", "trainer.max_epochs=2",
+                                            f"data.test_path={test_csv}", f"data.test_labels={tmp_path / 'test_labels.csv'}"])
+    ckpt = torch.load(run / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")
+    raw = ckpt["current_model_state"]  # the training weights; state_dict holds their average
+    assert any(not torch.equal(raw[k], v) for k, v in ckpt["state_dict"].items() if k in raw)
+    m = json.loads((run / "metrics.json").read_text())
+    pred = grud.api.predict(run / "checkpoints/best.ckpt", [f"data.path={test_csv}"])
+    import pandas as pd
+
+    y = pd.read_csv(tmp_path / "test_labels.csv").set_index("id").loc[pred["id"], "label"].to_numpy()
+    assert m["test/brier"] == pytest.approx(binary_metrics(y, pred["probability"].to_numpy())["brier"], abs=1e-6)
