@@ -113,13 +113,18 @@ def average_probability_frames(frames: list[pd.DataFrame], mc_samples: int = 0) 
 FORECAST_KEYS = ("time", "variable")
 
 
-def average_forecast_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> pd.DataFrame:
     """The forecast ensemble's frame: the mean of the members' ``prediction`` at every row.
 
     Every member must have predicted the same rows (id, ``time``, ``variable``, in the same
-    order); ``value`` (the observed truth) is the first member's. Intervals are not averaged:
-    :func:`predict_members` refuses Monte-Carlo dropout for forecast ensembles.
+    order); ``value`` (the observed truth) is the first member's. With Monte-Carlo dropout
+    (``mc_samples`` = N draws per member, carried as ``draw_<k>`` columns, see
+    :func:`grud.cli.inference.predict_frame`) ``lower`` / ``upper`` are the 5th / 95th
+    percentiles of all members' draws pooled, so the interval includes the disagreement between
+    members; a member without draws (``locf``) counts as N draws at its prediction.
     """
+    from grud.tasks.forecasting import DRAW_PREFIX, MC_QUANTILES
+
     first = frames[0]
     keys = [first.columns[0], *FORECAST_KEYS]
     for f in frames[1:]:
@@ -130,6 +135,19 @@ def average_forecast_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
                             "file with the same id column and forecast window)")
     out = first[[*keys, "prediction", "value"]].copy()
     out["prediction"] = np.mean([f["prediction"].to_numpy(dtype=np.float64) for f in frames], axis=0)
+    n = int(mc_samples)
+    if n > 0:
+        draws = []
+        for f in frames:
+            cols = [c for c in f.columns if c.startswith(DRAW_PREFIX)]
+            d = f[cols].to_numpy(np.float64) if cols else np.repeat(f["prediction"].to_numpy(np.float64)[:, None], n, 1)
+            if d.shape[1] != n:
+                raise DataError(f"a member of the forecast ensemble carries {d.shape[1]} Monte-Carlo draws, "
+                                f"expected mc_samples={n}")
+            draws.append(d)
+        pooled = np.concatenate(draws, axis=1)  # (rows, K * N)
+        out["prediction"] = pooled.mean(1)
+        out["lower"], out["upper"] = np.quantile(pooled, MC_QUANTILES, axis=1)
     return out
 
 
@@ -143,10 +161,7 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
     from grud.cli.inference import predict_frame, prepare_for_model, read_raw
 
     forecast = members[0].task != "classification"
-    if forecast and len(members) > 1 and int(mc_samples) > 0:
-        raise ConfigError(f"mc_samples={int(mc_samples)}: Monte-Carlo intervals come from one forecast checkpoint "
-                          f"at a time; give several forecast checkpoints with mc_samples=0 (their mean forecast), "
-                          f"or one checkpoint with mc_samples")
+    keep_draws = forecast and len(members) > 1 and int(mc_samples) > 0  # pooled below
     frames, first_ds, files = [], None, {}
     for m in members:
         opts = options_for(m.stats)
@@ -156,9 +171,9 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
         ds = prepare_for_model(files[key], opts, m.stats)
         first_ds = ds if first_ds is None else first_ds
         frames.append(predict_frame(m, ds, mc_samples=mc_samples, batch_size=batch_size,
-                                    task_overrides=task_overrides, progress=progress))
+                                    task_overrides=task_overrides, progress=progress, keep_draws=keep_draws))
     if len(frames) == 1:
         return frames[0], first_ds
     if forecast:
-        return average_forecast_frames(frames), first_ds
+        return average_forecast_frames(frames, mc_samples=mc_samples), first_ds
     return average_probability_frames(frames, mc_samples=mc_samples), first_ds

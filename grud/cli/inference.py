@@ -152,8 +152,12 @@ def id_column_of(model: LoadedModel) -> str:
 
 
 def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0, batch_size: int = 256,
-                  task_overrides: dict | None = None, progress: bool = True) -> pd.DataFrame:
-    """Predictions for every series of ``ds`` as a DataFrame (raw units; see README)."""
+                  task_overrides: dict | None = None, progress: bool = True, keep_draws: bool = False) -> pd.DataFrame:
+    """Predictions for every series of ``ds`` as a DataFrame (raw units; see README).
+
+    ``keep_draws`` (forecasting with ``mc_samples``): also one ``draw_<k>`` column per draw, for
+    pooling the draws of an ensemble's members.
+    """
     id_column = id_column_of(model)
     task_overrides = task_overrides or {}
     if model.baseline is not None:
@@ -166,7 +170,10 @@ def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0,
     parts = []
     with torch.no_grad():
         for i, batch in enumerate(_batches(enc, batch_size, progress)):
-            parts.append(module.predict_step(batch, i, mc_samples=int(mc_samples)))
+            if model.task == "classification":
+                parts.append(module.predict_step(batch, i, mc_samples=int(mc_samples)))
+            else:
+                parts.append(module.predict_step(batch, i, mc_samples=int(mc_samples), keep_draws=keep_draws))
     if not parts:
         raise DataError("no series to predict on")
     return module.predictions_frame(parts, enc.ds, id_column=id_column)

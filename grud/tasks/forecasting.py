@@ -342,8 +342,9 @@ class ForecastTask(TaskModule):
     def on_test_epoch_end(self):
         self._epoch_metrics("test")
 
-    def predict_step(self, batch, batch_idx, dataloader_idx=0, mc_samples: int = 0):
-        """Forecasts in raw units; with ``mc_samples`` > 0 the MC-dropout mean and 5th/95th percentiles.
+    def predict_step(self, batch, batch_idx, dataloader_idx=0, mc_samples: int = 0, keep_draws: bool = False):
+        """Forecasts in raw units; with ``mc_samples`` > 0 the MC-dropout mean and 5th/95th percentiles
+        (and with ``keep_draws`` the draws themselves, ``draws`` (N, B, Q, F) raw, for pooling an ensemble).
 
         Returns CPU tensors: ``index`` (B,), ``query_times`` (B, Q), ``query_lengths`` (B,),
         ``query_mask`` (B, Q, F), ``query_on_grid`` (B, Q), ``value`` (B, Q, F) raw truth,
@@ -360,6 +361,8 @@ class ForecastTask(TaskModule):
                 out["prediction"] = draws.mean(0).cpu()
                 q = torch.quantile(draws, torch.tensor(MC_QUANTILES, dtype=draws.dtype, device=draws.device), dim=0)
                 out["lower"], out["upper"] = q[0].cpu(), q[1].cpu()
+                if keep_draws:
+                    out["draws"] = draws.cpu()
             else:
                 out["prediction"] = self.stats.denormalise_values(self(batch)[0]).cpu()
         return out
@@ -380,6 +383,8 @@ class ForecastTask(TaskModule):
             for k in ("query_times", "query_on_grid", "query_mask", "value", "prediction", "lower", "upper"):
                 if k in p:
                     flat.setdefault(k, []).append(p[k].numpy()[keep])
+            if "draws" in p:  # (N, B, Q, F) -> (N_q, F, N)
+                flat.setdefault("draws", []).append(np.moveaxis(p["draws"].numpy()[:, keep], 0, -1))
         F = self.stats.n_features
         if not flat:
             return forecast_frame(ds, self.stats.variables, np.zeros(0, np.int64), np.zeros(0), np.zeros(0),
@@ -387,16 +392,24 @@ class ForecastTask(TaskModule):
         cat = {k: np.concatenate(v) for k, v in flat.items()}
         return forecast_frame(ds, self.stats.variables, cat["series"], cat["query_times"], cat["query_on_grid"],
                               cat["query_mask"], cat["value"], cat["prediction"], cat.get("lower"),
-                              cat.get("upper"), id_column=id_column)
+                              cat.get("upper"), id_column=id_column, draws=cat.get("draws"))
 
 
 # ============================================================================ shared output / baselines
+#: column prefix of the Monte-Carlo draws a forecast frame carries for pooling an ensemble
+DRAW_PREFIX = "draw_"
+
+
 def forecast_frame(ds, variables, series, times, on_grid, mask, value, prediction, lower=None, upper=None,
-                   id_column: str = "id") -> pd.DataFrame:
+                   id_column: str = "id", draws=None) -> pd.DataFrame:
     """Long table of forecasts from flat queries.
 
+    With ``draws`` the frame also carries one column ``draw_<k>`` per Monte-Carlo draw
+    (:func:`grud.cli.checkpoint_ensemble.average_forecast_frames` pools and drops them).
+
     Shape:
-        series, times, on_grid: (N_q,); mask, value, prediction, lower, upper: (N_q, F) raw units.
+        series, times, on_grid: (N_q,); mask, value, prediction, lower, upper: (N_q, F) raw units;
+        draws: (N_q, F, N).
     """
     series = np.asarray(series, np.int64)
     F = len(variables)
@@ -416,6 +429,10 @@ def forecast_frame(ds, variables, series, times, on_grid, mask, value, predictio
     }
     if lower is not None and upper is not None:
         out["lower"], out["upper"] = sel(lower), sel(upper)
+    if draws is not None:
+        d = np.asarray(draws, np.float64)
+        for k in range(d.shape[-1]):
+            out[f"{DRAW_PREFIX}{k}"] = sel(d[..., k])
     return pd.DataFrame(out)
 
 

@@ -296,8 +296,11 @@ def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinic
     assert m["test/mse"] == pytest.approx(sq.groupby(v.to_numpy()).mean().mean(), rel=1e-4)
     assert m["test/locf_mse"] == pytest.approx(m0["test/locf_mse"], rel=1e-5)
     assert m["test/mse_vs_locf"] == pytest.approx(m["test/mse"] / m0["test/locf_mse"], rel=1e-4)
-    # intervals come from one checkpoint at a time
-    proc = run(["grud-predict", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", data[0], "mc_samples=3"], cwd=tmp_path,
-               check=False)
-    assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: mc_samples=3: Monte-Carlo intervals come from one")
+    # with MC dropout the interval pools both members' draws; no draw column reaches the CSV
+    mc = tmp_path / "mc.csv"
+    run(["grud-predict", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", data[0], "mc_samples=4", f"output={mc}"],
+        cwd=tmp_path)
+    pred = pd.read_csv(mc, dtype={"subject_id": str})
+    assert list(pred.columns) == ["subject_id", "time", "variable", "prediction", "value", "lower", "upper"]
+    assert len(pred) == len(singles[0]) and (pred["lower"] <= pred["upper"]).all()
+    assert (pred["upper"] > pred["lower"]).any()

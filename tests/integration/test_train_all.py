@@ -87,6 +87,7 @@ def test_forecast_predictions_mc_dropout_and_grid(export, tmp_path):
     pred = grud.api.predict(ckpt, [f"data.path={export / 'events.csv'}"], mc_samples=5)
     assert {"id", "time", "variable", "prediction", "value", "lower", "upper"} <= set(pred.columns)
     assert (pred["lower"] <= pred["upper"]).all()
+    assert not [c for c in pred.columns if c.startswith("draw_")]  # draws are kept only to pool an ensemble
     assert (pred["time"] >= 15).all() and set(pred["variable"]) <= {"HR", "MAP", "Lactate"}
     grid = grud.api.predict(ckpt, [f"data.path={export / 'events.csv'}"],
                             task_overrides=["task.history_hours=10", "task.forecast_grid_hours=5"])

@@ -100,10 +100,27 @@ def test_a_forecast_ensemble_is_the_mean_forecast_of_the_same_rows():
             E.average_forecast_frames([_forecasts([70.0, 90.0, 60.0]), other])
 
 
-def test_monte_carlo_intervals_are_refused_for_a_forecast_ensemble_before_any_work():
-    def never(stats):
-        raise AssertionError("no data may be read")
-
-    members = [_member("f", task="forecast"), _member("g", task="forecast")]
-    with pytest.raises(ConfigError, match="mc_samples=5: Monte-Carlo intervals come from one forecast checkpoint"):
-        E.predict_members(members, never, mc_samples=5)
+def test_a_forecast_ensembles_interval_pools_every_members_draws():
+    rng = np.random.default_rng(0)
+    K, n = 3, 20
+    draws = rng.normal(70, 5, (K, 3, n)) + np.arange(K)[:, None, None] * 4.0  # members disagree
+    frames = []
+    for d in draws:
+        f = _forecasts(d.mean(1))
+        f["lower"], f["upper"] = np.quantile(d, [0.05, 0.95], axis=1)
+        for k in range(n):
+            f[f"draw_{k}"] = d[:, k]
+        frames.append(f)
+    out = E.average_forecast_frames(frames, mc_samples=n)
+    assert list(out.columns) == ["RecordID", "time", "variable", "prediction", "value", "lower", "upper"]
+    pooled = draws.transpose(1, 0, 2).reshape(3, K * n)
+    np.testing.assert_allclose(out["prediction"], pooled.mean(1))
+    np.testing.assert_allclose(out["lower"], np.quantile(pooled, 0.05, axis=1))
+    np.testing.assert_allclose(out["upper"], np.quantile(pooled, 0.95, axis=1))
+    assert (out["upper"] - out["lower"] > np.mean([f["upper"] - f["lower"] for f in frames], 0)).all()
+    # a member without draws (locf) counts as n draws at its prediction
+    locf = _forecasts([60.0, 60.0, 60.0])
+    both = E.average_forecast_frames([locf, _forecasts([60.0, 60.0, 60.0])], mc_samples=4)
+    np.testing.assert_allclose(both[["lower", "upper"]].to_numpy(), 60.0)
+    with pytest.raises(DataError, match="carries 20 Monte-Carlo draws, expected mc_samples=5"):
+        E.average_forecast_frames(frames[:2], mc_samples=5)
