@@ -109,10 +109,6 @@ def average_probability_frames(frames: list[pd.DataFrame], mc_samples: int = 0) 
     return pd.DataFrame(out)
 
 
-#: the columns that name a forecast row, after the id column
-FORECAST_KEYS = ("time", "variable")
-
-
 def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> pd.DataFrame:
     """The forecast ensemble's frame: the mean of the members' ``prediction`` at every row.
 
@@ -123,20 +119,17 @@ def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> 
     percentiles of all members' draws pooled, so the interval includes the disagreement between
     members; a member without draws (``locf``) counts as N draws at its prediction.
     """
-    from grud.tasks.forecasting import DRAW_PREFIX, MC_QUANTILES
+    from grud.tasks.forecasting import DRAW_PREFIX, FORECAST_KEYS, MC_QUANTILES, same_forecast_rows
 
     first = frames[0]
-    keys = [first.columns[0], *FORECAST_KEYS]
-    for f in frames[1:]:
-        same = f.columns[0] == keys[0] and len(f) == len(first) and all(
-            np.array_equal(f[k].to_numpy(), first[k].to_numpy()) for k in keys)
-        if not same:
-            raise DataError("the members of the forecast ensemble predicted different rows (they must read the same "
-                            "file with the same id column and forecast window)")
-    out = first[[*keys, "prediction", "value"]].copy()
-    out["prediction"] = np.mean([f["prediction"].to_numpy(dtype=np.float64) for f in frames], axis=0)
+    if not all(same_forecast_rows(first, f) for f in frames[1:]):
+        raise DataError("the members of the forecast ensemble predicted different rows (they must read the same "
+                        "file with the same id column and forecast window)")
+    out = first[[first.columns[0], *FORECAST_KEYS, "prediction", "value"]].copy()
     n = int(mc_samples)
-    if n > 0:
+    if n <= 0:
+        out["prediction"] = np.mean([f["prediction"].to_numpy(dtype=np.float64) for f in frames], axis=0)
+    else:
         draws = []
         for f in frames:
             cols = [c for c in f.columns if c.startswith(DRAW_PREFIX)]

@@ -51,20 +51,16 @@ def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
     """Several forecast checkpoints scored as one model (their mean forecast) on the observed rows
     after the horizon; the min-max scale and LOCF are the first member's, as one checkpoint's are its own."""
     from grud.cli.checkpoint_ensemble import predict_members
+    from grud.cli.inference import forecast_window
     from grud.tasks.forecasting import forecast_frame_metrics
 
-    overrides = {k: v for k, v in task_overrides(cfg).items() if k != "forecast_grid_hours"}  # score observed rows
     first = members[0]
-    if first.module is not None:
-        window = {"history_hours": first.module.history_hours, "horizon_hours": first.module.horizon_hours}
-    else:
-        st = first.baseline_state  # a locf / mean_forecast checkpoint: its window as trained (grud.cli.inference)
-        window = {"history_hours": st.get("history_hours", 24.0), "horizon_hours": st.get("horizon_hours")}
-    window = {**window, **{k: v for k, v in overrides.items() if k in window}}
-    overrides = {**overrides, **window, "forecast_grid_hours": None}
+    history, horizon = forecast_window(first, task_overrides(cfg))  # every member predicts the first one's window
+    overrides = {**task_overrides(cfg), "history_hours": history, "horizon_hours": horizon,
+                 "forecast_grid_hours": None}  # score the observed rows
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), task_overrides=overrides,
                                 progress=False)
-    metrics = forecast_frame_metrics(frame, ds, first.stats, window["history_hours"], window["horizon_hours"])
+    metrics = forecast_frame_metrics(frame, ds, first.stats, history, horizon)
     metrics["members"] = len(members)  # checkpoints averaged
     return metrics
 

@@ -170,10 +170,8 @@ def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0,
     parts = []
     with torch.no_grad():
         for i, batch in enumerate(_batches(enc, batch_size, progress)):
-            if model.task == "classification":
-                parts.append(module.predict_step(batch, i, mc_samples=int(mc_samples)))
-            else:
-                parts.append(module.predict_step(batch, i, mc_samples=int(mc_samples), keep_draws=keep_draws))
+            extra = {"keep_draws": True} if keep_draws else {}  # forecasting only
+            parts.append(module.predict_step(batch, i, mc_samples=int(mc_samples), **extra))
     if not parts:
         raise DataError("no series to predict on")
     return module.predictions_frame(parts, enc.ds, id_column=id_column)
@@ -191,11 +189,22 @@ def _baseline_frame(model: LoadedModel, ds, id_column, task_overrides) -> pd.Dat
                                                     for k, c in enumerate(model.stats.classes)}})
     from grud.tasks.forecasting import forecast_baseline_frame
 
-    st = model.baseline_state
-    return forecast_baseline_frame(model.baseline, ds, model.stats,
-                                   float(task_overrides.get("history_hours", st.get("history_hours", 24.0))),
-                                   task_overrides.get("horizon_hours", st.get("horizon_hours")),
+    history, horizon = forecast_window(model, task_overrides)
+    return forecast_baseline_frame(model.baseline, ds, model.stats, history, horizon,
                                    grid_hours=task_overrides.get("forecast_grid_hours"), id_column=id_column)
+
+
+def forecast_window(model: LoadedModel, task_overrides: dict | None = None) -> tuple[float, float | None]:
+    """(history_hours, horizon_hours) a forecast checkpoint predicts with: the user's ``task.*``
+    overrides, else the window it was trained with (a module's attributes, a baseline's state)."""
+    task_overrides = task_overrides or {}
+    if model.module is not None:
+        trained = {"history_hours": model.module.history_hours, "horizon_hours": model.module.horizon_hours}
+    else:
+        st = model.baseline_state
+        trained = {"history_hours": st.get("history_hours", 24.0), "horizon_hours": st.get("horizon_hours")}
+    window = {k: task_overrides.get(k, v) for k, v in trained.items()}
+    return float(window["history_hours"]), window["horizon_hours"]
 
 
 def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes) -> dict:

@@ -138,8 +138,20 @@ class FittedStats:
         z = (static - np.asarray(self.static_mean, np.float32)) / np.asarray(self.static_std, np.float32)
         return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
+    def minmax_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(min, max - min) of every variable in float64, the span 1 where it is 0 (a constant variable).
+
+        Shape:
+            -> (F,), (F,)
+        """
+        lo = np.asarray(self.value_min, np.float64)
+        span = np.asarray(self.value_max, np.float64) - lo
+        return lo, np.where(span > 0, span, 1.0)
+
     def minmax_scale(self, values):
-        """(..., F) raw -> (x - min) / (max - min) with the training min and max (forecast metric scale)."""
+        """(..., F) raw -> (x - min) / (max - min) with the training min and max (forecast metric scale).
+
+        In float32, as the metric has always been computed on a batch (:meth:`minmax_bounds` is float64)."""
         lo = np.asarray(self.value_min, np.float32)
         span = np.asarray(self.value_max, np.float32) - lo
         span = np.where(span > 0, span, 1.0).astype(np.float32)

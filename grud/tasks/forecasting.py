@@ -211,8 +211,7 @@ def fit_loss_weights(train_ds, stats, history_hours: float = 24.0, horizon_hours
     fd = ForecastDataset(train_ds, stats, history_hours, horizon_hours)
     n = fd.query_mask.sum(0).astype(np.float64)
     std = np.asarray(stats.value_std, np.float64)
-    span = np.asarray(stats.value_max, np.float64) - np.asarray(stats.value_min, np.float64)
-    span = np.where(span > 0, span, 1.0)
+    _, span = stats.minmax_bounds()
     w = np.zeros_like(n)
     has = n > 0
     w[has] = ((std[has] / span[has]) ** 2 / n[has]) ** p
@@ -268,9 +267,7 @@ class ForecastTask(TaskModule):
                 raise ConfigError(f"task.loss_weights: expected {F} finite non-negative numbers (one per variable, "
                                   f"not all 0), got {len(w)} values")
         self.register_buffer("loss_weights", w)
-        lo = np.asarray(self.stats.value_min, np.float64)
-        span = np.asarray(self.stats.value_max, np.float64) - lo
-        span = np.where(span > 0, span, 1.0)
+        lo, span = self.stats.minmax_bounds()
         std, mean = np.asarray(self.stats.value_std, np.float64), np.asarray(self.stats.value_mean, np.float64)
         # normalised -> min-max scale is affine: mm = z * std / span + (mean - min) / span
         self.register_buffer("mm_scale", torch.tensor(std / span, dtype=torch.float32), persistent=False)
@@ -398,6 +395,15 @@ class ForecastTask(TaskModule):
 # ============================================================================ shared output / baselines
 #: column prefix of the Monte-Carlo draws a forecast frame carries for pooling an ensemble
 DRAW_PREFIX = "draw_"
+#: the columns that name a row of a forecast frame, after its id column
+FORECAST_KEYS = ("time", "variable")
+
+
+def same_forecast_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two forecast frames hold the same rows in the same order: id column, ``time``, ``variable``."""
+    keys = [a.columns[0], *FORECAST_KEYS]
+    return b.columns[0] == keys[0] and len(a) == len(b) and all(
+        np.array_equal(a[k].to_numpy(), b[k].to_numpy()) for k in keys)
 
 
 def forecast_frame(ds, variables, series, times, on_grid, mask, value, prediction, lower=None, upper=None,
@@ -484,16 +490,13 @@ def forecast_frame_metrics(frame: pd.DataFrame, ds, stats, history_hours: float 
     id_column = frame.columns[0]
     locf = forecast_baseline_frame("locf", ds, stats, history_hours, horizon_hours, id_column=id_column)
     scored = frame[np.isfinite(frame["value"].to_numpy(dtype=np.float64))]
-    keys = [id_column, "time", "variable"]
-    if len(scored) != len(locf) or not all(np.array_equal(scored[k].to_numpy(), locf[k].to_numpy()) for k in keys):
+    if not same_forecast_rows(scored, locf):
         raise DataError(f"the forecasts hold {len(scored)} observed rows, but the window "
                         f"(history_hours={history_hours}, horizon_hours={horizon_hours}) has {len(locf)} on this data: "
                         f"score a frame predicted on the same data with the same window")
     index = {v: j for j, v in enumerate(stats.variables)}
     j = np.array([index[v] for v in scored["variable"]], np.int64)
-    lo = np.asarray(stats.value_min, np.float64)
-    span = np.asarray(stats.value_max, np.float64) - lo
-    span = np.where(span > 0, span, 1.0)
+    lo, span = stats.minmax_bounds()
     mm = lambda a: (np.asarray(a, np.float64) - lo[j]) / span[j]  # noqa: E731
     truth = mm(scored["value"])
     model, base = VariableErrors(stats.n_features), VariableErrors(stats.n_features)
