@@ -345,15 +345,20 @@ class ForecastTask(TaskModule):
 
         Returns CPU tensors: ``index`` (B,), ``query_times`` (B, Q), ``query_lengths`` (B,),
         ``query_mask`` (B, Q, F), ``query_on_grid`` (B, Q), ``value`` (B, Q, F) raw truth,
-        ``prediction`` (B, Q, F) raw, and ``lower``/``upper`` (B, Q, F) with MC dropout.
+        ``prediction`` (B, Q, F) raw, and ``lower``/``upper`` (B, Q, F) with MC dropout. Only the
+        entries :meth:`predictions_frame` keeps are decoded (``query_mask`` or ``query_on_grid``); the
+        others hold the last observation (LOCF).
         """
         out = {k: batch[k].detach().cpu() for k in ("index", "query_times", "query_lengths", "query_mask",
                                                     "query_on_grid")}
         out["value"] = batch["query_raw_values"].detach().cpu()
+        # decode only the entries the frame keeps (observed queries, every variable on a grid); the
+        # others hold the LOCF base and never reach the output
+        only = (batch["query_mask"] > 0) | (batch["query_on_grid"] > 0)[..., None]
         with torch.no_grad():
             if mc_samples and mc_samples > 0:
                 with self.mc_dropout(True):
-                    draws = torch.stack([self(batch)[0] for _ in range(int(mc_samples))])
+                    draws = torch.stack([self(batch, only=only)[0] for _ in range(int(mc_samples))])
                 draws = self.stats.denormalise_values(draws)
                 out["prediction"] = draws.mean(0).cpu()
                 q = torch.quantile(draws, torch.tensor(MC_QUANTILES, dtype=draws.dtype, device=draws.device), dim=0)
@@ -361,7 +366,7 @@ class ForecastTask(TaskModule):
                 if keep_draws:
                     out["draws"] = draws.cpu()
             else:
-                out["prediction"] = self.stats.denormalise_values(self(batch)[0]).cpu()
+                out["prediction"] = self.stats.denormalise_values(self(batch, only=only)[0]).cpu()
         return out
 
     # ------------------------------------------------------------------ output

@@ -289,6 +289,32 @@ def test_future_grid_predicts_every_variable_and_mc_dropout_gives_bounds(data):
     assert np.isfinite(df["prediction"]).all()
 
 
+@pytest.mark.parametrize("grid", [None, 4.0])
+def test_prediction_decodes_only_the_rows_it_outputs_and_they_equal_a_full_decode(data, grid):
+    _, ds, stats = data
+    task = make_task(stats, decoder={"dropout": 0.3})
+    with torch.no_grad():
+        task.decoder.out.weight.normal_()
+    task.forecast_grid_hours = grid
+    task.eval()
+    batch = task.encode_dataset(ds, stats).collate(range(len(ds)))
+    calls = []
+    hook = task.decoder.out.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    part = task.predict_step(batch, 0)
+    hook.remove()
+    kept = (batch["query_mask"] > 0) | (batch["query_on_grid"] > 0)[..., None]
+    assert calls == [int(kept.sum())]
+    if grid is None:  # observed queries: most (query, variable) entries are unobserved and skipped
+        assert int(kept.sum()) < 0.6 * batch["query_mask"].numel()
+    with torch.no_grad():
+        full = {**part, "prediction": stats.denormalise_values(task(batch)[0])}
+    got, want = task.predictions_frame([part], ds), task.predictions_frame([full], ds)
+    assert len(got) == int(kept.sum())
+    np.testing.assert_allclose(got["prediction"], want["prediction"], rtol=1e-6)
+    assert (np.abs(got["prediction"] - forecast_baseline_frame("locf", ds, stats, H, HZ, grid_hours=grid)
+                   ["prediction"]) > 1e-3).any()  # the decoder did change the forecast
+
+
 @pytest.mark.parametrize("history, horizon, grid, key", [
     ("24h", 24, None, "history_hours"),
     (-1, 24, None, "history_hours"),
