@@ -55,13 +55,14 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
 
 
 def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc_samples: int = 0,
-            task_overrides: list[str] | None = None) -> pd.DataFrame:
+            task_overrides: list[str] | None = None, interval: str = "mc", interval_level: float = 0.9) -> pd.DataFrame:
     """Predict like ``grud-predict``; returns the predictions (and writes ``output`` if given).
 
     ``checkpoint`` is one file, or a list of files or a glob pattern whose members'
     probabilities (classification) or forecasts are averaged (``grud.cli.checkpoint_ensemble``). ``data_overrides``
     are ``data.*`` overrides as on the command line (``data.path=X``); data options not given
-    default to those of training.
+    default to those of training. ``interval`` / ``interval_level``: as ``grud-predict``'s keys
+    (``interval="conformal"`` for calibrated forecast intervals).
     """
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv
@@ -90,7 +91,8 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
         key, _, value = o.partition("=")
         tasks[key.replace("task.", "")] = float(value) if value not in ("null", "") else None
     frame, _ = predict_members(members, lambda stats: prediction_data_options(stats.reader, given, explicit, group),
-                               mc_samples=mc_samples, task_overrides=tasks, progress=False)
+                               mc_samples=mc_samples, task_overrides=tasks, progress=False,
+                               interval=interval, interval_level=interval_level)
     if output is not None:
         atomic_write_csv(Path(output), frame, float_format="%.6f")
     return frame

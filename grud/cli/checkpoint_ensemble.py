@@ -117,7 +117,9 @@ def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> 
     (``mc_samples`` = N draws per member, carried as ``draw_<k>`` columns, see
     :func:`grud.cli.inference.predict_frame`) ``lower`` / ``upper`` are the 5th / 95th
     percentiles of all members' draws pooled, so the interval includes the disagreement between
-    members; a member without draws (``locf``) counts as N draws at its prediction.
+    members; a member without draws (``locf``) counts as N draws at its prediction. Without draws,
+    members' ``lower`` / ``upper`` (conformal intervals) are averaged: the mean forecast -+ the mean
+    half-width, conservative, as the mean forecast errs less than its members.
     """
     from grud.tasks.forecasting import DRAW_PREFIX, FORECAST_KEYS, MC_QUANTILES, same_forecast_rows
 
@@ -129,6 +131,9 @@ def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> 
     n = int(mc_samples)
     if n <= 0:
         out["prediction"] = np.mean([f["prediction"].to_numpy(dtype=np.float64) for f in frames], axis=0)
+        if all("lower" in f.columns and "upper" in f.columns for f in frames):
+            for k in ("lower", "upper"):
+                out[k] = np.mean([f[k].to_numpy(dtype=np.float64) for f in frames], axis=0)
     else:
         draws = []
         for f in frames:
@@ -145,11 +150,13 @@ def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> 
 
 
 def predict_members(members: list, options_for: Callable, mc_samples: int = 0, batch_size: int = 256,
-                    task_overrides: dict | None = None, need_labels: bool = False, progress: bool = True):
+                    task_overrides: dict | None = None, need_labels: bool = False, progress: bool = True,
+                    interval: str = "mc", interval_level: float = 0.9):
     """(prediction frame, dataset) of one member, or of the mean of several (probabilities or forecasts).
 
     ``options_for(stats)`` gives the data options a member reads with (its training's reader
-    options with the user's overrides); the dataset returned is the first member's.
+    options with the user's overrides); the dataset returned is the first member's. ``interval``
+    and ``interval_level``: see :func:`grud.cli.inference.predict_frame`.
     """
     from grud.cli.inference import predict_frame, prepare_for_model, read_raw
 
@@ -164,7 +171,8 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
         ds = prepare_for_model(files[key], opts, m.stats)
         first_ds = ds if first_ds is None else first_ds
         frames.append(predict_frame(m, ds, mc_samples=mc_samples, batch_size=batch_size,
-                                    task_overrides=task_overrides, progress=progress, keep_draws=keep_draws))
+                                    task_overrides=task_overrides, progress=progress, keep_draws=keep_draws,
+                                    interval=interval, interval_level=interval_level))
     if len(frames) == 1:
         return frames[0], first_ds
     if forecast:

@@ -57,6 +57,7 @@ def load_model(checkpoint) -> LoadedModel:
                 module = task_class(task)(**hp)
             _imputers_as_saved(module, ckpt["state_dict"])
             module.load_state_dict(ckpt["state_dict"])
+            module.on_load_checkpoint(ckpt)  # what a task keeps outside its weights
         except (TypeError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"does not match this version of grud ({' '.join(str(exc).split())[:200]})",
                                   path=path) from None
@@ -152,25 +153,34 @@ def id_column_of(model: LoadedModel) -> str:
 
 
 def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0, batch_size: int = 256,
-                  task_overrides: dict | None = None, progress: bool = True, keep_draws: bool = False) -> pd.DataFrame:
+                  task_overrides: dict | None = None, progress: bool = True, keep_draws: bool = False,
+                  interval: str = "mc", interval_level: float = 0.9) -> pd.DataFrame:
     """Predictions for every series of ``ds`` as a DataFrame (raw units; see README).
 
     ``keep_draws`` (forecasting with ``mc_samples``): also one ``draw_<k>`` column per draw, for
-    pooling the draws of an ensemble's members.
+    pooling the draws of an ensemble's members. ``interval`` (forecasting): ``mc`` = ``lower`` /
+    ``upper`` from the MC-dropout draws (with ``mc_samples``), ``conformal`` = the forecast -+ the
+    checkpoint's conformal half-width at ``interval_level`` (:mod:`grud.tasks.forecast_intervals`).
     """
     id_column = id_column_of(model)
     task_overrides = task_overrides or {}
+    if interval != "mc" and (model.task == "classification" or model.baseline is not None):
+        raise ConfigError(f"interval={interval}: only a recurrent forecaster's checkpoint has conformal intervals "
+                          f"({model.path} is {'the ' + model.baseline + ' baseline' if model.baseline else 'a classifier'})")
     if model.baseline is not None:
         return _baseline_frame(model, ds, id_column, task_overrides)
     module = model.module
     for key in ("history_hours", "forecast_grid_hours", "horizon_hours"):
         if key in task_overrides and hasattr(module, key):
             setattr(module, key, task_overrides[key])
+    extra = {} if model.task == "classification" else {"keep_draws": keep_draws, "interval": interval,
+                                                       "interval_level": float(interval_level)}
+    if extra:
+        module.check_interval(interval, float(interval_level), mc_samples)  # before reading any batch
     enc = module.encode_dataset(ds, module.stats)
     parts = []
     with torch.no_grad():
         for i, batch in enumerate(_batches(enc, batch_size, progress)):
-            extra = {"keep_draws": True} if keep_draws else {}  # forecasting only
             parts.append(module.predict_step(batch, i, mc_samples=int(mc_samples), **extra))
     if not parts:
         raise DataError("no series to predict on")

@@ -34,7 +34,9 @@ def run_predict(cfg: dict) -> Path:
     members = load_members(cfg["checkpoint"])
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats),
                                 mc_samples=int(cfg.get("mc_samples") or 0),
-                                batch_size=int(cfg.get("batch_size") or 256), task_overrides=task_overrides(cfg))
+                                batch_size=int(cfg.get("batch_size") or 256), task_overrides=task_overrides(cfg),
+                                interval=str(cfg.get("interval") or "mc"),
+                                interval_level=float(cfg.get("interval_level") or 0.9))
     out = Path(cfg.get("output") or "predictions.csv")
     atomic_write_csv(out, frame, float_format="%.6f")
     log.info("wrote %d rows for %d series to %s", len(frame), len(ds), out)

@@ -12,6 +12,11 @@ errors on values min-max scaled per variable with the training split's min and m
 over the queries of each variable, then over variables (accumulated over a whole epoch).
 ``test/mse_vs_locf`` divides the model's MSE by that of last-observation-carried-forward on
 the same test queries.
+
+Each validation epoch also stores split-conformal interval half-widths in the module (a buffer,
+so the checkpoint carries them; :mod:`grud.tasks.forecast_intervals`): ``interval="conformal"``
+at prediction gives ``lower`` / ``upper`` from them, and ``test/interval_coverage`` reports the
+share of test truths inside the 90 % interval.
 """
 from __future__ import annotations
 
@@ -24,12 +29,15 @@ from torch import nn
 from grud.data.forecast_batching import ForecastDataset, check_window
 from grud.data.transforms import FittedStats
 from grud.errors import ConfigError
+from grud.tasks import forecast_intervals as CI
 from grud.tasks import metrics as M
 from grud.tasks.base import TaskModule
 
 BASELINES = ("locf", "mean_forecast")
 DEFAULT_DECODER = {"hidden": 64, "layers": 2, "context": 16, "dropout": 0.1}
 MC_QUANTILES = (0.05, 0.95)
+#: the ``interval`` choices of :meth:`ForecastTask.predict_step`
+INTERVALS = ("mc", "conformal")
 
 
 # ============================================================================ decoder
@@ -272,6 +280,10 @@ class ForecastTask(TaskModule):
         # normalised -> min-max scale is affine: mm = z * std / span + (mean - min) / span
         self.register_buffer("mm_scale", torch.tensor(std / span, dtype=torch.float32), persistent=False)
         self.register_buffer("mm_shift", torch.tensor((mean - lo) / span, dtype=torch.float32), persistent=False)
+        # conformal half-widths (L, F, K), normalised units; NaN until a validation epoch sets them. A
+        # plain tensor, not a buffer: weight averaging (ema_decay) swaps and averages buffers, and these
+        # come from the weights validation ran with; the checkpoint carries them under "grud"
+        self.interval_halfwidth = torch.full((len(CI.INTERVAL_LEVELS), F, CI.N_GROUPS), float("nan"))
         self._errors: dict = {}
 
     # ------------------------------------------------------------------ data
@@ -303,12 +315,38 @@ class ForecastTask(TaskModule):
         self.log_running("train/loss", loss, pred.shape[0], prog_bar=True)
         return loss
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["grud"]["interval_halfwidth"] = self.interval_halfwidth.detach().cpu().clone()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints written before conformal intervals keep NaN (uncalibrated) half-widths."""
+        hw = (checkpoint.get("grud") or {}).get("interval_halfwidth")
+        if hw is not None:
+            hw = torch.as_tensor(hw, dtype=torch.float32)
+            if hw.shape != self.interval_halfwidth.shape:
+                raise RuntimeError(f"interval_halfwidth: expected {tuple(self.interval_halfwidth.shape)}, "
+                                 f"got {tuple(hw.shape)}")
+            self.interval_halfwidth = hw
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a validation epoch has set the conformal half-widths."""
+        return bool(torch.isfinite(self.interval_halfwidth).any())
+
     def _eval_step(self, batch, stage):
         pred, _ = self(batch, only=batch["query_mask"])
         F = pred.shape[-1]
         target, mask = self.to_minmax(batch["query_values"]), batch["query_mask"]
-        errs = self._errors.setdefault(stage, {"model": VariableErrors(F), "locf": VariableErrors(F)})
+        errs = self._errors.setdefault(stage, {"model": VariableErrors(F), "locf": VariableErrors(F),
+                                               "residuals": CI.ResidualPool(F), "coverage": CI.CoverageCounts(F)})
         errs["model"].add(self.to_minmax(pred), target, mask)
+        group = CI.interval_group(batch["since_last"], batch["last_mask"])
+        if stage == "val":
+            errs["residuals"].add(pred, batch["query_values"], mask, group)
+        elif self.calibrated:
+            hw = CI.halfwidth_at(self.interval_halfwidth, CI.COVERAGE_LEVEL, group)
+            errs["coverage"].add(pred, hw, batch["query_values"], mask)
         locf = (batch["last_values"] * batch["last_mask"])[:, None, :].expand_as(pred)
         errs["locf"].add(self.to_minmax(locf), target, mask)
         self.add_eval_loss(stage, M.masked_mse_loss(pred, batch["query_values"], mask, weight=self.loss_weights),
@@ -328,8 +366,12 @@ class ForecastTask(TaskModule):
         model, locf = errs["model"], errs["locf"]
         if stage == "test":
             out = forecast_test_metrics(model, locf)
+            if self.calibrated:
+                out["test/interval_coverage"] = errs["coverage"].coverage()
         else:
             out = {f"{stage}/mse": model.mse(), f"{stage}/mae": model.mae()}
+            if stage == "val" and len(errs["residuals"]):
+                self.interval_halfwidth = errs["residuals"].halfwidths()
         for k, v in out.items():
             self.log(k, float(v), prog_bar=k == f"{stage}/mse", rank_zero_only=False)
 
@@ -339,9 +381,13 @@ class ForecastTask(TaskModule):
     def on_test_epoch_end(self):
         self._epoch_metrics("test")
 
-    def predict_step(self, batch, batch_idx, dataloader_idx=0, mc_samples: int = 0, keep_draws: bool = False):
+    def predict_step(self, batch, batch_idx, dataloader_idx=0, mc_samples: int = 0, keep_draws: bool = False,
+                     interval: str = "mc", interval_level: float = CI.COVERAGE_LEVEL):
         """Forecasts in raw units; with ``mc_samples`` > 0 the MC-dropout mean and 5th/95th percentiles
         (and with ``keep_draws`` the draws themselves, ``draws`` (N, B, Q, F) raw, for pooling an ensemble).
+        With ``interval="conformal"`` (and ``mc_samples`` 0) ``lower`` / ``upper`` are the forecast
+        -+ the conformal half-width of ``interval_level`` stored by the last validation epoch
+        (:mod:`grud.tasks.forecast_intervals`).
 
         Returns CPU tensors: ``index`` (B,), ``query_times`` (B, Q), ``query_lengths`` (B,),
         ``query_mask`` (B, Q, F), ``query_on_grid`` (B, Q), ``value`` (B, Q, F) raw truth,
@@ -349,6 +395,7 @@ class ForecastTask(TaskModule):
         entries :meth:`predictions_frame` keeps are decoded (``query_mask`` or ``query_on_grid``); the
         others hold the last observation (LOCF).
         """
+        self.check_interval(interval, interval_level, mc_samples)
         out = {k: batch[k].detach().cpu() for k in ("index", "query_times", "query_lengths", "query_mask",
                                                     "query_on_grid")}
         out["value"] = batch["query_raw_values"].detach().cpu()
@@ -366,8 +413,34 @@ class ForecastTask(TaskModule):
                 if keep_draws:
                     out["draws"] = draws.cpu()
             else:
-                out["prediction"] = self.stats.denormalise_values(self(batch, only=only)[0]).cpu()
+                z = self(batch, only=only)[0]
+                out["prediction"] = self.stats.denormalise_values(z).cpu()
+                if interval == "conformal":
+                    hw = CI.halfwidth_at(self.interval_halfwidth, interval_level,
+                                         CI.interval_group(batch["since_last"], batch["last_mask"]))
+                    out["lower"] = self.stats.denormalise_values(z - hw).cpu()
+                    out["upper"] = self.stats.denormalise_values(z + hw).cpu()
         return out
+
+    def check_interval(self, interval: str, interval_level: float, mc_samples: int = 0) -> None:
+        """ConfigError unless ``interval`` / ``interval_level`` can be served by this checkpoint."""
+        if interval not in INTERVALS:
+            raise ConfigError(f"interval: expected one of {list(INTERVALS)}, got {interval!r}")
+        if interval != "conformal":
+            if abs(float(interval_level) - CI.COVERAGE_LEVEL) > 1e-9:
+                raise ConfigError(f"interval_level={interval_level}: interval=mc gives the 5th / 95th percentiles "
+                                  f"of the draws ({CI.COVERAGE_LEVEL}); other levels need interval=conformal")
+            return
+        if mc_samples and int(mc_samples) > 0:
+            raise ConfigError("interval=conformal bounds the deterministic forecast: set mc_samples=0 "
+                              f"(got mc_samples={mc_samples})")
+        try:
+            CI.level_index(interval_level)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not self.calibrated:
+            raise ConfigError("interval=conformal: this checkpoint holds no conformal half-widths (it was "
+                              "trained without a validation split, or by a grud before they existed)")
 
     # ------------------------------------------------------------------ output
     def predictions_frame(self, parts: list, ds, id_column: str = "id") -> pd.DataFrame:

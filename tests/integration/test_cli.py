@@ -304,3 +304,19 @@ def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinic
     assert list(pred.columns) == ["subject_id", "time", "variable", "prediction", "value", "lower", "upper"]
     assert len(pred) == len(singles[0]) and (pred["lower"] <= pred["upper"]).all()
     assert (pred["upper"] > pred["lower"]).any()
+    # conformal intervals: each checkpoint carries its validation half-widths; the ensemble averages the bounds
+    runs = [c.parents[1] for c in ckpts]
+    cover = [json.loads((r / "metrics.json").read_text())["test/interval_coverage"] for r in runs]
+    assert all(0.0 <= c <= 1.0 for c in cover)
+    cf = tmp_path / "conformal.csv"
+    run(["grud-predict", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", data[0], "interval=conformal",
+         "interval_level=0.8", f"output={cf}"], cwd=tmp_path)
+    pred = pd.read_csv(cf, dtype={"subject_id": str})
+    conformal = [grud.api.predict(c, [data[0]], interval="conformal", interval_level=0.8) for c in ckpts]
+    for k in ("lower", "upper"):
+        np.testing.assert_allclose(pred[k], (conformal[0][k] + conformal[1][k]) / 2, rtol=1e-5, atol=2e-6)
+    assert (pred["lower"] < pred["prediction"]).all() and (pred["prediction"] < pred["upper"]).all()
+    bad = run(["grud-predict", f"checkpoint={ckpts[0]}", data[0], "interval=conformal", "mc_samples=3",
+               f"output={tmp_path / 'bad.csv'}"], cwd=tmp_path, check=False)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: interval=conformal")
+    assert not (tmp_path / "bad.csv").exists()
