@@ -49,7 +49,8 @@ def run_evaluate(cfg: dict) -> dict:
 
 def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
     """Several forecast checkpoints scored as one model (their mean forecast) on the observed rows
-    after the horizon; the min-max scale and LOCF are the first member's, as one checkpoint's are its own."""
+    after the horizon; the min-max scale and LOCF are the first member's, as one checkpoint's are its own.
+    With every member calibrated, ``test/interval_coverage`` is that of their averaged conformal 90 % bounds."""
     from grud.cli.checkpoint_ensemble import predict_members
     from grud.cli.inference import forecast_window
     from grud.tasks.forecasting import forecast_frame_metrics
@@ -58,8 +59,10 @@ def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
     history, horizon = forecast_window(first, task_overrides(cfg))  # every member predicts the first one's window
     overrides = {**task_overrides(cfg), "history_hours": history, "horizon_hours": horizon,
                  "forecast_grid_hours": None}  # score the observed rows
+    # conformal bounds (their coverage is scored) when every member carries half-widths
+    calibrated = all(m.baseline is None and m.module.calibrated for m in members)
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), task_overrides=overrides,
-                                progress=False)
+                                progress=False, interval="conformal" if calibrated else "mc")
     metrics = forecast_frame_metrics(frame, ds, first.stats, history, horizon)
     metrics["members"] = len(members)  # checkpoints averaged
     return metrics

@@ -558,6 +558,8 @@ def forecast_frame_metrics(frame: pd.DataFrame, ds, stats, history_hours: float 
     ensemble's averaged frame, say) for ``ds`` with the window ``history_hours`` /
     ``horizon_hours``; its rows with an observed ``value`` are scored on the min-max scale of
     ``stats``, against LOCF on the same rows, exactly as :class:`ForecastTask` scores a test epoch.
+    With ``lower`` / ``upper`` columns, ``test/interval_coverage`` is the share of observed values
+    inside them, averaged over variables (as :class:`grud.tasks.forecast_intervals.CoverageCounts`).
 
     Raises:
         DataError: the frame's observed rows are not the rows of the window on ``ds``.
@@ -580,7 +582,13 @@ def forecast_frame_metrics(frame: pd.DataFrame, ds, stats, history_hours: float 
     model, base = VariableErrors(stats.n_features), VariableErrors(stats.n_features)
     model.add_rows(j, mm(scored["prediction"]), truth)
     base.add_rows(j, mm(locf["prediction"]), truth)
-    return forecast_test_metrics(model, base)
+    out = forecast_test_metrics(model, base)
+    if "lower" in scored.columns and "upper" in scored.columns:
+        value = scored["value"].to_numpy(np.float64)
+        inside = (scored["lower"].to_numpy(np.float64) <= value) & (value <= scored["upper"].to_numpy(np.float64))
+        per_var = np.bincount(j, inside, stats.n_features) / np.maximum(np.bincount(j, None, stats.n_features), 1)
+        out["test/interval_coverage"] = float(per_var[np.bincount(j, None, stats.n_features) > 0].mean())
+    return out
 
 
 def forecast_baseline_frame(name: str, ds, stats, history_hours: float = 24.0, horizon_hours: float | None = 24.0,

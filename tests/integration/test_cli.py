@@ -296,6 +296,7 @@ def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinic
     assert m["test/mse"] == pytest.approx(sq.groupby(v.to_numpy()).mean().mean(), rel=1e-4)
     assert m["test/locf_mse"] == pytest.approx(m0["test/locf_mse"], rel=1e-5)
     assert m["test/mse_vs_locf"] == pytest.approx(m["test/mse"] / m0["test/locf_mse"], rel=1e-4)
+    assert 0.0 <= m["test/interval_coverage"] <= 1.0 and 0.0 <= m0["test/interval_coverage"] <= 1.0
     # with MC dropout the interval pools both members' draws; no draw column reaches the CSV
     mc = tmp_path / "mc.csv"
     run(["grud-predict", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", data[0], "mc_samples=4", f"output={mc}"],

@@ -166,3 +166,29 @@ def test_an_ensemble_averages_its_members_bounds():
     np.testing.assert_allclose(out["lower"], [65.0, 56.0])
     np.testing.assert_allclose(out["upper"], [79.0, 86.0])
     assert "lower" not in average_forecast_frames([a.drop(columns=["lower", "upper"]), b])
+
+
+def test_a_frame_with_conformal_bounds_scores_the_test_epochs_coverage(calibrated):
+    """grud-evaluate of an ensemble scores coverage from the frame's bounds; one checkpoint's frame gives the epoch's."""
+    import pytorch_lightning as pl
+
+    from grud.data.datamodule import GrudDataModule
+    from grud.tasks.forecasting import forecast_frame_metrics
+
+    trained, stats = calibrated
+    task = ForecastTask(MODEL, stats.to_dict(), decoder={"dropout": 0.0})
+    task.load_state_dict(trained.state_dict())
+    task.interval_halfwidth = trained.interval_halfwidth.clone()
+    task.eval()
+    ds = make_dataset(30, seed=5, n_rows=40)
+    dm = GrudDataModule(ds, None, ds, stats, task.encode_dataset, batch_size=8)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    epoch = trainer.test(task, datamodule=dm, verbose=False)[0]
+    assert 0.0 < epoch["test/interval_coverage"] < 1.0
+    enc = task.encode_dataset(ds, stats)
+    part = task.predict_step(enc.collate(range(len(ds))), 0, interval="conformal", interval_level=CI.COVERAGE_LEVEL)
+    frame = task.predictions_frame([part], ds)
+    got = forecast_frame_metrics(frame, ds, stats, task.history_hours, task.horizon_hours)
+    assert got["test/interval_coverage"] == pytest.approx(epoch["test/interval_coverage"], abs=1e-3)
+    assert "test/interval_coverage" not in forecast_frame_metrics(frame.drop(columns=["lower", "upper"]), ds, stats,
+                                                                  task.history_hours, task.horizon_hours)
