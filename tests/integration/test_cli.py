@@ -321,3 +321,12 @@ def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinic
                f"output={tmp_path / 'bad.csv'}"], cwd=tmp_path, check=False)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: interval=conformal")
     assert not (tmp_path / "bad.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["grud-train", "grud-predict", "grud-evaluate"])
+def test_help_names_the_command_and_its_keys(command, tmp_path):
+    proc = run([command, "--help"], cwd=tmp_path)
+    assert proc.stdout.startswith(f"{command} is powered by Hydra.")
+    assert "model: bilstm, clockwork" in proc.stdout  # the config groups a user can switch
+    key = {"grud-train": "early_stopping:", "grud-predict": "interval_level: 0.9", "grud-evaluate": "impute_rate: 0.1"}
+    assert key[command] in proc.stdout
