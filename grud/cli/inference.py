@@ -93,8 +93,18 @@ def _imputers_as_saved(module, state_dict: dict) -> None:
                     NextStepImputer(weight.shape[1], weight.shape[0]))
 
 
+#: files a data group names for training (data/physionet2012.yaml's Outcomes-a.txt, say): at
+#: prediction they are read only when the user names them (data.labels=...)
+_TRAINING_FILES = ("labels", "test_path", "test_labels")
+
+
 def prediction_data_options(train_reader: dict, given: dict, explicit: set, group_chosen: bool) -> dict:
-    """Data options at prediction: training's, unless the user set them on the command line."""
+    """Data options at prediction: training's, unless the user set them on the command line.
+
+    A data group chosen at prediction (``data=physionet2012``) brings its file type and column
+    defaults, never its training files (labels, test set): the file predicted on is ``data.path``.
+    """
+    given = {k: v for k, v in given.items() if k in explicit or k not in _TRAINING_FILES}
     opts = {k: v for k, v in (train_reader or {}).items()}
     for k, v in given.items():
         if k in explicit or (k == "kind" and group_chosen) or (k not in opts and v is not None):

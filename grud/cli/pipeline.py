@@ -55,6 +55,10 @@ def versions() -> dict:
 def read_for_run(data: dict, with_grid: bool = True):
     """Read train/val/test per the ``data`` options -> (train, val, test, input paths)."""
     kind = data.get("kind", "physionet2012")
+    if data.get("test_path") and (data.get("test_ids") is not None or float(data.get("test_fraction") or 0.0) > 0):
+        given = "data.test_ids" if data.get("test_ids") is not None else f"data.test_fraction={data['test_fraction']}"
+        raise ConfigError(f"{given} takes the test set out of data.path, but data.test_path={data['test_path']} "
+                          f"already names the test file: set data.test_path=null to use {given.split('=')[0]}")
     opts = {k: v for k, v in data.items() if k not in ("path", "labels", "test_path", "test_labels", "kind")}
     full = read_dataset(kind, data.get("path"), data.get("labels"), key="data.path", **opts)
     paths = [resolve_path(data["path"], "data.path")]

@@ -57,3 +57,21 @@ def test_a_stacked_bidirectional_checkpoint_with_the_imputation_loss_still_loads
     # training such a network is still refused outside the loader
     with pytest.raises(ConfigError, match="model.num_layers=1"):
         ClassificationTask(spec, tiny_stats(), impute_weight=1.0)
+
+
+def test_a_data_group_chosen_at_prediction_does_not_bring_its_training_labels():
+    """grud-predict data=physionet2012 data.path=set-b: set-a's Outcomes file must not be read with set-b."""
+    from grud.cli.inference import prediction_data_options
+
+    trained = {"kind": "physionet2012", "max_hours": 48, "value_ranges": "physionet2012"}
+    group = {"kind": "physionet2012", "path": "set-b.tar.gz", "labels": "Outcomes-a.txt", "test_path": "set-b.tar.gz",
+             "test_labels": "Outcomes-b.txt", "max_hours": 48, "value_ranges": "physionet2012"}
+    opts = prediction_data_options(trained, group, {"path", "__group__"}, group_chosen=True)
+    assert opts["path"] == "set-b.tar.gz" and opts["kind"] == "physionet2012"
+    assert not {"labels", "test_path", "test_labels"} & set(opts)
+    named = prediction_data_options(trained, {**group, "labels": "Outcomes-b.txt"}, {"path", "labels", "__group__"},
+                                    group_chosen=True)
+    assert named["labels"] == "Outcomes-b.txt"  # what the user names is read
+    csv = {"kind": "csv_long", "path": "b.csv", "labels": None, "id_column": "id", "time_column": "time"}
+    other = prediction_data_options(trained, csv, {"path", "__group__"}, group_chosen=True)
+    assert other["kind"] == "csv_long" and other["id_column"] == "id" and "labels" not in other

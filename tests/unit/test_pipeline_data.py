@@ -188,3 +188,15 @@ def test_train_streams_serve_each_ensemble_member_its_own_order_of_the_whole_spl
     assert three.val_dataloader() == [] and not isinstance(single.train_dataloader(), list)
     with pytest.raises(ValueError, match="train_streams"):
         GrudDataModule(ds, None, None, stats, EncodedDataset, train_streams=0)
+
+
+@pytest.mark.parametrize("extra, key", [({"test_ids": ["1001"]}, "data.test_ids"),
+                                        ({"test_fraction": 0.2}, "data.test_fraction")])
+def test_a_test_share_of_data_path_beside_a_test_file_is_a_config_error(extra, key, tmp_path):
+    """Either a test file or a share of data.path: silently ignoring one would test on other stays than asked."""
+    from grud.cli.pipeline import read_for_run
+
+    data = {"kind": "csv_long", "path": str(tmp_path / "train.csv"), "test_path": str(tmp_path / "test.csv"),
+            "test_fraction": 0.0, **extra}
+    with pytest.raises(ConfigError, match=f"{key}.*data.test_path=null"):
+        read_for_run(data)
