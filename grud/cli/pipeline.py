@@ -52,11 +52,17 @@ def versions() -> dict:
             "numpy": np.__version__, "scikit_learn": sklearn.__version__, "python": platform.python_version()}
 
 
+DEFAULT_TEST_FRACTION = 0.2  # data.test_fraction: null without a data.test_path
+
+
 def read_for_run(data: dict, with_grid: bool = True):
     """Read train/val/test per the ``data`` options -> (train, val, test, input paths)."""
     kind = data.get("kind", "physionet2012")
-    if data.get("test_path") and (data.get("test_ids") is not None or float(data.get("test_fraction") or 0.0) > 0):
-        given = "data.test_ids" if data.get("test_ids") is not None else f"data.test_fraction={data['test_fraction']}"
+    test_fraction = data.get("test_fraction")
+    if test_fraction is None:  # the CSV presets' default: a fifth of data.path unless a test file is named
+        test_fraction = 0.0 if data.get("test_path") else DEFAULT_TEST_FRACTION
+    if data.get("test_path") and (data.get("test_ids") is not None or float(test_fraction) > 0):
+        given = "data.test_ids" if data.get("test_ids") is not None else f"data.test_fraction={test_fraction}"
         raise ConfigError(f"{given} takes the test set out of data.path, but data.test_path={data['test_path']} "
                           f"already names the test file: set data.test_path=null to use {given.split('=')[0]}")
     opts = {k: v for k, v in data.items() if k not in ("path", "labels", "test_path", "test_labels", "kind")}
@@ -74,7 +80,7 @@ def read_for_run(data: dict, with_grid: bool = True):
             paths.append(resolve_path(data["test_labels"], "data.test_labels"))
         train, val, _ = split_dataset(full, data.get("val_fraction", 0.2), 0.0, seed, **by)
     else:
-        train, val, test = split_dataset(full, data.get("val_fraction", 0.2), data.get("test_fraction", 0.0), seed,
+        train, val, test = split_dataset(full, data.get("val_fraction", 0.2), test_fraction, seed,
                                          test_ids=data.get("test_ids"), **by)
     if with_grid and data.get("grid") is not None:
         train, val, test = (to_grid(d, float(data["grid"])) for d in (train, val, test))

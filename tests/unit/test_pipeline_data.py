@@ -200,3 +200,21 @@ def test_a_test_share_of_data_path_beside_a_test_file_is_a_config_error(extra, k
             "test_fraction": 0.0, **extra}
     with pytest.raises(ConfigError, match=f"{key}.*data.test_path=null"):
         read_for_run(data)
+
+
+def test_the_csv_presets_default_test_share_yields_to_a_test_file(tmp_path):
+    """data=csv_long with data.test_path tests on that file; without one, on a fifth of data.path."""
+    import yaml
+
+    from grud.cli.pipeline import read_for_run
+    from tests.conftest import make_long_csv
+
+    preset = yaml.safe_load(open("conf/data/csv_long.yaml"))
+    make_long_csv(tmp_path / "train.csv", n_series=40, seed=1, labels_path=tmp_path / "train_labels.csv")
+    make_long_csv(tmp_path / "test.csv", n_series=10, seed=2, labels_path=tmp_path / "test_labels.csv")
+    own = {**preset, "path": str(tmp_path / "train.csv"), "labels": str(tmp_path / "train_labels.csv")}
+    train, val, test, _ = read_for_run({**own, "test_path": str(tmp_path / "test.csv"),
+                                        "test_labels": str(tmp_path / "test_labels.csv")})
+    assert len(test) == 10 and len(train) + len(val) == 40
+    train, val, test, _ = read_for_run(own)
+    assert len(test) == 8 and len(train) + len(val) + len(test) == 40
