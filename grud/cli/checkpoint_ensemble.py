@@ -119,7 +119,9 @@ def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> 
     percentiles of all members' draws pooled, so the interval includes the disagreement between
     members; a member without draws (``locf``) counts as N draws at its prediction. Without draws,
     members' ``lower`` / ``upper`` (conformal intervals) are averaged: the mean forecast -+ the mean
-    half-width, conservative, as the mean forecast errs less than its members.
+    half-width. That carries no conformal guarantee of its own (a value every member covers is
+    covered; beyond that, nothing is promised); measured, it covered slightly more than each member
+    (README, grud-evaluate's ``test/interval_coverage``).
     """
     from grud.tasks.forecasting import DRAW_PREFIX, FORECAST_KEYS, MC_QUANTILES, same_forecast_rows
 

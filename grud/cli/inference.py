@@ -102,9 +102,11 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
     """Data options at prediction: training's, unless the user set them on the command line.
 
     A data group chosen at prediction (``data=physionet2012``) brings its file type and column
-    defaults, never its training files (labels, test set): the file predicted on is ``data.path``.
+    defaults; its training files (labels, test set) only with its own ``path``: given another
+    ``data.path``, the group's labels belong to other series.
     """
-    given = {k: v for k, v in given.items() if k in explicit or k not in _TRAINING_FILES}
+    if "path" in explicit:
+        given = {k: v for k, v in given.items() if k in explicit or k not in _TRAINING_FILES}
     opts = {k: v for k, v in (train_reader or {}).items()}
     for k, v in given.items():
         if k in explicit or (k == "kind" and group_chosen) or (k not in opts and v is not None):

@@ -52,15 +52,16 @@ def versions() -> dict:
             "numpy": np.__version__, "scikit_learn": sklearn.__version__, "python": platform.python_version()}
 
 
-DEFAULT_TEST_FRACTION = 0.2  # data.test_fraction: null without a data.test_path
+DEFAULT_TEST_FRACTION = 0.2  # data.test_fraction: null without a data.test_path or id lists
 
 
 def read_for_run(data: dict, with_grid: bool = True):
     """Read train/val/test per the ``data`` options -> (train, val, test, input paths)."""
     kind = data.get("kind", "physionet2012")
     test_fraction = data.get("test_fraction")
-    if test_fraction is None:  # the CSV presets' default: a fifth of data.path unless a test file is named
-        test_fraction = 0.0 if data.get("test_path") else DEFAULT_TEST_FRACTION
+    if test_fraction is None:  # the CSV presets' default: a fifth of data.path unless the test set is named
+        named = data.get("test_path") or any(data.get(k) is not None for k in ("train_ids", "val_ids", "test_ids"))
+        test_fraction = 0.0 if named else DEFAULT_TEST_FRACTION
     if data.get("test_path") and (data.get("test_ids") is not None or float(test_fraction) > 0):
         given = "data.test_ids" if data.get("test_ids") is not None else f"data.test_fraction={test_fraction}"
         raise ConfigError(f"{given} takes the test set out of data.path, but data.test_path={data['test_path']} "

@@ -6,8 +6,13 @@ variable was last observed (a "Mondrian" split: errors grow with the gap), their
 conformal quantiles are the half-widths of intervals ``prediction +- q`` that hold the truth at the
 stated rate on new series drawn like the validation ones (Vovk et al., *Algorithmic Learning in a
 Random World*, 2005; Lei et al., JASA 2018, "Distribution-free predictive inference for
-regression"). Groups with few residuals fall back to the variable's pooled residuals, and
-variables with few to all residuals.
+regression"). A group with fewer than :data:`MIN_GROUP_COUNT` residuals joins its variable's
+other small groups in one "remainder" group that takes the quantile of its own residuals (small
+groups are the rare, wide ones: never observed, long gaps; the variable's pooled residuals would be
+dominated by its frequent, narrow groups and under-cover them). Remainders that are themselves small
+join one remainder across variables; with too few residuals for even that, its quantile is
+widened to at least that of every residual. At each level every residual thus lies in exactly one
+group whose half-width covers at least the level of the group's own residuals.
 
 The validation split also picks the best epoch, so the half-widths are slightly optimistic; the
 test keys of ``metrics.json`` report the coverage reached on the test split
@@ -25,7 +30,7 @@ import numpy as np
 import torch
 
 #: the coverage levels a checkpoint carries half-widths for (``interval_level`` chooses one)
-INTERVAL_LEVELS = (0.5, 0.8, 0.9, 0.95)
+INTERVAL_LEVELS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
 #: the level ``test/interval_coverage`` is measured at (the 5th-95th percentile MC interval's)
 COVERAGE_LEVEL = 0.9
 #: group edges on the hours since the variable's last history observation; group 0 = never observed
@@ -46,14 +51,27 @@ def interval_group(since_last: torch.Tensor, last_mask: torch.Tensor) -> torch.T
     return torch.where(last_mask[:, None, :].expand_as(g) > 0, g, torch.zeros_like(g))
 
 
+def conformal_rank(n: int, level: float) -> int:
+    """ceil((n + 1) * level), robust to the rounding of ``level`` (0.7 * 10 = 7.000000000000001)."""
+    return math.ceil((n + 1) * level - 1e-9)
+
+
 def conformal_quantile(residuals: np.ndarray, level: float) -> float:
     """The split-conformal quantile: the ceil((n + 1) * level)-th smallest of n residuals
     (+inf when that exceeds n, i.e. too few residuals for the level)."""
-    n = len(residuals)
-    k = math.ceil((n + 1) * level)
-    if n == 0 or k > n:
-        return math.inf
-    return float(np.partition(residuals, k - 1)[k - 1])
+    return float(conformal_quantiles(residuals, (level,))[0])
+
+
+def conformal_quantiles(residuals: np.ndarray, levels) -> np.ndarray:
+    """:func:`conformal_quantile` at every level of ``levels`` from one sort. Shape: (N,) -> (L,)."""
+    r = np.sort(np.asarray(residuals, dtype=np.float64))
+    n = len(r)
+    out = np.full(len(levels), math.inf)
+    for i, level in enumerate(levels):
+        k = conformal_rank(n, level)
+        if 0 < k <= n:
+            out[i] = r[k - 1]
+    return out
 
 
 class ResidualPool:
@@ -73,21 +91,55 @@ class ResidualPool:
         return sum(len(p[0]) for p in self.parts)
 
     def halfwidths(self, levels=INTERVAL_LEVELS) -> torch.Tensor:
-        """(L, F, K) conformal half-widths; NaN everywhere when no residual was added."""
+        """(L, F, K) conformal half-widths; NaN everywhere when no residual was added.
+
+        At each level, a (variable, group) cell with at least :func:`min_count` residuals takes its
+        own quantile; a variable's smaller cells (empty ones too) share the quantile of their
+        residuals pooled, if those reach the count; the rest share the quantile of theirs pooled
+        across variables, and with fewer than the count even there, the larger of that and the
+        quantile of every residual (+inf when even every residual is too few for the level).
+        """
         F, K = self.n_features, N_GROUPS
         out = np.full((len(levels), F, K), np.nan)
         if not len(self):
             return torch.tensor(out, dtype=torch.float32)
         res, var, grp = (np.concatenate([p[i] for p in self.parts]) for i in range(3))
+        cell = var.astype(np.int64) * K + grp.astype(np.int64)
+        order = np.argsort(cell, kind="stable")
+        ends = np.cumsum(np.bincount(cell, minlength=F * K))
+        by_cell = [np.sort(r) for r in np.split(res[order], ends[:-1])]
         for li, level in enumerate(levels):
-            pooled = conformal_quantile(res, level)
+            need = min_count(level)
+            pending, leftover = [], []  # cells whose variable's remainder is small, and its residuals
             for f in range(F):
-                in_f = var == f
-                per_var = conformal_quantile(res[in_f], level) if in_f.sum() >= MIN_GROUP_COUNT else pooled
+                small = [g for g in range(K) if len(by_cell[f * K + g]) < need]
                 for g in range(K):
-                    cell = in_f & (grp == g)
-                    out[li, f, g] = conformal_quantile(res[cell], level) if cell.sum() >= MIN_GROUP_COUNT else per_var
+                    if g not in small:
+                        out[li, f, g] = conformal_quantile(by_cell[f * K + g], level)
+                remainder = np.concatenate([by_cell[f * K + g] for g in small]) if small else np.zeros(0)
+                if len(remainder) >= need:
+                    out[li, f, small] = conformal_quantile(remainder, level)
+                elif small:
+                    pending.append((f, small))
+                    leftover.append(remainder)
+            if pending:
+                rest = np.concatenate(leftover)
+                fill = conformal_quantile(rest, level)
+                if len(rest) < need:  # too few to stand alone: never narrower than all residuals'
+                    everything = conformal_quantile(res, level)
+                    fill = everything if math.isinf(fill) else max(fill, everything)
+                for f, small in pending:
+                    out[li, f, small] = fill
         return torch.tensor(out, dtype=torch.float32)
+
+
+def min_count(level: float) -> int:
+    """Residuals a group needs at ``level``: :data:`MIN_GROUP_COUNT`, and at least the n whose
+    conformal quantile is finite (ceil((n + 1) * level) <= n: 39 at 97.5 %, 99 at 99 %)."""
+    n = MIN_GROUP_COUNT
+    while conformal_rank(n, level) > n:
+        n += 1
+    return n
 
 
 def level_index(level: float) -> int:

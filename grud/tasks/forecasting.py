@@ -20,6 +20,8 @@ share of test truths inside the 90 % interval.
 """
 from __future__ import annotations
 
+import logging
+
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,8 @@ from grud.errors import ConfigError
 from grud.tasks import forecast_intervals as CI
 from grud.tasks import metrics as M
 from grud.tasks.base import TaskModule
+
+log = logging.getLogger(__name__)
 
 BASELINES = ("locf", "mean_forecast")
 DEFAULT_DECODER = {"hidden": 64, "layers": 2, "context": 16, "dropout": 0.1}
@@ -284,6 +288,7 @@ class ForecastTask(TaskModule):
         # plain tensor, not a buffer: weight averaging (ema_decay) swaps and averages buffers, and these
         # come from the weights validation ran with; the checkpoint carries them under "grud"
         self.interval_halfwidth = torch.full((len(CI.INTERVAL_LEVELS), F, CI.N_GROUPS), float("nan"))
+        self.interval_window: dict | None = None  # the forecast window the half-widths were measured on
         self._errors: dict = {}
 
     # ------------------------------------------------------------------ data
@@ -315,19 +320,38 @@ class ForecastTask(TaskModule):
         self.log_running("train/loss", loss, pred.shape[0], prog_bar=True)
         return loss
 
+    def window(self) -> dict:
+        """The forecast window now in use (prediction may override the trained one)."""
+        return {"history_hours": float(self.history_hours),
+                "horizon_hours": None if self.horizon_hours is None else float(self.horizon_hours)}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["grud"]["interval_halfwidth"] = self.interval_halfwidth.detach().cpu().clone()
+        # the table's layout and window travel with it, so another version or window is recognised
+        checkpoint["grud"]["interval_layout"] = {"levels": list(CI.INTERVAL_LEVELS),
+                                                 "since_last_edges_hours": list(CI.SINCE_LAST_EDGES_HOURS),
+                                                 "min_group_count": CI.MIN_GROUP_COUNT,
+                                                 "window": self.interval_window}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Checkpoints written before conformal intervals keep NaN (uncalibrated) half-widths."""
-        hw = (checkpoint.get("grud") or {}).get("interval_halfwidth")
-        if hw is not None:
-            hw = torch.as_tensor(hw, dtype=torch.float32)
-            if hw.shape != self.interval_halfwidth.shape:
-                raise RuntimeError(f"interval_halfwidth: expected {tuple(self.interval_halfwidth.shape)}, "
-                                 f"got {tuple(hw.shape)}")
-            self.interval_halfwidth = hw
+        """Half-widths of another layout (levels, groups: an older grud) or none at all (written before
+        conformal intervals) leave the module uncalibrated: point forecasts still load."""
+        meta = checkpoint.get("grud") or {}
+        hw, layout = meta.get("interval_halfwidth"), meta.get("interval_layout") or {}
+        if hw is None:
+            return
+        hw = torch.as_tensor(hw, dtype=torch.float32)
+        expected = (list(CI.INTERVAL_LEVELS), list(CI.SINCE_LAST_EDGES_HOURS))
+        if (layout.get("levels"), layout.get("since_last_edges_hours")) != expected \
+                or hw.shape != self.interval_halfwidth.shape:
+            log.warning("the checkpoint's conformal half-widths have another layout (levels %s, groups %s, shape %s; "
+                        "this grud: %s, %s, %s): they are ignored, interval=conformal is unavailable",
+                        layout.get("levels"), layout.get("since_last_edges_hours"), tuple(hw.shape),
+                        expected[0], expected[1], tuple(self.interval_halfwidth.shape))
+            return
+        self.interval_halfwidth = hw
+        self.interval_window = layout.get("window")
 
     @property
     def calibrated(self) -> bool:
@@ -372,11 +396,15 @@ class ForecastTask(TaskModule):
             out = {f"{stage}/mse": model.mse(), f"{stage}/mae": model.mae()}
             if stage == "val" and len(errs["residuals"]):
                 self.interval_halfwidth = errs["residuals"].halfwidths()
+                self.interval_window = self.window()
         for k, v in out.items():
             self.log(k, float(v), prog_bar=k == f"{stage}/mse", rank_zero_only=False)
 
     def on_validation_epoch_end(self):
         self._epoch_metrics("val")
+
+    def on_test_epoch_start(self):
+        self.warn_if_other_window()  # test/interval_coverage is of those half-widths
 
     def on_test_epoch_end(self):
         self._epoch_metrics("test")
@@ -441,6 +469,17 @@ class ForecastTask(TaskModule):
         if not self.calibrated:
             raise ConfigError("interval=conformal: this checkpoint holds no conformal half-widths (it was "
                               "trained without a validation split, or by a grud before they existed)")
+        table = self.interval_halfwidth[CI.level_index(interval_level)]
+        if not torch.isfinite(table).all():
+            raise ConfigError(f"interval_level={interval_level}: the validation split left too few residuals for "
+                              f"this level (n residuals give at most n / (n + 1)); choose a lower interval_level")
+        self.warn_if_other_window()
+
+    def warn_if_other_window(self) -> None:
+        """A warning when the conformal half-widths were measured on another forecast window."""
+        if self.calibrated and self.interval_window is not None and self.interval_window != self.window():
+            log.warning("conformal intervals: the half-widths were measured on the window %s, this run uses %s; "
+                        "their coverage holds for the measured window only", self.interval_window, self.window())
 
     # ------------------------------------------------------------------ output
     def predictions_frame(self, parts: list, ds, id_column: str = "id") -> pd.DataFrame:

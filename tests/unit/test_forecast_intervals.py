@@ -62,24 +62,62 @@ def test_half_widths_cover_new_residuals_at_their_level_in_every_group():
                 assert float(inside[cell].double().mean()) == pytest.approx(level, abs=0.04), (level, f, g)
 
 
-def test_small_groups_fall_back_to_the_variable_and_small_variables_to_all():
-    pool = CI.ResidualPool(3)
-    res = {(0, 1): np.full(40, 1.0), (0, 2): np.full(5, 50.0), (1, 1): np.full(3, 9.0), (2, 3): np.full(40, 4.0)}
-    for (f, g), r in res.items():
+def _pool_of(cells: dict, n_features: int) -> CI.ResidualPool:
+    """A pool holding residuals ``cells[(variable, group)]``."""
+    pool = CI.ResidualPool(n_features)
+    for (f, g), r in cells.items():
         n = len(r)
-        pred = torch.zeros(1, n, 3)
-        target = torch.zeros(1, n, 3)
-        target[0, :, f] = torch.from_numpy(r).float()
-        mask = torch.zeros(1, n, 3)
+        pred, target, mask = torch.zeros(1, n, n_features), torch.zeros(1, n, n_features), torch.zeros(1, n, n_features)
+        target[0, :, f] = torch.from_numpy(np.asarray(r, np.float64)).float()
         mask[0, :, f] = 1
-        pool.add(pred, target, mask, torch.full((1, n, 3), g))
-    hw = pool.halfwidths((0.5,))[0]
-    assert hw[0, 1] == 1.0  # its own 40 residuals
-    assert hw[0, 2] == 1.0 and hw[0, 0] == 1.0  # 5 residuals: variable 0's 45 pooled (median 1)
-    all_median = CI.conformal_quantile(np.concatenate(list(res.values())), 0.5)
-    assert hw[1, 1] == all_median and hw[1, 4] == all_median  # variable 1 has 3 in all: every residual
-    assert hw[2, 3] == 4.0
+        pool.add(pred, target, mask, torch.full((1, n, n_features), g))
+    return pool
+
+
+def test_small_groups_share_their_own_residuals_not_the_variables():
+    """Small cells form a remainder per variable; small remainders one across variables; then all."""
+    big = np.linspace(0.0, 1.0, 40)
+    cells = {(0, 1): big, (0, 2): np.full(20, 50.0), (0, 6): np.full(15, 60.0),  # variable 0: remainder of 35
+             (1, 1): big, (1, 3): np.full(5, 9.0),  # variable 1: remainder of 5 -> across variables
+             (2, 3): big, (2, 4): np.full(28, 7.0)}  # variable 2: remainder of 28 -> across variables
+    hw = _pool_of(cells, 4).halfwidths((0.5,))[0]
+    assert hw[0, 1] == CI.conformal_quantile(big, 0.5) and hw[1, 1] == hw[0, 1] and hw[2, 3] == hw[0, 1]
+    remainder_0 = CI.conformal_quantile(np.r_[np.full(20, 50.0), np.full(15, 60.0)], 0.5)
+    assert remainder_0 == 50.0 and (hw[0, [0, 2, 3, 4, 5, 6]] == remainder_0).all()  # empty cells too
+    across = CI.conformal_quantile(np.r_[np.full(5, 9.0), np.full(28, 7.0)], 0.5)
+    assert (hw[1, [0, 2, 3, 4, 5, 6]] == across).all() and (hw[2, [0, 1, 2, 4, 5, 6]] == across).all()
+    assert (hw[3] == across).all()  # never seen in validation: the remainder across variables
+    tiny = _pool_of({(0, 1): big, (1, 2): np.full(3, 9.0)}, 2).halfwidths((0.5,))[0]
+    assert (tiny[1] == 9.0).all()  # 3 < 30: its own quantile, as it is wider than every residual's
+    assert (tiny[0, [0, 2]] == 9.0).all() and CI.conformal_quantile(np.r_[big, np.full(3, 9.0)], 0.5) < 9.0
+    narrow = _pool_of({(0, 1): 10 + big, (1, 2): np.full(3, 0.5)}, 2).halfwidths((0.5,))[0]
+    assert (narrow[1] == CI.conformal_quantile(np.r_[10 + big, np.full(3, 0.5)], 0.5)).all()  # never narrower
     assert torch.isnan(CI.ResidualPool(2).halfwidths()).all()
+
+
+def test_a_rare_wide_group_is_covered_at_its_level():
+    """A variable's never-observed group is small and errs most: the variable's quantile would
+    cover it a few % of the time, its own remainder at the level."""
+    rng = np.random.default_rng(0)
+
+    def draw(n_big, n_small):
+        return {**{(0, g): 0.1 * np.abs(rng.normal(size=n_big)) for g in range(1, CI.N_GROUPS)},
+                (0, 0): 2.0 * np.abs(rng.normal(size=n_small))}
+
+    hw = _pool_of(draw(500, 25), 1).halfwidths((0.9,))[0]  # group 0 has 25 < 30
+    new = draw(2000, 20000)
+    assert np.mean(new[(0, 0)] <= float(hw[0, 0])) >= 0.8  # variable 0's pooled quantile: about 7 %
+    assert np.mean(new[(0, 3)] <= float(hw[0, 3])) == pytest.approx(0.9, abs=0.03)
+
+
+def test_quantile_ranks_are_exact_at_every_level():
+    from fractions import Fraction
+
+    for level in CI.INTERVAL_LEVELS:
+        exact = Fraction(str(level))
+        for n in range(1, 3000):
+            want = -((-(n + 1) * exact.numerator) // exact.denominator)  # exact ceil
+            assert CI.conformal_rank(n, level) == want, (n, level)
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +152,26 @@ def test_a_validation_epoch_calibrates_the_task_and_the_checkpoint_carries_it(ca
     assert not fresh.calibrated
     fresh.on_load_checkpoint(loaded)
     assert torch.equal(fresh.interval_halfwidth, task.interval_halfwidth)
+    assert fresh.interval_window == {"history_hours": 24.0, "horizon_hours": 24.0} == task.window()
     fresh.on_load_checkpoint({"grud": {"task": "forecast"}})  # written before intervals: unchanged
     assert torch.equal(fresh.interval_halfwidth, task.interval_halfwidth)
-    with pytest.raises(RuntimeError, match="interval_halfwidth: expected"):
-        fresh.on_load_checkpoint({"grud": {"interval_halfwidth": torch.zeros(2, 2)}})
+
+
+def test_half_widths_of_another_layout_are_ignored_with_a_warning(calibrated, caplog):
+    """An older grud's table (other levels or groups) must not be read with this version's layout."""
+    task, stats = calibrated
+    ckpt = {"grud": {}}
+    task.on_save_checkpoint(ckpt)
+    old = {"grud": {**ckpt["grud"], "interval_halfwidth": ckpt["grud"]["interval_halfwidth"][[0, 4, 6, 7]],
+                    "interval_layout": None}}  # four levels, written before the layout was stored
+    same_shape = {"grud": {**ckpt["grud"], "interval_layout": {**ckpt["grud"]["interval_layout"],
+                                                                "since_last_edges_hours": [2, 4, 8, 16, 32]}}}
+    for bad in (old, same_shape):
+        fresh = ForecastTask(MODEL, stats.to_dict())
+        with caplog.at_level("WARNING"):
+            fresh.on_load_checkpoint(bad)
+        assert not fresh.calibrated and "another layout" in caplog.text
+        caplog.clear()
 
 
 def test_conformal_bounds_are_the_forecast_plus_minus_the_half_width_in_raw_units(calibrated):
@@ -138,7 +192,7 @@ def test_conformal_bounds_are_the_forecast_plus_minus_the_half_width_in_raw_unit
 
 @pytest.mark.parametrize("kw, match", [
     (dict(interval="bootstrap"), "interval: expected one of"),
-    (dict(interval="conformal", interval_level=0.85), r"interval_level: expected one of \[0.5, 0.8, 0.9, 0.95\]"),
+    (dict(interval="conformal", interval_level=0.83), r"interval_level: expected one of \[0.5, 0.6, .*, 0.99\]"),
     (dict(interval="conformal", mc_samples=4), "set mc_samples=0"),
     (dict(interval="mc", interval_level=0.8, mc_samples=4), "other levels need interval=conformal"),
 ])
@@ -192,3 +246,45 @@ def test_a_frame_with_conformal_bounds_scores_the_test_epochs_coverage(calibrate
     assert got["test/interval_coverage"] == pytest.approx(epoch["test/interval_coverage"], abs=1e-3)
     assert "test/interval_coverage" not in forecast_frame_metrics(frame.drop(columns=["lower", "upper"]), ds, stats,
                                                                   task.history_hours, task.horizon_hours)
+
+
+def test_a_level_too_high_for_the_validation_residuals_is_a_config_error(calibrated):
+    task, stats = calibrated
+    task = __import__("copy").deepcopy(task)
+    task.interval_halfwidth[CI.level_index(0.99)] = float("inf")  # fewer than 99 residuals in a pool
+    batch = task.encode_dataset(make_dataset(4, seed=2), stats).collate(range(4))
+    with pytest.raises(ConfigError, match="too few residuals for this level"):
+        task.predict_step(batch, 0, interval="conformal", interval_level=0.99)
+    task.predict_step(batch, 0, interval="conformal", interval_level=0.9)
+
+
+def test_another_window_at_prediction_warns(calibrated, caplog):
+    task, stats = calibrated
+    task = __import__("copy").deepcopy(task)
+    batch = task.encode_dataset(make_dataset(4, seed=2), stats).collate(range(4))
+    with caplog.at_level("WARNING"):
+        task.predict_step(batch, 0, interval="conformal")
+    assert "measured on the window" not in caplog.text
+    task.history_hours = 12.0
+    with caplog.at_level("WARNING"):
+        task.predict_step(batch, 0, interval="conformal")
+    assert "measured on the window {'history_hours': 24.0" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        task.on_test_epoch_start()  # grud-evaluate: test/interval_coverage of the measured window
+    assert "measured on the window" in caplog.text
+
+
+def test_on_the_validation_split_itself_every_level_is_reached(calibrated):
+    """By construction each residual's group covers at least the level of its own residuals."""
+    task, stats = calibrated
+    val = make_dataset(40, seed=3, n_rows=40)  # the fixture's validation split
+    batch = task.encode_dataset(val, stats).collate(range(len(val)))
+    with torch.no_grad():
+        pred = task(batch, only=batch["query_mask"])[0]
+    group = CI.interval_group(batch["since_last"], batch["last_mask"])
+    m = batch["query_mask"] > 0
+    for level in CI.INTERVAL_LEVELS:
+        hw = CI.halfwidth_at(task.interval_halfwidth, level, group)
+        inside = ((pred - batch["query_values"]).abs() <= hw)[m]
+        assert float(inside.double().mean()) >= level, level

@@ -75,3 +75,6 @@ def test_a_data_group_chosen_at_prediction_does_not_bring_its_training_labels():
     csv = {"kind": "csv_long", "path": "b.csv", "labels": None, "id_column": "id", "time_column": "time"}
     other = prediction_data_options(trained, csv, {"path", "__group__"}, group_chosen=True)
     assert other["kind"] == "csv_long" and other["id_column"] == "id" and "labels" not in other
+    own = {**group, "path": "set-a.tar.gz", "labels": "Outcomes-a.txt"}  # grud-evaluate data=physionet2012
+    kept = prediction_data_options(trained, own, {"__group__"}, group_chosen=True)
+    assert kept["path"] == "set-a.tar.gz" and kept["labels"] == "Outcomes-a.txt"  # the group's own pair

@@ -1,6 +1,8 @@
 """Fitted statistics, splits, the time grid, collation and bucketing."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -209,7 +211,7 @@ def test_the_csv_presets_default_test_share_yields_to_a_test_file(tmp_path):
     from grud.cli.pipeline import read_for_run
     from tests.conftest import make_long_csv
 
-    preset = yaml.safe_load(open("conf/data/csv_long.yaml"))
+    preset = yaml.safe_load((Path(__file__).parents[2] / "conf" / "data" / "csv_long.yaml").read_text())
     make_long_csv(tmp_path / "train.csv", n_series=40, seed=1, labels_path=tmp_path / "train_labels.csv")
     make_long_csv(tmp_path / "test.csv", n_series=10, seed=2, labels_path=tmp_path / "test_labels.csv")
     own = {**preset, "path": str(tmp_path / "train.csv"), "labels": str(tmp_path / "train_labels.csv")}
@@ -218,3 +220,6 @@ def test_the_csv_presets_default_test_share_yields_to_a_test_file(tmp_path):
     assert len(test) == 10 and len(train) + len(val) == 40
     train, val, test, _ = read_for_run(own)
     assert len(test) == 8 and len(train) + len(val) + len(test) == 40
+    ids = list(train.ids)  # named test ids: the default share is not also counted
+    train, val, test, _ = read_for_run({**own, "val_fraction": 0.85, "test_ids": ids[:5]})
+    assert sorted(test.ids) == sorted(ids[:5]) and len(val) + len(train) == 35
