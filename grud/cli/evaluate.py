@@ -19,8 +19,10 @@ log = logging.getLogger("grud")
 
 def run_evaluate(cfg: dict) -> dict:
     from grud.cli.checkpoint_ensemble import load_members, predict_members
+    from grud.cli.files import output_file
     from grud.cli.inference import classification_metrics, evaluate, read_for_prediction
 
+    output_file(cfg.get("output"), "evaluation.json")  # before any work
     members = load_members(cfg["checkpoint"])
     impute = (cfg.get("task") or {}).get("name") == "impute"
     if len(members) > 1 and impute:
@@ -69,9 +71,9 @@ def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
 
 
 def _write(cfg: dict, metrics: dict) -> dict:
-    from grud.cli.files import atomic_write_json
+    from grud.cli.files import atomic_write_json, output_file
 
-    out = Path(cfg.get("output") or "evaluation.json")
+    out = output_file(cfg.get("output"), "evaluation.json")
     atomic_write_json(out, metrics)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics

@@ -7,7 +7,17 @@ from pathlib import Path
 
 from grud.atomic_files import atomic_write
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_csv", "atomic_write_json"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_csv", "atomic_write_json", "output_file"]
+
+
+def output_file(value, default: str, key: str = "output") -> Path:
+    """The file a command writes, checked before any work: not a directory (folders are created)."""
+    from grud.errors import ConfigError
+
+    out = Path(str(value or default)).expanduser()
+    if out.is_dir():
+        raise ConfigError(f"{key}={value}: is a directory; expected a file name such as {out / default}")
+    return out
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

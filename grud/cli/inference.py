@@ -101,8 +101,10 @@ _TRAINING_FILES = ("labels", "test_path", "test_labels")
 def prediction_data_options(train_reader: dict, given: dict, explicit: set, group_chosen: bool) -> dict:
     """Data options at prediction: training's, unless the user set them on the command line.
 
-    A data group chosen at prediction (``data=physionet2012``) brings its file type and column
-    defaults; its training files (labels, test set) only with its own ``path``: given another
+    A data group chosen at prediction (``data=csv_wide``) switches the file type; its defaults
+    fill only what training's reader did not set (a PhysioNet model reading a CSV gets the CSV
+    column defaults), so training's time unit, static variables and column names stay. Its
+    training files (labels, test set) come only with its own ``path``: given another
     ``data.path``, the group's labels belong to other series.
     """
     if "path" in explicit:
@@ -111,11 +113,8 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
     for k, v in given.items():
         if k in explicit or (k == "kind" and group_chosen) or (k not in opts and v is not None):
             opts[k] = v
-    if group_chosen and given.get("kind") != train_reader.get("kind"):
-        # another file type: its own column defaults apply where the user set nothing
-        for k, v in given.items():
-            if k not in explicit and v is not None:
-                opts[k] = v
+    if opts.get("kind") == "csv_wide" and "variables" not in explicit:
+        opts["allow_missing_variables"] = True  # training's columns: absent ones are all-unobserved
     return opts
 
 
@@ -132,8 +131,9 @@ def read_raw(opts: dict, need_labels: bool = False) -> IrregularDataset:
     ds = read_dataset(kind, opts["path"], opts.get("labels"), key="data.path",
                       **{k: v for k, v in opts.items() if k not in ("path", "labels", "kind")})
     if need_labels and not ds.has_labels:
-        raise DataError("evaluation needs labels: set data.labels=FILE (the id column and data.label_column)",
-                        path=opts["path"])
+        from grud.data.readers import missing_labels_reason
+
+        raise DataError(f"evaluation needs labels, and {missing_labels_reason(ds)}", path=opts["path"])
     return ds
 
 
@@ -233,9 +233,12 @@ def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes) -
     """The ``test/`` classification keys of metrics.json from a prediction frame in ``ds``'s order."""
     keep = np.isfinite(ds.labels)
     y = ds.labels[keep]
-    unknown = sorted(set(np.unique(y)) - set(classes))
+    unknown = sorted(set(np.unique(y).tolist()) - set(float(c) for c in classes))
     if unknown:
-        raise DataError(f"labels {unknown} were not seen in training (classes {classes})")
+        raise DataError(f"labels {', '.join(f'{u:g}' for u in unknown)} were not seen in training (its classes: "
+                        f"{', '.join(f'{float(c):g}' for c in classes)}); data.label_column holds other codes",
+                        path=(ds.meta or {}).get("labels"),
+                        column=((ds.meta or {}).get("label_match") or {}).get("column"))
     if len(classes) == 2:
         p = frame["probability"].to_numpy()[keep]
         res = M.binary_metrics(y, p)

@@ -20,6 +20,7 @@ from grud.cli.files import atomic_write_json
 from grud.data.batching import to_grid
 from grud.data.dataset import IrregularDataset
 from grud.data.loading import read_dataset, resolve_path
+from grud.data.readers import missing_labels_reason
 from grud.data.splits import split_dataset
 from grud.data.transforms import FittedStats, fit_stats
 from grud.errors import ConfigError, DataError
@@ -199,8 +200,20 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
     if task_name == "classification":
         for name, ds in (("training", train), ("validation", val)):
             if not ds.has_labels:
-                raise DataError(f"the {name} split has no labels: classification needs data.labels "
-                                f"(a file with the id column and data.label_column)")
+                raise DataError(f"the {name} split has no labels (classification needs them): "
+                                f"{missing_labels_reason(ds)}")
+        if len(test) and not test.has_labels:  # before training, not after it
+            hint = (f"data.test_path={data['test_path']} needs data.test_labels=FILE (the same file as data.labels "
+                    f"if that one holds the test ids too)" if data.get("test_path") and data.get("test_labels") is None
+                    else missing_labels_reason(test))
+            raise DataError(f"the test split has no labels (classification scores it): {hint}")
+        for name, ds in (("validation", val), ("test", test)):
+            seen = np.unique(ds.labels[np.isfinite(ds.labels)]) if ds.labels is not None else []
+            if len(ds) and len(seen) == 1:
+                log.warning("the %s split holds labels of one class only (%g): %s/auroc and /auprc are undefined "
+                            "(null in metrics.json)%s", name, float(seen[0]), "val" if name == "validation" else "test",
+                            "; early stopping and the best checkpoint cannot rank epochs by it" if name == "validation"
+                            else "")
     stats = fit_stats(train)
     stats.reader = reader_options_of(data)
     stats.static_categories = categories

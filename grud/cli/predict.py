@@ -28,8 +28,9 @@ def task_overrides(cfg: dict) -> dict:
 
 def run_predict(cfg: dict) -> Path:
     from grud.cli.checkpoint_ensemble import load_members, predict_members
-    from grud.cli.files import atomic_write_csv
+    from grud.cli.files import atomic_write_csv, output_file
 
+    out = output_file(cfg.get("output"), "predictions.csv")  # before any work
     # one checkpoint, or several checkpoints averaged (probabilities or forecasts) (a list or a glob pattern)
     members = load_members(cfg["checkpoint"])
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats),
@@ -37,9 +38,12 @@ def run_predict(cfg: dict) -> Path:
                                 batch_size=int(cfg.get("batch_size") or 256), task_overrides=task_overrides(cfg),
                                 interval=str(cfg.get("interval") or "mc"),
                                 interval_level=float(cfg.get("interval_level") or 0.9))
-    out = Path(cfg.get("output") or "predictions.csv")
     atomic_write_csv(out, frame, float_format="%.6f")
     log.info("wrote %d rows for %d series to %s", len(frame), len(ds), out)
+    absent = len(ds) - (frame.iloc[:, 0].nunique() if len(frame) else 0)
+    if absent > 0:  # forecasting: a series with no query in the window has no row
+        log.info("%d series have no row: nothing observed in the forecast window (task.history_hours / "
+                 "task.horizon_hours), or set task.forecast_grid_hours for a future grid", absent)
     return out
 
 

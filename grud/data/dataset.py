@@ -189,8 +189,9 @@ class IrregularDataset:
     def align(self, variables: Sequence[str], static_names: Sequence[str]) -> "IrregularDataset":
         """Reorder columns to the training ``variables`` / ``static_names``.
 
-        Variables unknown to training are reported (logged) and dropped; training variables
-        missing here become all-unobserved (NaN). Used at prediction time.
+        Variables unknown to training are reported (logged) and dropped, with the time steps that
+        held only them; training variables missing here become all-unobserved (NaN). Used at
+        prediction time.
         """
         variables, static_names = list(variables), list(static_names)
         if variables == self.variables and static_names == self.static_names:
@@ -219,19 +220,29 @@ class IrregularDataset:
         for j, v in enumerate(static_names):
             if v in self.static_names:
                 static[:, j] = self.static[:, self.static_names.index(v)]
+        times, offsets = self.times, self.offsets
+        if unknown and len(values):
+            # a step is a time with an observed variable (as the readers build them): steps that held
+            # only dropped variables go, or they would add decay steps training never saw
+            keep = ~np.isnan(values).all(axis=1)
+            offsets = self._offsets_keeping(keep)
+            times, values = times[keep], values[keep]
         return IrregularDataset(
-            self.ids, variables, static_names, self.times, values, self.offsets, static, self.labels,
-            self.meta,
+            self.ids, variables, static_names, times, values, offsets, static, self.labels, self.meta,
         )
+
+    def _offsets_keeping(self, keep: np.ndarray) -> np.ndarray:
+        """(n + 1,) offsets of the steps left when only ``keep`` (N,) bool survive."""
+        owner = np.repeat(np.arange(len(self)), self.lengths)
+        counts = np.bincount(owner[keep], minlength=len(self))
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def window(self, max_hours: float | None) -> "IrregularDataset":
         """Drop every row after ``max_hours`` hours (a classification window)."""
         if max_hours is None:
             return self
         keep = self.times <= float(max_hours)
-        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if len(self) else np.zeros(0, np.int64)
-        counts = np.where(self.lengths > 0, counts, 0)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        offsets = self._offsets_keeping(keep)
         return IrregularDataset(
             self.ids, self.variables, self.static_names, self.times[keep], self.values[keep], offsets,
             self.static, self.labels, self.meta,

@@ -20,7 +20,7 @@ _READER_KEYS = {
     "csv_long": ("id_column", "time_column", "variable_column", "value_column", "time_unit", "label_column",
                  "label_id_column", "static_variables", "max_hours", "value_ranges", "delimiter"),
     "csv_wide": ("id_column", "time_column", "variables", "time_unit", "label_column", "label_id_column",
-                 "static_variables", "max_hours", "value_ranges", "delimiter"),
+                 "static_variables", "max_hours", "value_ranges", "delimiter", "allow_missing_variables"),
 }
 
 

@@ -149,13 +149,17 @@ def read_wide_csv(
     label_id_column: str | None = None,
     value_ranges=None,
     delimiter: str | None = None,
+    allow_missing_variables: bool = False,
     cache: bool = True,
 ) -> IrregularDataset:
     """Read a wide ("one time per row, one column per variable") CSV file.
 
-    ``variables=None`` makes every column except ``id_column``/``time_column`` a variable
-    (drop a label or free-text column from the file, or list ``variables``). Columns named
-    in ``static_variables`` are read as per-series constants. Other arguments as in
+    ``variables=None`` makes every column except ``id_column``, ``time_column`` and
+    ``label_column`` a variable (drop free-text columns from the file, or list ``variables``;
+    the label column is an input only when listed). Columns named
+    in ``static_variables`` are read as per-series constants. ``allow_missing_variables``: a
+    listed variable or static column absent from the file is left out (logged) instead of an
+    error (prediction with training's list: the model sees it unobserved). Other arguments as in
     :func:`read_long_csv`.
     """
     columns = dict(id_column=id_column, time_column=time_column)
@@ -167,6 +171,9 @@ def read_wide_csv(
             if v in (id_column, time_column):
                 raise ConfigError(f"variables: {v!r} is the id or time column, not a variable")
     opts["variables"] = variables
+    if not isinstance(allow_missing_variables, bool):
+        raise ConfigError(f"allow_missing_variables: expected true or false, got {allow_missing_variables!r}")
+    opts["allow_missing_variables"] = allow_missing_variables
     return _read_table("wide", _build_wide, path, opts, value_ranges, labels, label_column, cache)
 
 
@@ -329,6 +336,7 @@ def _read_cached(kind: str, key_parts: dict, use_cache: bool, path: Path,
             if labels_name is not None:
                 ds.meta["labels"] = labels_name
             log_dropped(ds.meta.get("out_of_range") or {}, str(path))
+            log_label_match(ds.meta)
             log.info("%s: %r (from cache)", path, ds)
             return ds
     ds = build()
@@ -448,17 +456,45 @@ class _LabelSource:
         meta["labels"] = self.label
         meta["series_without_label"] = len(ids) - matched
         meta["labels_without_series"] = unmatched_labels
-        if matched == 0:
-            log.warning(
-                "%s: no %s id matches a series id (series ids look like %r, %s ids like %r): check the id columns",
-                self.label, self.what, ids[0] if ids else None, self.what, lab_ids[0] if len(lab_ids) else None,
-            )
-        else:
-            log.info(
-                "%s: %d of %d series labelled; %d %s row(s) match no series",
-                self.label, matched, len(ids), unmatched_labels, self.what,
-            )
+        seen = set(np.asarray(ids, dtype=object)[pos >= 0]) if matched else set()
+        meta["label_match"] = {
+            "what": self.what, "column": self.label_column, "matched": matched, "series": len(ids), "label_rows": len(lab_ids),
+            "series_example": next((str(i) for i, q in zip(ids, pos) if q < 0), ids[0] if ids else None),
+            "label_example": next((str(i) for i in lab_ids if str(i) not in seen), None),
+        }
+        log_label_match(meta)
         return labels.astype(np.float64)
+
+
+def log_label_match(meta: dict) -> None:
+    """Log how a read's labels matched its series (at the read, and again when it comes from the cache)."""
+    m = meta.get("label_match")
+    if not m:
+        return
+    name, what = meta.get("labels"), m["what"]
+    unmatched_rows = m["label_rows"] - m["matched"]
+    if m["matched"] == 0:
+        log.warning("%s: no %s id matches a series id (series ids look like %r, %s ids like %r): check the id columns",
+                    name, what, m["series_example"], what, m["label_example"])
+    elif unmatched_rows and m["matched"] < m["series"]:
+        log.warning("%s: %d of %d series labelled; %d %s row(s) match no series (an unlabelled series id: %r, an "
+                    "unmatched %s id: %r): check that the ids are written alike", name, m["matched"], m["series"],
+                    unmatched_rows, what, m["series_example"], what, m["label_example"])
+    else:
+        log.info("%s: %d of %d series labelled; %d %s row(s) match no series",
+                 name, m["matched"], m["series"], unmatched_rows, what)
+
+
+def missing_labels_reason(ds) -> str:
+    """Why ``ds`` holds no label, for an error: no labels file, or one whose ids match no series."""
+    m = (ds.meta or {}).get("label_match")
+    if not m or ds.labels is None:
+        return "no labels were given: set data.labels=FILE (the id column and data.label_column)"
+    if m["matched"] == 0:
+        return (f"none of the {m['label_rows']} rows of {ds.meta.get('labels')} matches a series id (series ids "
+                f"look like {m['series_example']!r}, label ids like {m['label_example']!r}): check data.id_column "
+                f"and data.label_id_column, and that the ids are written alike")
+    return f"the {m['matched']} series matched in {ds.meta.get('labels')} have no finite label (data.label_column)"
 
 
 # ====================================================================== parsing helpers
@@ -478,21 +514,38 @@ def _series_codes(id_strings) -> tuple[np.ndarray, list[str]]:
     return remap[codes], [uniq[i] for i in order]
 
 
-def _parse_datetimes(strings: np.ndarray) -> np.ndarray:
-    """(N,) hours since 1970 of date-time text; NaN where unparseable. Parses distinct values once."""
+def _parse_datetimes(strings: np.ndarray, where=None) -> np.ndarray:
+    """(N,) hours since 1970 of date-time text in one format for the whole column; NaN where a
+    value does not fit it. Parses distinct values once.
+
+    The format is inferred from the first value, else ISO 8601 (any mix of its forms), else day
+    first; whichever reads the most values wins, so one odd value is reported rather than read
+    in another order (``format="mixed"`` would read 12/03 month-first and 13/03 day-first in one
+    column). Slash dates that read both ways (every day <= 12) are read month-first, as pandas
+    does, with a warning naming ``where``.
+    """
     codes, uniq = pd.factorize(pd.Series(strings, dtype=object))
     uniq = pd.Series(np.asarray(uniq, dtype=object))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dt = pd.to_datetime(uniq, errors="coerce", utc=True)
-        for fmt in ("ISO8601", "mixed"):
-            todo = dt.isna().to_numpy()
-            if not todo.any():
-                break
+        dt = pd.to_datetime(uniq, errors="coerce", utc=True)  # the first value's format
+        if dt.isna().any():
+            for other in ({"format": "ISO8601"}, {"dayfirst": True}):
+                try:
+                    alt = pd.to_datetime(uniq, errors="coerce", utc=True, **other)
+                except (ValueError, TypeError, OverflowError):
+                    continue
+                if alt.notna().sum() > dt.notna().sum():
+                    dt = alt
+        elif len(uniq) and re.match(r"^\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}", str(uniq.iloc[0])):
             try:
-                dt[todo] = pd.to_datetime(uniq[todo], errors="coerce", utc=True, format=fmt)
+                day_first = pd.to_datetime(uniq, errors="coerce", utc=True, dayfirst=True)
             except (ValueError, TypeError, OverflowError):
-                pass
+                day_first = None
+            if day_first is not None and day_first.notna().all() and not day_first.equals(dt):
+                log.warning("%s: dates like %r read month-first (%s); they read day-first too: write ISO 8601 dates "
+                            "(2023-03-12) to be sure", where or "date-times", str(uniq.iloc[0]),
+                            dt.iloc[0].strftime("%Y-%m-%d"))
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
     hours = ((dt - epoch) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64, na_value=np.nan)
     return hours[codes]
@@ -530,7 +583,7 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
         raise DataError("empty time: every row needs a time", path=table.path, line=int(lines[empty[0]]), column=column)
     arr = strings.to_numpy(dtype=object)
     if time_unit == "datetime":
-        hours = _parse_datetimes(arr)
+        hours = _parse_datetimes(arr, f"{table.path}, column {column!r}")
         bad = np.flatnonzero(np.isnan(hours))
         if len(bad):
             raise DataError(f"expected a date-time such as 2021-03-04 13:45, got {arr[bad[0]]!r}",
@@ -550,7 +603,7 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
     durations = _parse_durations(arr)
     if durations is not None:
         return durations
-    hours = _parse_datetimes(arr)
+    hours = _parse_datetimes(arr, f"{table.path}, column {column!r}")
     bad_dt = np.flatnonzero(np.isnan(hours))
     if not len(bad_dt):
         return hours
@@ -664,10 +717,14 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     table.require([idc, tc])
     static = opts["static_variables"]
     if opts["variables"] is None:
-        names = [c for c in table.columns if c not in (idc, tc)]
+        label = opts["label_column"]  # the outcome is never an input unless listed in variables
+        names = [c for c in table.columns if c not in (idc, tc, label)]
         empty_names = [i for i, c in enumerate(table.columns) if c == ""]
         if empty_names:
             raise DataError(f"column {empty_names[0] + 1} has no name in the header", path=table.path, line=1)
+        if label in table.columns and label not in static:
+            log.info("%s: column %r is the label column (data.label_column), not a variable; list data.variables "
+                     "to read it as one", table.path, label)
     else:
         names = list(opts["variables"])
     for s in static:
@@ -675,6 +732,12 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
             raise ConfigError(f"static_variables: {s!r} is the id or time column")
         if s not in names:
             names.append(s)
+    if opts.get("allow_missing_variables"):
+        absent = [n for n in names if n not in table.columns]
+        if absent:
+            log.info("%s: no column for %s: left unobserved", table.path, ", ".join(map(repr, absent)))
+        names = [n for n in names if n in table.columns]
+        static = [s for s in static if s in table.columns]
     table.require(names, what="variable column")
     if not [n for n in names if n not in static] and not static:
         raise DataError("no variable columns besides the id and time columns", path=table.path, line=1)

@@ -338,7 +338,7 @@ def check_finite(nums: np.ndarray, table_path: str, column: str, lines: np.ndarr
     if len(inf):
         i = int(inf[0])
         raise DataError(
-            f"infinite value {nums[i]!r}: expected a finite number (leave the cell empty for a missing value)",
+            f"infinite value {float(nums[i])!r}: expected a finite number (leave the cell empty for a missing value)",
             path=table_path,
             line=int(lines[i]),
             column=column,

@@ -30,7 +30,7 @@ from torch import nn
 
 from grud.data.forecast_batching import ForecastDataset, check_window
 from grud.data.transforms import FittedStats
-from grud.errors import ConfigError
+from grud.errors import ConfigError, DataError
 from grud.tasks import forecast_intervals as CI
 from grud.tasks import metrics as M
 from grud.tasks.base import TaskModule
@@ -226,6 +226,11 @@ def fit_loss_weights(train_ds, stats, history_hours: float = 24.0, horizon_hours
     _, span = stats.minmax_bounds()
     w = np.zeros_like(n)
     has = n > 0
+    if not has.any():
+        window = "until the end" if horizon_hours is None else f"within task.horizon_hours={horizon_hours:g} after it"
+        raise DataError(f"no training series has an observation after task.history_hours={history_hours:g} ({window}): "
+                        f"nothing to forecast; the longest training series spans "
+                        f"{float(np.max(train_ds.times, initial=0.0)):g} hours: lower task.history_hours")
     w[has] = ((std[has] / span[has]) ** 2 / n[has]) ** p
     if has.any():
         w[has] /= w[has].mean()

@@ -127,3 +127,13 @@ def test_with_ema_the_metrics_are_those_of_the_averaged_weights_the_checkpoint_h
 
     y = pd.read_csv(tmp_path / "test_labels.csv").set_index("id").loc[pred["id"], "label"].to_numpy()
     assert m["test/brier"] == pytest.approx(binary_metrics(y, pred["probability"].to_numpy())["brier"], abs=1e-6)
+
+
+def test_an_unlabelled_test_file_is_an_error_before_training(export, tmp_path):
+    """data.test_path without data.test_labels: one clear error up front, not a KeyError after training."""
+    from grud.errors import DataError
+
+    test_csv = make_long_csv(tmp_path / "test.csv", n_series=10, seed=5)
+    with pytest.raises(DataError, match=r"test split has no labels .*needs data.test_labels=FILE"):
+        _train(export, tmp_path / "r", ["model=grud", *SMALL, f"data.test_path={test_csv}"])
+    assert not (tmp_path / "r" / "checkpoints" / "best.ckpt").exists()

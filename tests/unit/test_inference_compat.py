@@ -1,6 +1,8 @@
 """Checkpoints written by earlier versions of grud load and behave as they were trained."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -78,3 +80,31 @@ def test_a_data_group_chosen_at_prediction_does_not_bring_its_training_labels():
     own = {**group, "path": "set-a.tar.gz", "labels": "Outcomes-a.txt"}  # grud-evaluate data=physionet2012
     kept = prediction_data_options(trained, own, {"__group__"}, group_chosen=True)
     assert kept["path"] == "set-a.tar.gz" and kept["labels"] == "Outcomes-a.txt"  # the group's own pair
+
+
+def test_switching_the_file_type_at_prediction_keeps_trainings_options():
+    """Trained on a long CSV in minutes with Age static; data=csv_wide must not reset those to its defaults."""
+    from grud.cli.inference import prediction_data_options
+
+    trained = {"kind": "csv_long", "id_column": "subject_id", "time_column": "t", "time_unit": "min",
+               "static_variables": ["Age"], "variable_column": "variable", "value_column": "value"}
+    wide = {"kind": "csv_wide", "path": "w.csv", "id_column": "id", "time_column": "time", "time_unit": "h",
+            "static_variables": [], "variables": None, "labels": None}
+    opts = prediction_data_options(trained, wide, {"path", "__group__"}, group_chosen=True)
+    assert opts["kind"] == "csv_wide" and opts["time_unit"] == "min" and opts["static_variables"] == ["Age"]
+    assert opts["id_column"] == "subject_id" and opts["allow_missing_variables"] is True
+    named = prediction_data_options(trained, {**wide, "time_unit": "h"}, {"path", "time_unit", "__group__"}, True)
+    assert named["time_unit"] == "h"  # what the user names wins
+    listed = prediction_data_options({**trained, "kind": "csv_wide"}, {**wide, "variables": ["HR"]},
+                                     {"path", "variables"}, False)
+    assert "allow_missing_variables" not in listed  # variables named at prediction: each must be there
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path):
+    from grud.cli.files import output_file
+    from grud.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"output=.*: is a directory; expected a file name such as .*predictions.csv"):
+        output_file(str(tmp_path), "predictions.csv")
+    assert output_file(None, "predictions.csv") == Path("predictions.csv")
+    assert output_file(str(tmp_path / "new" / "p.csv"), "predictions.csv").name == "p.csv"  # folders are created

@@ -223,3 +223,14 @@ def test_the_csv_presets_default_test_share_yields_to_a_test_file(tmp_path):
     ids = list(train.ids)  # named test ids: the default share is not also counted
     train, val, test, _ = read_for_run({**own, "val_fraction": 0.85, "test_ids": ids[:5]})
     assert sorted(test.ids) == sorted(ids[:5]) and len(val) + len(train) == 35
+
+
+def test_a_forecast_with_nothing_after_the_history_names_the_window():
+    from grud.tasks.forecasting import fit_loss_weights
+
+    times, values = np.array([0.0, 2.0, 5.0] * 4), np.arange(12, dtype=np.float32)[:, None]
+    ds = IrregularDataset([f"s{i}" for i in range(4)], ["HR"], [], times, values, np.arange(0, 13, 3),
+                          np.zeros((4, 0), np.float32), None, {})
+    with pytest.raises(DataError, match=r"after task.history_hours=24 .*spans 5 hours: lower task.history_hours"):
+        fit_loss_weights(ds, fit_stats(ds), history_hours=24.0, horizon_hours=24.0)
+    assert fit_loss_weights(ds, fit_stats(ds), history_hours=1.0, horizon_hours=24.0) == [1.0]

@@ -305,7 +305,12 @@ def test_unknown_variables_at_prediction_are_aligned_to_training(tmp_path, caplo
         aligned = new.align(train.variables, train.static_names)
     assert "SpO2" in caplog.text
     assert aligned.variables == ["HR", "Temp"]
-    np.testing.assert_array_equal(aligned.values, [[75, np.nan], [np.nan, np.nan]])
+    # the step at 1 h held only SpO2: it goes too, as a training read never has a step without a variable
+    np.testing.assert_array_equal(aligned.values, [[75, np.nan]])
+    without = read_long_csv(write(tmp_path / "q.csv", "id,time,variable,value\nc,0,HR,75\nc,0,Age,70\n"),
+                            static_variables=["Age"]).align(train.variables, train.static_names)
+    np.testing.assert_array_equal(aligned.times, without.times)
+    np.testing.assert_array_equal(aligned.offsets, without.offsets)
     np.testing.assert_array_equal(aligned.static, [[70]])
 
 
@@ -589,3 +594,60 @@ def test_long_reader_matches_the_reference_semantics(tmp_path, rows):
             expect = [cells.get((t, var), np.nan) for t in steps]
             np.testing.assert_allclose(s.values[:, j], expect, rtol=1e-6)
         np.testing.assert_allclose(ds.static[k], [static.get("Age", np.nan)], rtol=1e-6)
+
+
+# ---------------------------------------------------------------- session 12: a user's pass over wide CSVs
+def test_a_wide_files_label_column_is_never_an_input_unless_listed(tmp_path, caplog):
+    p = write(tmp_path / "w.csv", "id,time,HR,label\n1,0,80,1\n1,1,82,1\n2,0,70,0\n")
+    with caplog.at_level(logging.INFO):
+        ds = read_wide_csv(p, labels=p, cache=False)
+    assert ds.variables == ["HR"] and list(ds.labels) == [1.0, 0.0]
+    assert "is the label column" in caplog.text
+    assert read_wide_csv(p, variables=["HR", "label"], cache=False).variables == ["HR", "label"]
+    assert read_wide_csv(p, label_column="outcome", cache=False).variables == ["HR", "label"]  # not the label
+
+
+def test_date_times_are_read_in_one_format_per_column(tmp_path, caplog):
+    """Day-first and month-first in one column must not both be read: one odd value is an error."""
+    mixed = write(tmp_path / "m.csv", "id,time,HR\n1,12/03/2023 23:00,80\n1,13/03/2023 01:00,81\n"
+                                      "2,2023-03-01 10:00,80\n2,01/03/2023 11:00,82\n")
+    with pytest.raises(DataError, match=r"m.csv, line 4, column 'time': expected a date-time like the other rows"):
+        read_wide_csv(mixed, cache=False)
+    day_first = write(tmp_path / "d.csv", "id,time,HR\n1,12/03/2023 23:00,80\n1,13/03/2023 01:00,81\n")
+    assert list(read_wide_csv(day_first, cache=False).times) == [0.0, 2.0]  # 13/03 can only be day-first
+    iso = write(tmp_path / "i.csv", "id,time,HR\n1,2023-03-02 23:00,80\n1,2023-03-03T01:00:00Z,81\n1,2023-03-03,82\n")
+    assert list(read_wide_csv(iso, cache=False).times) == [0.0, 1.0, 2.0]  # forms of ISO 8601 mix
+    both = write(tmp_path / "b.csv", "id,time,HR\n1,02/03/2023 23:00,80\n1,03/03/2023 01:00,81\n")
+    with caplog.at_level(logging.WARNING):
+        read_wide_csv(both, cache=False)
+    assert "read month-first" in caplog.text and "b.csv" in caplog.text
+
+
+def test_label_matching_is_logged_from_the_cache_and_named_in_the_error(tmp_path, monkeypatch, caplog):
+    from grud.data.readers import missing_labels_reason
+
+    monkeypatch.setenv("GRUD_CACHE_DIR", str(tmp_path / "cache"))
+    data = write(tmp_path / "w.csv", "id,time,HR\n1,0,80\n2,0,70\n3,0,75\n")
+    padded = write(tmp_path / "lab.csv", "id,label\n001,1\n002,0\n003,1\n")
+    for attempt in range(2):  # the second read comes from the cache
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            ds = read_wide_csv(data, labels=padded)
+        assert "no labels id matches a series id (series ids look like '1', labels ids like '001')" in caplog.text
+        assert ("from cache" in caplog.text) == (attempt == 1)
+    assert "none of the 3 rows of" in missing_labels_reason(ds) and "'001'" in missing_labels_reason(ds)
+    partial = write(tmp_path / "lab2.csv", "id,label\n1,1\n02,0\n3,1\n")
+    with caplog.at_level(logging.WARNING):
+        read_wide_csv(data, labels=partial, cache=False)
+    assert "2 of 3 series labelled; 1 labels row(s) match no series (an unlabelled series id: '2'" in caplog.text
+
+
+def test_prediction_reads_a_wide_file_without_a_training_column_as_unobserved(tmp_path):
+    p = write(tmp_path / "w.csv", "id,time,HR,Age\n1,0,80,50\n1,1,82,50\n")
+    with pytest.raises(DataError, match="'SBP'"):
+        read_wide_csv(p, variables=["HR", "SBP"], static_variables=["Age"], cache=False)
+    ds = read_wide_csv(p, variables=["HR", "SBP"], static_variables=["Age", "Height"], allow_missing_variables=True,
+                       cache=False)
+    assert ds.variables == ["HR"] and ds.static_names == ["Age"]
+    aligned = ds.align(["HR", "SBP"], ["Age", "Height"])
+    assert np.isnan(aligned.values[:, 1]).all() and np.isnan(aligned.static[:, 1]).all()
