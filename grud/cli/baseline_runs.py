@@ -40,7 +40,7 @@ def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats)
             y = ds.labels
             keep = np.isfinite(y)
             classes = stats.classes
-            y_idx = np.searchsorted(classes, y[keep]) if len(classes) > 2 else y[keep]
+            y_idx = np.searchsorted(classes, y[keep])  # class index: 0/1 also for labels coded 1/2
             p = prob[keep]
             scores = M.binary_metrics(y_idx, p) if len(classes) == 2 else M.multiclass_metrics(y_idx, p)
             if stage == "test" and len(classes) == 2:

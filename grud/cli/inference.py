@@ -239,13 +239,14 @@ def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes) -
                         f"{', '.join(f'{float(c):g}' for c in classes)}); data.label_column holds other codes",
                         path=(ds.meta or {}).get("labels"),
                         column=((ds.meta or {}).get("label_match") or {}).get("column"))
+    y = np.searchsorted(np.asarray(classes, np.float64), y)  # class index: 0/1 also for labels coded 1/2
     if len(classes) == 2:
         p = frame["probability"].to_numpy()[keep]
         res = M.binary_metrics(y, p)
         res["auroc_ci_low"], res["auroc_ci_high"] = M.bootstrap_ci(y, p, "auroc")
     else:
         p = frame[[f"probability_{c}" for c in classes]].to_numpy()[keep]
-        res = M.multiclass_metrics(np.searchsorted(classes, y), p)
+        res = M.multiclass_metrics(y, p)
     return {f"test/{k}": float(v) for k, v in res.items()}
 
 

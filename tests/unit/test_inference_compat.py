@@ -108,3 +108,23 @@ def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path):
         output_file(str(tmp_path), "predictions.csv")
     assert output_file(None, "predictions.csv") == Path("predictions.csv")
     assert output_file(str(tmp_path / "new" / "p.csv"), "predictions.csv").name == "p.csv"  # folders are created
+
+
+def test_labels_coded_1_and_2_score_as_0_and_1():
+    """grud-evaluate of a binary model whose labels are 1/2: probability is of 2, the metrics see 0/1."""
+    import numpy as np
+    import pandas as pd
+
+    from grud.cli.inference import classification_metrics
+    from grud.data.dataset import IrregularDataset
+    from grud.tasks.metrics import binary_metrics
+
+    labels = np.array([1.0, 2.0, 2.0, 1.0, np.nan, 2.0])
+    n = len(labels)
+    ds = IrregularDataset([str(i) for i in range(n)], ["HR"], [], np.zeros(0), np.zeros((0, 1), np.float32),
+                          np.zeros(n + 1, np.int64), np.zeros((n, 0), np.float32), labels, {})
+    prob = np.array([0.2, 0.9, 0.6, 0.7, 0.5, 0.8])
+    m = classification_metrics(pd.DataFrame({"id": ds.ids, "probability": prob}), ds, [1, 2])
+    want = binary_metrics(np.array([0, 1, 1, 0, 1]), prob[[0, 1, 2, 3, 5]])
+    assert m["test/auroc"] == pytest.approx(want["auroc"]) and m["test/brier"] == pytest.approx(want["brier"])
+    assert m["test/auroc"] == pytest.approx(5 / 6)
