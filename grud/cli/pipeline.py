@@ -174,7 +174,8 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
     start = time.time()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "failure.json").unlink(missing_ok=True)  # a stale record of an earlier attempt
+    for stale in ("failure.json", "metrics.json"):  # records of an earlier attempt in this directory:
+        (run_dir / stale).unlink(missing_ok=True)     # this run writes one of them
     task_name = cfg.get("task", {}).get("name", "classification")
     check_model_serves_task(cfg["model"], task_name)
     ckpt_dir = run_dir / "checkpoints"

@@ -134,6 +134,9 @@ def test_an_unlabelled_test_file_is_an_error_before_training(export, tmp_path):
     from grud.errors import DataError
 
     test_csv = make_long_csv(tmp_path / "test.csv", n_series=10, seed=5)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_text('{"status": "ok"}')  # an earlier attempt's, now stale
     with pytest.raises(DataError, match=r"test split has no labels .*needs data.test_labels=FILE"):
         _train(export, tmp_path / "r", ["model=grud", *SMALL, f"data.test_path={test_csv}"])
     assert not (tmp_path / "r" / "checkpoints" / "best.ckpt").exists()
+    assert not (tmp_path / "r" / "metrics.json").exists()  # the directory shows this attempt, not the last
