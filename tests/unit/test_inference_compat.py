@@ -128,3 +128,16 @@ def test_labels_coded_1_and_2_score_as_0_and_1():
     want = binary_metrics(np.array([0, 1, 1, 0, 1]), prob[[0, 1, 2, 3, 5]])
     assert m["test/auroc"] == pytest.approx(want["auroc"]) and m["test/brier"] == pytest.approx(want["brier"])
     assert m["test/auroc"] == pytest.approx(5 / 6)
+
+
+def test_a_multirun_grid_is_composed_before_its_first_job():
+    """model=grud,logreg model.hidden_size=8: the logreg job's bad override is one error up front."""
+    from grud.cli.config import _grid_jobs, precheck
+    from grud.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"the sweep's job model=logreg: .*Could not override 'model.hidden_size'"):
+        precheck("train", ["-m", "model=grud,logreg", "model.hidden_size=8"])
+    precheck("train", ["-m", "model=grud,gru_mean", "seed=range(0,2)", "model.hidden_size=8"])  # every job composes
+    precheck("train", ["-m", "optim.lr=interval(0.001,0.01)"])  # sampled by the sweeper: left to it
+    big = _grid_jobs([f"seed={','.join(map(str, range(100)))}", "model=grud,logreg"])
+    assert len(big) == 100 and {j[1][1] for j in big} == {"model=grud", "model=logreg"}  # each value once
