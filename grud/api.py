@@ -1,8 +1,12 @@
 """A small Python API for notebooks, on top of the command-line configs.
 
     import grud.api
-    run_dir = grud.api.train(["model=gru_mean", "trainer.max_epochs=3"])
-    frame = grud.api.predict(run_dir / "checkpoints/best.ckpt", ["data.path=TEST.csv"], "pred.csv")
+    run_dir = grud.api.train(["data=csv_long", "data.path=events.csv", "data.labels=labels.csv",
+                              "model=gru_mean", "trainer.max_epochs=3"])
+    frame = grud.api.predict(run_dir / "checkpoints/best.ckpt", ["data.path=new_events.csv"], "pred.csv")
+
+Overrides are a list of strings as on the command line (one string is split like a shell line);
+a bad one raises :class:`grud.ConfigError`.
 
 This module belongs to the CLI layer: it composes Hydra configs, importing Hydra inside its
 functions only, so ``import grud`` and ``grud.data`` stay free of Hydra.
@@ -15,16 +19,40 @@ from pathlib import Path
 import pandas as pd
 
 
+#: the ``task_overrides`` grud.api.predict takes (as conf/predict.yaml's task group)
+PREDICT_TASK_KEYS = ("history_hours", "horizon_hours", "forecast_grid_hours")
+
+
+def _override_list(overrides, what: str) -> list[str]:
+    """``overrides`` as a list of strings: None -> [], one string -> its shell words."""
+    import shlex
+
+    from grud.errors import ConfigError
+
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return shlex.split(overrides)
+    if isinstance(overrides, (list, tuple)) and all(isinstance(o, str) for o in overrides):
+        return list(overrides)
+    raise ConfigError(f"{what}: expected a list of KEY=VALUE strings, got {overrides!r}")
+
+
 def _compose(config_name: str, overrides: list[str]):
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from grud.cli.config import CONFIG_MODULE
+    from grud.errors import ConfigError
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=False)
+    except (HydraException, OmegaConfBaseException) as exc:  # a bad override: the CLI's one error line
+        raise ConfigError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         GlobalHydra.instance().clear()
 
@@ -41,7 +69,7 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
     from grud.cli.pipeline import run_training
     from grud.cli.config import plain
 
-    overrides = list(overrides or [])
+    overrides = _override_list(overrides, "overrides")
     for o in list(overrides):
         if o.startswith("hydra.run.dir="):
             run_dir = o.split("=", 1)[1]
@@ -68,9 +96,11 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
     from grud.cli.files import atomic_write_csv
     from grud.cli.inference import prediction_data_options
 
+    from grud.errors import ConfigError
+
     members = load_members(checkpoint)
     given, explicit, group = {}, set(), False
-    for o in data_overrides or []:
+    for o in _override_list(data_overrides, "data_overrides"):
         key, _, value = o.partition("=")
         key = key.lstrip("+")
         if key == "data":
@@ -78,8 +108,8 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
             group_cfg = _compose("predict", ["checkpoint=x", f"data={value}", "data.path=x"])
             given.update({k: v for k, v in group_cfg.data.items() if k != "path" and v is not None})
             continue
-        if not key.startswith("data."):
-            raise ValueError(f"data_overrides: expected data.KEY=VALUE or data=KIND, got {o!r}")
+        if not key.startswith("data.") or not _:
+            raise ConfigError(f"data_overrides: expected data.KEY=VALUE or data=KIND, got {o!r}")
         from omegaconf import OmegaConf
 
         parsed = OmegaConf.create({"v": _yaml_value(value)})["v"]
@@ -87,9 +117,16 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
             else parsed
         explicit.add(key[5:])
     tasks = {}
-    for o in task_overrides or []:
+    for o in _override_list(task_overrides, "task_overrides"):
         key, _, value = o.partition("=")
-        tasks[key.replace("task.", "")] = float(value) if value not in ("null", "") else None
+        key = key.lstrip("+").removeprefix("task.")
+        if key not in PREDICT_TASK_KEYS or not _:
+            raise ConfigError(f"task_overrides: expected task.KEY=HOURS with KEY one of {list(PREDICT_TASK_KEYS)}, "
+                              f"got {o!r}")
+        try:
+            tasks[key] = float(value) if value not in ("null", "") else None
+        except ValueError:
+            raise ConfigError(f"task.{key}: expected a number of hours or null, got {value!r}") from None
     frame, _ = predict_members(members, lambda stats: prediction_data_options(stats.reader, given, explicit, group),
                                mc_samples=mc_samples, task_overrides=tasks, progress=False,
                                interval=interval, interval_level=interval_level)

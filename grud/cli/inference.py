@@ -103,7 +103,8 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
 
     A data group chosen at prediction (``data=csv_wide``) switches the file type; its defaults
     fill only what training's reader did not set (a PhysioNet model reading a CSV gets the CSV
-    column defaults), so training's time unit, static variables and column names stay. Its
+    column defaults; its static variables are PhysioNet's Age, Gender, Height and ICUType), so
+    training's time unit, static variables and column names stay. Its
     training files (labels, test set) come only with its own ``path``: given another
     ``data.path``, the group's labels belong to other series.
     """
@@ -113,6 +114,11 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
     for k, v in given.items():
         if k in explicit or (k == "kind" and group_chosen) or (k not in opts and v is not None):
             opts[k] = v
+    if (train_reader or {}).get("kind") == "physionet2012" and opts.get("kind") != "physionet2012" \
+            and "static_variables" not in explicit:
+        from grud.data.readers import PHYSIONET_STATIC
+
+        opts["static_variables"] = list(PHYSIONET_STATIC)  # fixed by that format; a CSV export names them
     if opts.get("kind") == "csv_wide" and "variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's columns: absent ones are all-unobserved
     return opts

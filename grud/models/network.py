@@ -149,18 +149,18 @@ def check_hparams(**hp) -> dict:
     return {k: out[k] for k in HPARAM_NAMES}
 
 
-def _holds_nan(tensors: list) -> bool:
-    """Whether any of ``tensors`` holds a NaN. The native kernel reads each it can in one pass;
-    the others are summed, one reduction each and a single sync (a NaN makes a sum NaN; so does
-    inf - inf, after which the caller's precise search finds no NaN)."""
+def _holds_nonfinite(tensors: list) -> bool:
+    """Whether any of ``tensors`` holds a NaN or an infinity. The native kernel reads each it can
+    in one pass; the others are summed in float64, one reduction each and a single sync (a NaN or
+    an infinity makes the sum non-finite; float32 values cannot overflow a float64 sum)."""
     rest = []
     for x in tensors:
-        found = native.any_nan(x)
+        found = native.any_nonfinite(x)
         if found:
             return True
         if found is None:
             rest.append(x)
-    return bool(rest) and bool(torch.isnan(torch.stack([x.sum().to(torch.float64) for x in rest]).sum()))
+    return bool(rest) and not bool(torch.isfinite(torch.stack([x.to(torch.float64).sum() for x in rest]).sum()))
 
 
 class RecurrentNetwork(nn.Module):
@@ -355,15 +355,15 @@ class RecurrentNetwork(nn.Module):
                 raise DataError(f"static: expected shape (B, S) with B = {B}, got {got}")
         checked = [(n, x) for n, x in (("values", values), ("mask", mask), ("delta", delta), ("times", times),
                                         ("static", static)) if x is not None and x.is_floating_point()]
-        if _holds_nan([x for _, x in checked]):
+        if _holds_nonfinite([x for _, x in checked]):
             for name, x in checked:
-                bad = torch.isnan(x)
-                if bad.any():
-                    first = tuple(int(i) for i in bad.nonzero()[0])
-                    raise DataError(
-                        f"{name}: contains {int(bad.sum())} NaN (first at index {first}); expected NaN replaced "
-                        f"before the network ({'0 where unobserved, with mask 0' if name == 'values' else 'finite numbers'})"
-                    )
+                for what, bad in (("NaN", torch.isnan(x)), ("infinite value(s)", torch.isinf(x))):
+                    if bad.any():
+                        first = tuple(int(i) for i in bad.nonzero()[0])
+                        raise DataError(
+                            f"{name}: contains {int(bad.sum())} {what} (first at index {first}); expected "
+                            f"{'NaN replaced before the network (0 where unobserved, with mask 0)' if name == 'values' else 'finite numbers'}"
+                        )
 
     def forward(
         self,
@@ -382,6 +382,13 @@ class RecurrentNetwork(nn.Module):
                 got = None if static is None else tuple(static.shape)
                 raise DataError(f"static: expected shape (B, S) with S = {self.n_static} ({flag}), got {got}")
         dtype = self.x_mean.dtype  # the module's floating dtype (follows .double() / .half())
+        B, T = values.shape[:2]
+        if B == 0:
+            return values.new_zeros(0, T, self.output_size, dtype=dtype), values.new_zeros(0, self.output_size, dtype=dtype)
+        if T == 0:  # no step: the final state is the initial one; one padded step gives it on every path
+            step = [x.new_zeros(B, 1, *x.shape[2:]) for x in (values, mask, delta, times)]
+            outputs, last = self(*step, torch.zeros_like(lengths), static)
+            return outputs[:, :0], last
         values = values.to(dtype)
         mask = mask.to(dtype)
         delta = delta.to(dtype)

@@ -95,6 +95,9 @@ def test_switching_the_file_type_at_prediction_keeps_trainings_options():
     assert opts["id_column"] == "subject_id" and opts["allow_missing_variables"] is True
     named = prediction_data_options(trained, {**wide, "time_unit": "h"}, {"path", "time_unit", "__group__"}, True)
     assert named["time_unit"] == "h"  # what the user names wins
+    physionet = prediction_data_options({"kind": "physionet2012", "max_hours": 48}, {**wide, "kind": "csv_long"},
+                                        {"path", "__group__"}, group_chosen=True)
+    assert physionet["static_variables"] == ["Age", "Gender", "Height", "ICUType"]  # not csv_long's []
     listed = prediction_data_options({**trained, "kind": "csv_wide"}, {**wide, "variables": ["HR"]},
                                      {"path", "variables"}, False)
     assert "allow_missing_variables" not in listed  # variables named at prediction: each must be there

@@ -193,9 +193,26 @@ def test_summary_lists_layers_shapes_and_parameter_count(name):
     assert net.training
 
 
+@pytest.mark.parametrize("name,fast", CASES, ids=IDS)
+def test_no_step_or_no_series_gives_empty_outputs_and_the_initial_state(name, fast):
+    """T = 0 (a batch of series with no observation) and B = 0 (an empty batch) are valid input."""
+    net = build(name, fast).eval()
+    batch = make_batch([2, 1])
+    empty = {k: (v[:, :0] if k in ("values", "mask", "delta", "times") else v) for k, v in batch.items()}
+    empty["lengths"] = torch.zeros_like(batch["lengths"])
+    padded = {**batch, "lengths": torch.zeros_like(batch["lengths"])}  # steps there, none valid
+    with torch.no_grad():
+        out, last = run(net, empty)
+        _, last_padded = run(net, padded)
+        none = run(net, {k: v[:0] for k, v in batch.items()})
+    assert out.shape == (2, 0, net.output_size) and last.shape == (2, net.output_size)
+    torch.testing.assert_close(last, last_padded)
+    assert none[0].shape == (0, batch["values"].shape[1], net.output_size) and none[1].shape == (0, net.output_size)
+
+
 @pytest.mark.parametrize("check", ["native", "torch"])
 def test_nan_in_the_batch_is_refused_naming_the_tensor(check):
-    """The boundary check finds a NaN with the native kernel (one pass) and without it (sums)."""
+    """The boundary check finds a NaN or an infinity with the native kernel (one pass) and without it (sums)."""
     import contextlib
 
     from grud.models.fast import native
@@ -212,8 +229,16 @@ def test_nan_in_the_batch_is_refused_naming_the_tensor(check):
         with pytest.raises(DataError, match="delta"):
             run(net, batch)
         batch = make_batch([3, 2])
-        batch["times"][1, 1] = float("inf")  # inf is not NaN: the search after the sum finds nothing
-        batch["delta"][1, 1] = float("-inf")
+        batch["times"][1, 1] = float("inf")  # an infinity becomes NaN inside the network (inf - inf, 0 * inf)
+        with pytest.raises(DataError, match=r"times: contains 1 infinite value\(s\) \(first at index \(1, 1\)\)"):
+            run(net, batch)
+        batch = make_batch([3, 2])
+        batch["values"][0, 0, 1] = -float("inf")
+        with pytest.raises(DataError, match=r"values: contains 1 infinite"):
+            run(net, batch)
+        batch = make_batch([3, 2])
+        batch["values"][0, 0, 1] = 3e38  # large but finite: float32 sums must not overflow into a false alarm
+        batch["values"][1, 0, 1] = 3e38
         run(net, batch)
 
 

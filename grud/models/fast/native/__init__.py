@@ -31,7 +31,7 @@ from torch import Tensor
 
 from grud.models.fast.checks import check_shape
 
-__all__ = ["available", "status", "disabled", "usable", "any_nan", "gru_forward", "gru_backward",
+__all__ = ["available", "status", "disabled", "usable", "any_nonfinite", "gru_forward", "gru_backward",
            "decay_input_forward", "decay_input_backward"]
 
 log = logging.getLogger(__name__)
@@ -110,12 +110,13 @@ def _strided(x: Tensor | None) -> tuple[Tensor | None, int, int]:
     return x, x.stride(0), x.stride(1)
 
 
-def any_nan(x: Tensor) -> bool | None:
-    """Whether ``x`` holds a NaN, in one pass without allocating; None when the kernel cannot
-    look (unavailable, not a contiguous float32/float64 CPU tensor): the caller checks itself."""
+def any_nonfinite(x: Tensor) -> bool | None:
+    """Whether ``x`` holds a NaN or an infinity, in one pass without allocating; None when the
+    kernel cannot look (unavailable, not a contiguous float32/float64 CPU tensor): the caller
+    checks itself."""
     if not x.is_contiguous() or not usable(x):
         return None
-    fn = getattr(_state["lib"], "grud_any_nan" + _DTYPES[x.dtype])
+    fn = getattr(_state["lib"], "grud_any_nonfinite" + _DTYPES[x.dtype])
     return bool(fn(_ptr(x), x.numel()))
 
 

@@ -169,7 +169,7 @@ def _declare(lib) -> None:
     lib.grud_set_blas.restype = ctypes.c_int
     lib.grud_set_blas.argtypes = [_P, _P, _P]
     for suffix in ("_f32", "_f64"):
-        nan = getattr(lib, "grud_any_nan" + suffix)
+        nan = getattr(lib, "grud_any_nonfinite" + suffix)
         nan.restype = ctypes.c_int
         nan.argtypes = [_P, _I]
         fwd = getattr(lib, "grud_gru_forward" + suffix)

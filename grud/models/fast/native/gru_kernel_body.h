@@ -1,7 +1,7 @@
 /*
  * Body of gru_kernel.c, included once per REAL type (see there for the equations; BITS is the
  * unsigned integer of REAL's width, BITS_ABS and BITS_INF its sign-less and infinity patterns).
- * Defines grud_any_nan, grud_gru_forward, grud_gru_backward, grud_decay_input_forward and
+ * Defines grud_any_nonfinite, grud_gru_forward, grud_gru_backward, grud_decay_input_forward and
  * grud_decay_input_backward, each with the type's SUFFIX.
  *
  * Saved factors, each (T, B, H): r, z, n, ghn = W_hn hd + b_hn, hh = h_hat; hd = h_hat * drop
@@ -16,14 +16,15 @@
 
 static inline REAL FN(grud_sigmoid)(REAL a) { return (REAL)1 / ((REAL)1 + EXP(-a)); }
 
-/* 1 if any of the n values at x is NaN, else 0: one pass of integer compares on the bit patterns
- * (NaN: exponent all ones, mantissa not zero), so that it vectorises without fast-math. */
-int FN(grud_any_nan)(const REAL *x, int64_t n) {
+/* 1 if any of the n values at x is NaN or infinite, else 0: one pass of integer compares on the
+ * bit patterns (exponent all ones: infinity if the mantissa is zero, else NaN), so that it
+ * vectorises without fast-math. */
+int FN(grud_any_nonfinite)(const REAL *x, int64_t n) {
     BITS hit = 0;
     for (int64_t i = 0; i < n; i++) {
         BITS u;
         memcpy(&u, x + i, sizeof u);
-        hit |= (u & BITS_ABS) > BITS_INF;
+        hit |= (u & BITS_ABS) >= BITS_INF;
     }
     return hit != 0;
 }
