@@ -33,6 +33,11 @@ def to_grid(ds: IrregularDataset, bin_hours: float) -> IrregularDataset:
 
     Series i gets steps at 0, w, 2w, ... up to the bin of its last row; bins with no
     observation become all-unobserved steps (the hourly set-up of Che et al. 2018).
+
+    Shape:
+        ds: times (N,), values (N, F), offsets (n + 1,) -> times (N',), values (N', F),
+        offsets (n + 1,), N' = sum over series of (last bin index + 1); static (n, S) and
+        labels (n,) unchanged
     """
     w = float(bin_hours)
     if not math.isfinite(w) or w <= 0:
@@ -59,7 +64,11 @@ def to_grid(ds: IrregularDataset, bin_hours: float) -> IrregularDataset:
 
 
 def class_targets(labels: np.ndarray | None, classes: list) -> np.ndarray | None:
-    """Map label values to 0..C-1 by the training ``classes``; unknown or missing labels -> -1."""
+    """Map label values to 0..C-1 by the training ``classes``; unknown or missing labels -> -1.
+
+    Shape:
+        labels (n,); classes (C,) -> (n,) int64, or ``None`` when ``labels`` is ``None``
+    """
     if labels is None:
         return None
     out = np.full(labels.shape[0], -1, dtype=np.int64)
@@ -76,7 +85,15 @@ class EncodedDataset(torch.utils.data.Dataset):
     (:func:`grud.data.masking.ragged_time_deltas`, again whenever :attr:`mask` is replaced).
     With ``summary=True`` every batch also carries ``summary`` (B, 5F), the classification head's
     per-variable summary of the observed inputs, likewise computed once per series (again
-    whenever :attr:`values` or :attr:`mask` is replaced).
+    whenever :attr:`values` or :attr:`mask` is replaced). Editing :attr:`mask` in place (e.g.
+    ``enc.mask[1] = 0``, which hides flat row 1) leaves an already computed ``delta`` (and
+    ``summary``) stale; assign a new array (``enc.mask = new_mask``) to have them recomputed.
+
+    Shape:
+        values, mask, delta: (N, F) flat rows, series delimited by ``ds.offsets`` (n + 1,)
+        static: (n, S); lengths: (n,); targets: (n,) int64 (-1 = no known class) or ``None``
+        summary: (n, 5F)
+        collate(indices of B series) -> the batch of the module docstring, T = longest of them
     """
 
     def __init__(self, ds: IrregularDataset, stats: FittedStats, summary: bool = False):

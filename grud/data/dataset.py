@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Series:
-    """One series: ``times`` (T,) hours, ``values`` (T, F) NaN = unobserved, ``static`` (S,)."""
+    """One series: ``times`` in hours, ``values`` with NaN = unobserved, ``static`` and ``label``.
+
+    Shape:
+        times (T,); values (T, F); static (S,); label scalar (int or float) or ``None``
+    """
 
     id: str
     times: np.ndarray
@@ -44,12 +48,16 @@ class IrregularDataset:
         ids: one string per series, as written in the input.
         variables: names of the F time-varying variables (column order of ``values``).
         static_names: names of the S static variables.
-        times: (N,) hours since each series' time 0, ascending within a series.
-        values: (N, F) with NaN where unobserved.
-        offsets: (n+1,) row offsets of each series into ``times``/``values``.
-        static: (n, S) with NaN where unknown; ``None`` means S = 0.
-        labels: (n,) numeric labels, NaN where missing; ``None`` means no labels.
+        times: hours since each series' time 0, ascending within a series.
+        values: variable values, NaN where unobserved.
+        offsets: row offsets of each series into ``times``/``values``.
+        static: static features, NaN where unknown; ``None``: zeros (with no static names, S = 0).
+        labels: numeric labels, NaN where missing; ``None`` means no labels.
         meta: plain dict describing the source (column names, time unit, ...).
+
+    Shape:
+        times (N,); values (N, F); offsets (n + 1,) ascending from 0 to N; static (n, S);
+        labels (n,); lengths (n,)
     """
 
     def __init__(

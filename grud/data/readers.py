@@ -123,10 +123,15 @@ def read_long_csv(
         cache: use the on-disk dataset cache.
 
     Returns:
-        The dataset; ``values`` is (N, F) with NaN where unobserved, ``static`` (n, S).
+        The dataset; ``values`` is NaN where unobserved, ``static`` NaN where never observed,
+        ``labels`` NaN for a series without a label (``None`` when ``labels`` is ``None``).
 
     Raises:
         DataError: input that does not have this form (message names file, line, column).
+
+    Shape:
+        times (N,); values (N, F), F = time-varying variables; offsets (n + 1,); static (n, S),
+        S = len(static_variables); labels (n,)
     """
     columns = dict(id_column=id_column, time_column=time_column, variable_column=variable_column,
                    value_column=value_column)
@@ -161,6 +166,10 @@ def read_wide_csv(
     listed variable or static column absent from the file is left out (logged) instead of an
     error (prediction with training's list: the model sees it unobserved). Other arguments as in
     :func:`read_long_csv`.
+
+    Shape:
+        times (N,); values (N, F), F = variable columns not in ``static_variables``;
+        offsets (n + 1,); static (n, S), S = static columns read; labels (n,)
     """
     columns = dict(id_column=id_column, time_column=time_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
@@ -217,6 +226,10 @@ def read_physionet2012(
         ICUType (``-1`` -> NaN); every other parameter, Weight included, is time-varying with
         ``-1`` -> unobserved. Time 0 is ICU admission (``00:00``). Stays without any
         time-varying measurement are kept with zero steps.
+
+    Shape:
+        times (N,); values (N, F), F = time-varying parameters seen; offsets (n + 1,), n = stays;
+        static (n, 4); labels (n,) (``None`` without ``outcomes``)
     """
     if max_hours is not None:
         max_hours = _check_max_hours(max_hours)

@@ -101,6 +101,11 @@ def split_dataset(
     (seeded by ``seed``) and fold ``fold`` is the validation split, in place of ``val_fraction``:
     the K runs of one seed with fold = 0 .. K-1 validate on disjoint sets that cover all of it
     (K-fold cross-validation, as in Che et al. 2018).
+
+    Shape:
+        ds: n series (times (N,), values (N, F), static (n, S), labels (n,)) -> three datasets of
+        n_train, n_val, n_test series with the same F and S; they partition the n series unless
+        explicit id lists leave some out (``train_ids`` given).
     """
     val_fraction = _check_fraction("val_fraction", val_fraction)
     test_fraction = _check_fraction("test_fraction", test_fraction)

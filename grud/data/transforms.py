@@ -39,6 +39,7 @@ class FittedStats:
         value_mean, value_std, input_means, value_min, value_max: (F,)
         log_value_mean, log_value_std, log_input_means: (F,) or empty
         static_mean, static_std: (S,)
+        classes: (C,) sorted integer labels of the training split, empty without labels
     """
 
     variables: list
@@ -172,10 +173,13 @@ def check_value_transform(kind) -> str:
 
 
 def log1p_columns(values: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """float32 ``values`` (..., F) with ``log1p`` on the columns where ``cols`` (F,) bool is true.
+    """float32 ``values`` with ``log1p`` on the columns where the boolean ``cols`` is true.
 
     A negative value there (none in the training split, which chose the columns) is clipped to 0
     first; NaN stays NaN. The input is not modified.
+
+    Shape:
+        values (..., F); cols (F,) -> (..., F)
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cols, np.log1p(np.maximum(values, 0.0)), values).astype(np.float32)
@@ -240,6 +244,10 @@ def fit_stats(train: IrregularDataset) -> FittedStats:
 
     The result uses the ``affine`` transform and also carries the ``log`` transform's parameters
     (:func:`log_candidates` chooses its variables on this split).
+
+    Shape:
+        train.values (N, F), train.static (n, S), train.labels (n,) -> :class:`FittedStats` with
+        per-variable fields (F,), static_mean / static_std (S,), classes (C,)
     """
     if len(train) == 0:
         raise DataError("the training split is empty: nothing to fit statistics on")

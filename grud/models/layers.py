@@ -61,7 +61,11 @@ def make_cell(
 
 
 def valid_steps(lengths: Tensor, T: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """(B, T) 1.0 where ``t < lengths[b]``, else 0.0."""
+    """1.0 where ``t < lengths[b]`` (a real step), else 0.0 (padding), in ``dtype``.
+
+    Shape:
+        lengths (B,) -> (B, T)
+    """
     t = torch.arange(T, device=lengths.device)
     return (t[None, :] < lengths[:, None]).to(dtype)
 
@@ -83,8 +87,12 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
 
 
 def variational_mask(batch: int, size: int, p: float, like: Tensor) -> Tensor:
-    """(B, size) dropout mask, already scaled by 1/(1-p), drawn once per sequence (Gal &
-    Ghahramani 2016) with torch's global generator."""
+    """Dropout mask, already scaled by 1/(1-p), drawn once per sequence (Gal &
+    Ghahramani 2016) with torch's global generator; ``like`` gives only dtype and device.
+
+    Shape:
+        -> (B, size), B = ``batch``; ``like`` any shape
+    """
     keep = torch.full((batch, size), 1.0 - p, dtype=like.dtype, device=like.device)
     return torch.bernoulli(keep) / (1.0 - p)
 

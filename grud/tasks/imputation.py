@@ -21,6 +21,33 @@ from grud.tasks import metrics as M
 
 
 def imputation_report(model, ds, rate: float = 0.1, seed: int = 0, batch_size: int = 256) -> dict:
+    """Hide observed values of ``ds`` at random and score the model's imputation against baselines.
+
+    ``ds`` is encoded with the model's training statistics; a share ``rate`` of its observed
+    entries is hidden (MCAR, :func:`grud.data.masking.simulate_missing` seeded by ``seed``). The
+    model's imputation head predicts each step from the encoder state of the step before (a zero
+    state before step 0), run on the thinned data; the training mean and forward filling of the
+    thinned data (the training mean before the first observation) are the baselines. Errors are
+    pooled over the hidden entries only, in the normalised (z-score) space.
+
+    Args:
+        model: a loaded model (:func:`grud.cli.inference.load_model`) whose ``module`` was trained
+            with ``task.impute_weight > 0`` (has an ``imputer``).
+        ds: the :class:`~grud.data.dataset.IrregularDataset` to evaluate on.
+        rate: fraction of the observed entries to hide, in [0, 1).
+        seed: seed of the hidden entries.
+        batch_size: series per batch.
+
+    Returns:
+        ``{"impute/rate", "impute/n_hidden", "impute/mse_<m>", "impute/mae_<m>"}`` with ``<m>`` in
+        ``model``, ``mean``, ``locf``: python floats (``n_hidden`` an int).
+
+    Raises:
+        ConfigError: the model has no imputation head.
+
+    Shape:
+        ds: values (N, F), n series -> scalars; hidden entries are drawn from the (N, F) mask
+    """
     module = getattr(model, "module", None)
     if module is None or getattr(module, "imputer", None) is None:
         raise ConfigError("task.name=impute needs a neural model trained with task.impute_weight > 0 "
