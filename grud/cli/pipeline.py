@@ -110,8 +110,12 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
     silence_known_warnings()
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
-                        save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                        enable_version_counter=False, auto_insert_metric_name=False),
+        # last.ckpt after every epoch (what resume=true continues from): Lightning's save_last only
+        # writes it when the best checkpoint improves, so a resume would go back to the best epoch
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                        enable_version_counter=False, auto_insert_metric_name=False),
         EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.get("early_stopping", {}).get("patience", 8))),
     ]
     ema = cfg.get("ema_decay")
@@ -266,7 +270,13 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
             loader_ds = val if stage == "val" else test
             if loader_ds is None or len(loader_ds) == 0:
                 continue
-            res = fn(module, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
+            loggers = trainer.loggers
+            if stage == "val":  # the best epoch's validation again: metrics.csv has its row already
+                trainer.loggers = []
+            try:
+                res = fn(module, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
+            finally:
+                trainer.loggers = loggers
             metrics.update({k: float(v) for k, v in (res[0] if res else {}).items() if k.startswith(stage + "/")})
         if trainer.global_rank != 0:  # validate/test above are collective under DDP: every rank runs them
             return {}

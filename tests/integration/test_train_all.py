@@ -140,3 +140,17 @@ def test_an_unlabelled_test_file_is_an_error_before_training(export, tmp_path):
         _train(export, tmp_path / "r", ["model=grud", *SMALL, f"data.test_path={test_csv}"])
     assert not (tmp_path / "r" / "checkpoints" / "best.ckpt").exists()
     assert not (tmp_path / "r" / "metrics.json").exists()  # the directory shows this attempt, not the last
+
+
+def test_last_ckpt_holds_the_final_epoch_and_metrics_csv_one_validation_row_per_epoch(export, tmp_path):
+    """resume=true continues from last.ckpt: it must be the last epoch's, not the best one's."""
+    import pandas as pd
+
+    run = _train(export, tmp_path / "r", ["model=gru_mean", *SMALL, "optim.lr=1e-12", "trainer.max_epochs=3",
+                                          "early_stopping.patience=100"])  # no epoch improves on the first
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] == 0 and last["epoch"] == 2
+    rows = pd.read_csv(run / "metrics.csv")
+    val_epochs = rows.loc[rows["val/auroc"].notna(), "epoch"].tolist()
+    assert val_epochs == [0, 1, 2]  # the best epoch's validation after fit adds no row
