@@ -66,7 +66,7 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
     from omegaconf import OmegaConf
 
     from grud.cli.files import atomic_write_bytes
-    from grud.cli.pipeline import run_training
+    from grud.cli.pipeline import resume_checkpoint, run_training
     from grud.cli.config import plain
 
     overrides = _override_list(overrides, "overrides")
@@ -77,6 +77,7 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
     cfg = _compose("train", [o for o in overrides if not o.startswith("hydra")])
     run_dir = Path(run_dir or Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S"))
     run_dir.mkdir(parents=True, exist_ok=True)
+    resume_checkpoint(plain(cfg), run_dir)  # a mismatch is an error before config.yaml is replaced
     atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     run_training(plain(cfg), run_dir)
     return run_dir

@@ -207,14 +207,17 @@ def _default_metrics(jobs: Sequence[Job]) -> list[str]:
     return chosen
 
 
-def higher_is_better(metric: str) -> bool:
+def higher_is_better(metric: str) -> bool | None:
     """Whether larger values of ``metric`` are better (auroc, auprc, accuracy, ...).
 
-    Losses and errors (loss, mse, mae, brier, ...) are better when smaller; a name that
-    says neither is treated as a score (larger is better).
+    Losses and errors (loss, mse, mae, brier, ...) are better when smaller; an interval's
+    coverage is best at its nominal level, neither (None: not sorted by); a name that says
+    none of these is treated as a score (larger is better).
     """
     base = metric.rsplit("/", 1)[-1].lower()
     tokens = set(re.split(r"[^a-z0-9]+", base))
+    if "coverage" in tokens:
+        return None
     return not (tokens & set(_LOWER))
 
 
@@ -225,6 +228,11 @@ def _label(overrides: Sequence[str]) -> str:
 def _group_keys(jobs: Sequence[Job], group_by: Sequence[str] | None):
     """Per job: (key, label), key None for a job that cannot be placed; the overrides every job shares."""
     if group_by:
+        configs = [j.config for j in jobs if j.config is not None]
+        for k in group_by:
+            if configs and all(_config_value(c, k) == "(unset)" for c in configs):
+                raise DataError(f"--group-by {k}: no job's config.yaml has this key (top-level keys: "
+                                f"{', '.join(sorted({t for c in configs for t in c}))}); e.g. model.name, seed")
         keys = []
         for job in jobs:
             if job.config is None:
@@ -247,6 +255,23 @@ def _group_keys(jobs: Sequence[Job], group_by: Sequence[str] | None):
     return keys, common
 
 
+def _grid_jobs_of(root: Path) -> int | None:
+    """The number of jobs the sweep's ``multirun.yaml`` asked the basic sweeper for (None if unknown)."""
+    import yaml
+
+    from grud.cli.config import grid_size
+
+    try:
+        hydra_cfg = (yaml.safe_load((root / "multirun.yaml").read_text()) or {}).get("hydra") or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    sweeper = hydra_cfg.get("sweeper") or {}
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return None  # Optuna and others sample their trials
+    task = (hydra_cfg.get("overrides") or {}).get("task") or []
+    return grid_size([o for o in task if not o.startswith("hydra")], sweeper.get("params"))
+
+
 def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
               group_by: Sequence[str] | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Summarise a Hydra multirun folder: mean ± std and n of each metric per group.
@@ -266,7 +291,8 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
         errors; groups without a value last), columns ``group``, ``n`` (completed jobs),
         ``failed`` (failed, incomplete or unreadable jobs), and per metric ``<m>_mean``,
         ``<m>_std`` (sample std, NaN when fewer than 2 values) and ``<m>_n``.
-        ``summary.attrs`` holds ``metrics``, ``common_overrides`` and ``sweep_dir``.
+        ``summary.attrs`` holds ``metrics``, ``common_overrides``, ``sweep_dir`` and
+        ``expected_jobs`` (the grid's size from ``multirun.yaml``; None if unknown).
         ``failures`` lists each job that did not complete: ``job``, ``status`` (failed,
         incomplete, invalid), ``group``, ``overrides``, ``reason``.
 
@@ -288,6 +314,7 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
     if not job_dirs:
         raise DataError("no job folder found (expected sub-folders holding a .hydra/ folder, as "
                         "`grud-train -m ...` writes them)", path=root)
+    expected = _grid_jobs_of(root)
     jobs = [read_job(d, root, need_config=bool(group_by)) for d in job_dirs]
     done = [j for j in jobs if j.status == STATUS_OK]
 
@@ -331,11 +358,12 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
         rows.append(row)
     columns = ["group", "n", "failed"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")]
     summary = pd.DataFrame(rows, columns=columns)
-    if metrics and len(summary):
+    if metrics and len(summary) and higher_is_better(metrics[0]) is not None:
         first = f"{metrics[0]}_mean"
         summary = summary.sort_values(first, ascending=not higher_is_better(metrics[0]), na_position="last",
                                       kind="stable").reset_index(drop=True)
-    summary.attrs.update({"metrics": list(metrics), "common_overrides": list(common), "sweep_dir": str(root)})
+    summary.attrs.update({"metrics": list(metrics), "common_overrides": list(common), "sweep_dir": str(root),
+                          "expected_jobs": expected})
 
     failures = pd.DataFrame(
         [{"job": j.name, "status": j.status, "group": label, "overrides": " ".join(j.overrides or []),
@@ -349,9 +377,9 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
 def _fmt(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "nan"
-    if x == 0 or 1e-3 <= abs(x) < 1e4:
+    if x == 0 or 0.1 <= abs(x) < 1e4:
         return f"{x:.3f}"
-    return f"{x:.3g}"
+    return f"{x:.3g}"  # three significant digits: 0.00762, not 0.008
 
 
 def _md_cell(text: str) -> str:
@@ -379,13 +407,18 @@ def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame, metrics: Seq
     lines = [f"# {title or 'Sweep summary'}", ""]
     total = n_ok + n_bad
     parts = [f"{total} job{'s' if total != 1 else ''}: {n_ok} completed"] + [f"{int(c)} {s}" for s, c in counts.items()]
+    expected = summary.attrs.get("expected_jobs")
+    if expected and expected > total:
+        parts.append(f"{expected - total} never started (the sweep's grid has {expected})")
     lines.append(", ".join(parts) + ".")
     common = summary.attrs.get("common_overrides") or []
     if common:
         lines.append(f"Shared by every job: `{' '.join(common)}`.")
     if shown:
-        order = "higher is better" if higher_is_better(shown[0]) else "lower is better"
-        lines.append(f"Sorted by {shown[0]} ({order}); cells are mean ± sample std over the completed jobs of a group (n = 1: mean only).")
+        better = higher_is_better(shown[0])
+        order = (f"Sorted by {shown[0]} ({'higher' if better else 'lower'} is better)" if better is not None
+                 else f"Not sorted ({shown[0]} is best at its nominal level)")
+        lines.append(f"{order}; cells are mean ± sample std over the completed jobs of a group (n = 1: mean only).")
     lines.append("")
     header = ["group", "n"] + list(shown)
     lines.append("| " + " | ".join(header) + " |")

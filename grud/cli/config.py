@@ -25,36 +25,82 @@ PRECHECK_MAX_JOBS = 64
 def precheck(config_name: str, argv: list[str]) -> None:
     """Compose the config before Hydra runs, so a bad override becomes one ``error:`` line.
 
-    A multirun (``-m``) composes every job of its command-line grid (choice and range sweeps; of
-    a grid above :data:`PRECHECK_MAX_JOBS` jobs, enough that every value is composed once), so ``model=grud,logreg model.hidden_size=8`` fails before
-    the first job rather than in the middle of the sweep; sweeps the sweeper samples
-    (``interval(...)``, Optuna) are left to it.
+    A multirun (``-m``, or an ``experiment=`` that sets ``hydra.mode: MULTIRUN``) composes every
+    job of its grid, the command line's sweeps and those of ``hydra.sweeper.params`` (choice and
+    range sweeps; of a grid above :data:`PRECHECK_MAX_JOBS` jobs, enough that every value is
+    composed once), so ``model=grud,logreg model.hidden_size=8`` fails before the first job
+    rather than in the middle of the sweep. An Optuna search is checked for an
+    ``optimized_metric`` its task reports, in the right direction; its sampled trials are left to it.
     """
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    multirun = any(a in ("-m", "--multirun") for a in argv)
+    from grud.errors import ConfigError
+
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return
     overrides = [a for a in argv if not a.startswith("-") and not a.startswith("hydra.")
                  and not a.startswith("hydra/")]
-    jobs = _grid_jobs(overrides) if multirun else [(overrides, [])]
-    if jobs is None:
+    hydra_overrides = [a for a in argv if a.startswith("hydra.") or a.startswith("hydra/")]
+    command_line = _grid_jobs(overrides) if any(a in ("-m", "--multirun") for a in argv) else [(overrides, [])]
+    if command_line is None:
         return
+
+    def composed(job, swept, with_hydra=False):
+        try:
+            return compose(config_name=config_name, overrides=job + (hydra_overrides if with_hydra else []),
+                           return_hydra_config=with_hydra)
+        except Exception as exc:
+            if not swept:
+                raise
+            raise ConfigError(f"the sweep's job {' '.join(swept)}: {type(exc).__name__}: {exc}") from exc
+
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            for job, swept in jobs:
-                try:
-                    compose(config_name=config_name, overrides=job)
-                except Exception as exc:
-                    if not swept:
-                        raise
-                    from grud.errors import ConfigError
-
-                    raise ConfigError(f"the sweep's job {' '.join(swept)}: {type(exc).__name__}: {exc}") from exc
+            base = composed(*command_line[0], with_hydra=True)
+            sweeper = base.hydra.get("sweeper") or {}
+            target = str(sweeper.get("_target_", ""))
+            multirun = len(command_line) > 1 or "-m" in argv or "--multirun" in argv \
+                or "MULTIRUN" in str(base.hydra.get("mode"))
+            if multirun and "optuna" in target.lower():
+                check_optimized_metric(base, sweeper.get("direction"))
+            jobs = command_line
+            params = sweeper.get("params") if multirun and "BasicSweeper" in target else None
+            if params:  # an experiment's own sweep; a key also on the command line takes that value
+                given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+                jobs = _grid_jobs(overrides + [f"{k}={v}" for k, v in params.items() if k not in given])
+                if jobs is None:
+                    return
+            for job, swept in jobs[1:] if jobs is command_line else jobs:
+                composed(job, swept)
     finally:
         GlobalHydra.instance().clear()
+
+
+#: the validation metrics each task reports (what ``optimized_metric`` may name) and their direction
+TASK_METRICS = {"classification": {"val/auroc": "maximize", "val/auprc": "maximize", "val/accuracy": "maximize",
+                                   "val/brier": "minimize", "val/loss": "minimize"},
+                "forecast": {"val/mse": "minimize", "val/mae": "minimize", "val/loss": "minimize"}}
+
+
+def check_optimized_metric(cfg, direction) -> None:
+    """ConfigError unless an Optuna search's ``optimized_metric`` is a validation metric of its task,
+    optimised in its direction (a trial returning nothing ends the search with no result)."""
+    from grud.errors import ConfigError
+
+    metric = cfg.get("optimized_metric")
+    task = (cfg.get("task") or {}).get("name", "classification")
+    known = TASK_METRICS.get(task, {})
+    if not metric or not known:
+        return
+    if metric not in known:
+        raise ConfigError(f"optimized_metric={metric}: task={task} reports {', '.join(known)} on validation; "
+                          f"e.g. optimized_metric={next(iter(known))} hydra.sweeper.direction={next(iter(known.values()))}")
+    want = known[metric]
+    if direction is not None and str(direction).lower() not in (want, f"studydirection.{want}"):
+        raise ConfigError(f"optimized_metric={metric} is better when {'higher' if want == 'maximize' else 'lower'}: "
+                          f"set hydra.sweeper.direction={want} (got {direction})")
 
 
 def _grid_jobs(overrides: list[str]):
@@ -120,3 +166,21 @@ def explicit_overrides(prefix: str) -> dict:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false", "no")
+
+
+def grid_size(overrides: list[str], params: dict | None = None) -> int | None:
+    """How many jobs the basic sweeper makes of ``overrides`` (and ``hydra.sweeper.params``);
+    None when it cannot be counted (``interval(...)`` and other sampled sweeps)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    lines = list(overrides) + [f"{k}={v}" for k, v in (params or {}).items()]
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+        size = 1
+        for o in parsed:
+            if o.is_sweep_override():
+                size *= len(list(o.sweep_string_iterator()))
+        return size
+    except HydraException:
+        return None

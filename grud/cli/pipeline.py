@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import platform
 import time
 from pathlib import Path
@@ -171,8 +172,76 @@ def check_model_serves_task(model: dict, task_name: str) -> None:
         )
 
 
-def run_training(cfg: dict, run_dir: Path) -> dict:
-    """Train per ``cfg`` (plain dict) into ``run_dir``; returns the metrics written to metrics.json."""
+#: numeric keys checked before any work: (key, integer?, smallest allowed, null allowed)
+_NUMBER_KEYS = (("seed", True, None, False), ("optim.lr", False, 0.0, False), ("optim.weight_decay", False, 0.0, True),
+                ("optim.grad_clip", False, 0.0, True), ("trainer.max_epochs", True, -1, True),
+                ("data.batch_size", True, 1, True), ("early_stopping.patience", True, 0, True))
+
+
+def check_numbers(cfg: dict) -> None:
+    """ConfigError naming the key for a number that is text or out of range (``optim.lr=abc``),
+    instead of a bare ValueError (or an assertion inside Lightning) later."""
+    for key, integer, low, nullable in _NUMBER_KEYS:
+        node, found = cfg, True
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                found = False
+                break
+            node = node[part]
+        if not found or (node is None and nullable):
+            continue
+        ok = isinstance(node, (int, float)) and not isinstance(node, bool) and math.isfinite(float(node))
+        if ok and integer:
+            ok = float(node) == int(node)
+        if ok and low is not None:
+            ok = float(node) > low if key == "optim.lr" else float(node) >= low
+        if not ok:
+            kind = "an integer" if integer else "a number"
+            bound = "" if low is None else (f" > {low:g}" if key == "optim.lr" else f" >= {low:g}")
+            raise ConfigError(f"{key}: expected {kind}{bound}{' or null' if nullable else ''}, got {node!r}")
+
+
+#: model keys that must match between a run's config and the checkpoint it resumes
+_RESUME_KEYS = ("name", "input", "cell", "hidden_size", "num_layers", "bidirectional")
+
+
+def resume_checkpoint(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> Path | None:
+    """``last.ckpt`` to continue from with ``resume=true`` (None without it), checked against ``cfg``
+    before anything is written: another model or task is a ConfigError naming both.
+
+    ``fresh_if_none``: with no ``last.ckpt`` the run starts from scratch (a sweep's job that never
+    started); otherwise that is an error (most likely another run directory was meant).
+    """
+    if not cfg.get("resume"):
+        return None
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        if fresh_if_none:
+            log.info("resume=true: %s does not exist (this job never started): starting from scratch", last)
+            return None
+        raise DataError(
+            f"resume=true but there is no checkpoint to resume: {last} does not exist "
+            "(use the same hydra.run.dir as the interrupted run, or drop resume=true)")
+    from grud.cli.checkpoint import safe_load
+
+    saved = safe_load(last)
+    task = (cfg.get("task") or {}).get("name", "classification")
+    saved_task = (saved.get("grud") or {}).get("task")
+    model = (saved.get("hyper_parameters") or {}).get("model") or {}
+    differ = [f"task={saved_task} (asked {task})"] if saved_task and saved_task != task else []
+    differ += [f"model.{k}={model[k]} (asked {cfg['model'].get(k)})" for k in _RESUME_KEYS
+               if k in model and k in cfg["model"] and model[k] != cfg["model"][k]]
+    if differ:
+        raise ConfigError(f"resume=true: {last} was trained with {', '.join(differ)}: resume with the "
+                          f"interrupted run's overrides, or use another hydra.run.dir")
+    return last
+
+
+def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> dict:
+    """Train per ``cfg`` (plain dict) into ``run_dir``; returns the metrics written to metrics.json.
+
+    ``fresh_if_none``: with ``resume=true`` and no ``last.ckpt``, start from scratch (sweeps).
+    """
     import pytorch_lightning as pl
 
     start = time.time()
@@ -180,17 +249,11 @@ def run_training(cfg: dict, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("failure.json", "metrics.json"):  # records of an earlier attempt in this directory:
         (run_dir / stale).unlink(missing_ok=True)     # this run writes one of them
+    check_numbers(cfg)
     task_name = cfg.get("task", {}).get("name", "classification")
     check_model_serves_task(cfg["model"], task_name)
     ckpt_dir = run_dir / "checkpoints"
-    resume_from = None
-    if cfg.get("resume"):
-        last = ckpt_dir / "last.ckpt"
-        if not last.exists():
-            raise DataError(
-                f"resume=true but there is no checkpoint to resume: {last} does not exist "
-                "(use the same hydra.run.dir as the interrupted run, or drop resume=true)")
-        resume_from = last
+    resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
     seed = int(cfg.get("seed", 0))
     pl.seed_everything(seed, workers=True, verbose=False)
     data = dict(cfg["data"])

@@ -85,8 +85,11 @@ def _train(cfg: DictConfig):
     if is_first_process():
         remove_stale_temporaries(run_dir)
     try:
+        from grud.cli.pipeline import resume_checkpoint
+
+        resume_checkpoint(config, run_dir, fresh_if_none=is_multirun())  # before config.yaml is replaced
         atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-        metrics = run_training(config, run_dir)
+        metrics = run_training(config, run_dir, fresh_if_none=is_multirun())
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded per job so a sweep goes on; a single run exits with error:

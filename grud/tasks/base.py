@@ -192,7 +192,7 @@ class TaskModule(pl.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
-                "lower optim.lr or set optim.grad_clip (the best checkpoint so far is kept)"
+                "lower optim.lr or set optim.grad_clip (best.ckpt, if an earlier epoch wrote one, is kept)"
             )
 
     def configure_optimizers(self):

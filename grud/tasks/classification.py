@@ -274,7 +274,7 @@ class ClassificationTask(TaskModule):
 
             raise NonFiniteLossError(
                 f"the model's {stage} outputs became NaN/inf at epoch {self.current_epoch}; lower optim.lr or set "
-                "optim.grad_clip (the best checkpoint so far is kept)")
+                "optim.grad_clip (best.ckpt, if an earlier epoch wrote one, is kept)")
         # validation and test loaders are not sharded under DDP: every rank scores all series
         values = self.score(y.numpy(), prob.numpy())
         if stage == "test":

@@ -154,3 +154,18 @@ def test_last_ckpt_holds_the_final_epoch_and_metrics_csv_one_validation_row_per_
     rows = pd.read_csv(run / "metrics.csv")
     val_epochs = rows.loc[rows["val/auroc"].notna(), "epoch"].tolist()
     assert val_epochs == [0, 1, 2]  # the best epoch's validation after fit adds no row
+
+
+def test_resume_with_another_model_is_refused_before_the_config_is_replaced(export, tmp_path):
+    from grud.cli.pipeline import resume_checkpoint
+    from grud.errors import ConfigError, DataError
+
+    run = _train(export, tmp_path / "r", ["model=gru_mean", *SMALL])
+    before = (run / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"resume=true: .*last.ckpt was trained with model.name=gru_mean \(asked grud\)"):
+        _train(export, run, ["model=grud", *SMALL, "resume=true"])
+    assert (run / "config.yaml").read_text() == before
+    # a sweep's job that never started has nothing to resume: it starts afresh; a single run says so
+    assert resume_checkpoint({"resume": True, "model": {}}, tmp_path / "never", fresh_if_none=True) is None
+    with pytest.raises(DataError, match="no checkpoint to resume"):
+        resume_checkpoint({"resume": True, "model": {}}, tmp_path / "never")

@@ -226,3 +226,32 @@ def test_seed_only_sweep_gives_one_group_named_by_its_overrides(tmp_path):
     summary, _ = aggregate(root)
     assert summary["group"].tolist() == ["model=logreg"] and summary["n"].tolist() == [3]
     assert summary.loc[0, "test/auroc_std"] == pytest.approx(statistics.stdev([0.80, 0.81, 0.82]))
+
+
+def test_a_misspelled_group_by_key_is_an_error(sweep, capsys):
+    root, _ = sweep
+    assert main([str(root), "--group-by", "model.nme"]) == 2
+    assert "--group-by model.nme: no job's config.yaml has this key" in capsys.readouterr().err
+
+
+def test_small_metrics_keep_three_significant_digits_and_coverage_is_not_ranked():
+    from grud.cli.aggregate import _fmt
+
+    assert _fmt(0.007617) == "0.00762" and _fmt(0.007643) == "0.00764" and _fmt(0.854) == "0.854"
+    assert _fmt(4.54e-05) == "4.54e-05" and _fmt(123.4567) == "123.457"
+    assert higher_is_better("test/interval_coverage") is None
+
+
+def test_jobs_of_the_grid_that_never_started_are_counted(tmp_path):
+    root = tmp_path / "sweep"
+    root.mkdir()
+    (root / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+        "overrides": {"task": ["model=grud,gru_mean", "seed=0,1,2", "plots=false"]}}}))
+    make_job(root, "0", ["model=grud", "seed=0"], {"model": {"name": "grud"}, "seed": 0},
+             metrics={"status": "ok", "test/auroc": 0.8})
+    summary, _ = aggregate(root)
+    assert summary.attrs["expected_jobs"] == 6
+    from grud.cli.aggregate import summary_markdown
+
+    assert "5 never started (the sweep's grid has 6)" in summary_markdown(summary, _)

@@ -144,3 +144,36 @@ def test_a_multirun_grid_is_composed_before_its_first_job():
     precheck("train", ["-m", "optim.lr=interval(0.001,0.01)"])  # sampled by the sweeper: left to it
     big = _grid_jobs([f"seed={','.join(map(str, range(100)))}", "model=grud,logreg"])
     assert len(big) == 100 and {j[1][1] for j in big} == {"model=grud", "model=logreg"}  # each value once
+
+
+def test_an_experiments_own_sweep_and_an_optuna_metric_are_checked_up_front():
+    from grud.cli.config import precheck
+    from grud.errors import ConfigError
+
+    # compare_models sweeps model= in hydra.sweeper.params (and sets MULTIRUN itself): logreg has no hidden size
+    for argv in (["-m", "experiment=compare_models", "model.hidden_size=8"], ["experiment=compare_models", "model.hidden_size=8"]):
+        with pytest.raises(ConfigError, match=r"the sweep's job .*model=logreg"):
+            precheck("train", argv)
+    precheck("train", ["-m", "experiment=compare_models", "model=grud,gru_mean", "model.hidden_size=8"])  # command line wins
+    with pytest.raises(ConfigError, match=r"optimized_metric=val/auroc: task=forecast reports val/mse"):
+        precheck("train", ["-m", "hparams_search=optuna", "task=forecast"])
+    with pytest.raises(ConfigError, match=r"set hydra.sweeper.direction=minimize \(got maximize\)"):
+        precheck("train", ["-m", "hparams_search=optuna", "task=forecast", "optimized_metric=val/mse"])
+    precheck("train", ["-m", "hparams_search=optuna", "task=forecast", "optimized_metric=val/mse",
+                       "hydra.sweeper.direction=minimize"])
+
+
+@pytest.mark.parametrize("override, message", [("optim.lr=abc", "optim.lr: expected a number > 0, got 'abc'"),
+                                               ("trainer.max_epochs=abc", "trainer.max_epochs: expected an integer"),
+                                               ("data.batch_size=0", "data.batch_size: expected an integer >= 1")])
+def test_a_number_given_as_text_names_its_key(override, message):
+    from grud.cli.pipeline import check_numbers
+    from grud.errors import ConfigError
+
+    key, value = override.split("=")
+    section, name = key.split(".")
+    cfg = {"seed": 0, "optim": {"lr": 0.001}, "trainer": {"max_epochs": 3}, "data": {"batch_size": 64}}
+    check_numbers(cfg)
+    cfg[section][name] = value if value == "abc" else int(value)
+    with pytest.raises(ConfigError, match=message):
+        check_numbers(cfg)
