@@ -32,10 +32,11 @@ _ARGUMENTS: dict[str, dict] = {
     "stacked_lstm": dict(input="mixed", cell="lstm", num_layers=2, dropout=0.3, **_PAPER),
     "bilstm": dict(input="mixed", cell="lstm", bidirectional=True, **_PAPER),
     "peephole_lstm": dict(input="mixed", cell="peephole_lstm", **_PAPER),
-    # Koutnik et al. 2014: 4 modules with periods 1, 2, 4, 8 (periods=None: powers of two, so
-    # overriding n_modules alone works); no recurrent dropout (the fused path has none)
+    # Koutnik et al. 2014: 4 modules with periods 1, 2, 4, 8 (n_modules=None: len(periods), else 4;
+    # periods=None: powers of two, so overriding either alone works); no recurrent dropout (the
+    # fused path has none)
     "clockwork": dict(
-        input="mixed", cell="clockwork", n_modules=4, periods=None, period_unit="steps",
+        input="mixed", cell="clockwork", n_modules=None, periods=None, period_unit="steps",
         input_dropout=0.3, recurrent_dropout=0.0,
     ),
 }
