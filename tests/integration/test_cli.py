@@ -330,7 +330,11 @@ def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinic
 @pytest.mark.parametrize("command", ["grud-train", "grud-predict", "grud-evaluate"])
 def test_help_names_the_command_and_its_keys(command, tmp_path):
     proc = run([command, "--help"], cwd=tmp_path)
-    assert proc.stdout.startswith(f"{command} is powered by Hydra.")
-    assert "model: bilstm, clockwork" in proc.stdout  # the config groups a user can switch
+    if command == "grud-train":
+        assert proc.stdout.startswith(f"{command} is powered by Hydra.")
+        assert "model: bilstm, clockwork" in proc.stdout  # the config groups a user can switch
+    else:  # only the data group applies to prediction and evaluation
+        assert proc.stdout.startswith(f"{command}: ") and f"\n  {command} checkpoint=" in proc.stdout
+        assert "data: csv_long, csv_wide, physionet2012" in proc.stdout and "model:" not in proc.stdout
     key = {"grud-train": "early_stopping:", "grud-predict": "interval_level: 0.9", "grud-evaluate": "impute_rate: 0.1"}
     assert key[command] in proc.stdout
