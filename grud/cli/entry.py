@@ -32,6 +32,9 @@ def hydra_entry(config_name: str, work: Callable[[dict], object]) -> Callable[[]
             precheck(config_name, sys.argv[1:])
         except Exception as exc:
             raise SystemExit(report(exc, code=2)) from None
-        _run()
+        try:
+            _run()
+        except Exception as exc:  # Hydra's own argument errors; work's are reported inside _run
+            raise SystemExit(report(exc, code=2)) from None
 
     return main

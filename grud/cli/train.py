@@ -106,7 +106,10 @@ def main() -> None:
         precheck("train", sys.argv[1:])
     except Exception as exc:
         raise SystemExit(report(exc, code=2)) from None
-    _train()
+    try:
+        _train()
+    except Exception as exc:  # Hydra's own argument errors (-m with --cfg); jobs report inside _train
+        raise SystemExit(report(exc, code=2)) from None
 
 
 if __name__ == "__main__":

@@ -338,3 +338,9 @@ def test_help_names_the_command_and_its_keys(command, tmp_path):
         assert "data: csv_long, csv_wide, physionet2012" in proc.stdout and "model:" not in proc.stdout
     key = {"grud-train": "early_stopping:", "grud-predict": "interval_level: 0.9", "grud-evaluate": "impute_rate: 0.1"}
     assert key[command] in proc.stdout
+
+
+def test_hydras_own_argument_errors_are_one_error_line(tmp_path):
+    proc = run(["grud-train", "-m", "model=grud,logreg", "--cfg", "job"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ValueError: Only one of --run, --multirun")
