@@ -42,9 +42,11 @@ def precheck(config_name: str, argv: list[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-") and not a.startswith("hydra.")
                  and not a.startswith("hydra/")]
     hydra_overrides = [a for a in argv if a.startswith("hydra.") or a.startswith("hydra/")]
-    command_line = _grid_jobs(overrides) if any(a in ("-m", "--multirun") for a in argv) else [(overrides, [])]
-    if command_line is None:
-        return
+    flagged = any(a in ("-m", "--multirun") for a in argv)
+    command_line = _grid_jobs(overrides)
+    sampled = command_line is None  # interval(...) sweeps: composed without them, left to the sweeper
+    if sampled:
+        command_line = [([o for o in overrides if not _is_sweep(o)], [])]
 
     def composed(job, swept, with_hydra=False):
         try:
@@ -61,10 +63,13 @@ def precheck(config_name: str, argv: list[str]) -> None:
             base = composed(*command_line[0], with_hydra=True)
             sweeper = base.hydra.get("sweeper") or {}
             target = str(sweeper.get("_target_", ""))
-            multirun = len(command_line) > 1 or "-m" in argv or "--multirun" in argv \
-                or "MULTIRUN" in str(base.hydra.get("mode"))
+            multirun = flagged or "MULTIRUN" in str(base.hydra.get("mode"))
+            if not multirun and (len(command_line) > 1 or sampled):
+                compose(config_name=config_name, overrides=overrides)  # Hydra's "add --multirun" error
             if multirun and "optuna" in target.lower():
                 check_optimized_metric(base, sweeper.get("direction"))
+            if sampled:
+                return
             jobs = command_line
             params = sweeper.get("params") if multirun and "BasicSweeper" in target else None
             if params:  # an experiment's own sweep; a key also on the command line takes that value
@@ -91,7 +96,9 @@ def check_optimized_metric(cfg, direction) -> None:
 
     metric = cfg.get("optimized_metric")
     task = (cfg.get("task") or {}).get("name", "classification")
-    known = TASK_METRICS.get(task, {})
+    known = dict(TASK_METRICS.get(task, {}))
+    if ((cfg.get("model") or {}).get("kind")) == "baseline":
+        known.pop("val/loss", None)  # the scikit-learn and forecasting baselines report no loss
     if not metric or not known:
         return
     if metric not in known:
@@ -101,6 +108,16 @@ def check_optimized_metric(cfg, direction) -> None:
     if direction is not None and str(direction).lower() not in (want, f"studydirection.{want}"):
         raise ConfigError(f"optimized_metric={metric} is better when {'higher' if want == 'maximize' else 'lower'}: "
                           f"set hydra.sweeper.direction={want} (got {direction})")
+
+
+def _is_sweep(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_overrides([override])[0].is_sweep_override()
+    except HydraException:
+        return False
 
 
 def _grid_jobs(overrides: list[str]):
@@ -174,9 +191,12 @@ def grid_size(overrides: list[str], params: dict | None = None) -> int | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    lines = list(overrides) + [f"{k}={v}" for k, v in (params or {}).items()]
     try:
-        parsed = OverridesParser.create().parse_overrides(lines)
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        given = {o.get_key_element().lstrip("+~") for o in parsed}
+        # the basic sweeper keeps one entry per key: the command line's over hydra.sweeper.params
+        parsed += OverridesParser.create().parse_overrides(
+            [f"{k}={v}" for k, v in (params or {}).items() if k not in given])
         size = 1
         for o in parsed:
             if o.is_sweep_override():

@@ -173,9 +173,9 @@ def check_model_serves_task(model: dict, task_name: str) -> None:
 
 
 #: numeric keys checked before any work: (key, integer?, smallest allowed, null allowed)
-_NUMBER_KEYS = (("seed", True, None, False), ("optim.lr", False, 0.0, False), ("optim.weight_decay", False, 0.0, True),
+_NUMBER_KEYS = (("seed", True, None, False), ("optim.lr", False, 0.0, False), ("optim.weight_decay", False, 0.0, False),
                 ("optim.grad_clip", False, 0.0, True), ("trainer.max_epochs", True, -1, True),
-                ("data.batch_size", True, 1, True), ("early_stopping.patience", True, 0, True))
+                ("data.batch_size", True, 1, False), ("early_stopping.patience", True, 0, False))
 
 
 def check_numbers(cfg: dict) -> None:

@@ -507,7 +507,7 @@ def missing_labels_reason(ds) -> str:
         return (f"none of the {m['label_rows']} rows of {ds.meta.get('labels')} matches a series id (series ids "
                 f"look like {m['series_example']!r}, label ids like {m['label_example']!r}): check data.id_column "
                 f"and data.label_id_column, and that the ids are written alike")
-    return f"the {m['matched']} series matched in {ds.meta.get('labels')} have no finite label (data.label_column)"
+    return f"its series have no finite label in {ds.meta.get('labels')} (data.label_column), though ids match"
 
 
 # ====================================================================== parsing helpers
@@ -527,38 +527,64 @@ def _series_codes(id_strings) -> tuple[np.ndarray, list[str]]:
     return remap[codes], [uniq[i] for i in order]
 
 
+#: formats tried when pandas cannot guess one from the first value (two-digit years: 12/03/23)
+_DATE_PARTS = ("%m{s}%d{s}%y", "%d{s}%m{s}%y", "%m{s}%d{s}%Y", "%d{s}%m{s}%Y")
+_FALLBACK_DATE_FORMATS = tuple(d.format(s=sep) + t for sep in "/-." for d in _DATE_PARTS
+                               for t in ("", " %H:%M", " %H:%M:%S"))
+#: distinct values a format is chosen on (then every value is parsed with it)
+_FORMAT_SAMPLE = 2000
+
+
 def _parse_datetimes(strings: np.ndarray, where=None) -> np.ndarray:
     """(N,) hours since 1970 of date-time text in one format for the whole column; NaN where a
     value does not fit it. Parses distinct values once.
 
-    The format is inferred from the first value, else ISO 8601 (any mix of its forms), else day
-    first; whichever reads the most values wins, so one odd value is reported rather than read
-    in another order (``format="mixed"`` would read 12/03 month-first and 13/03 day-first in one
-    column). Slash dates that read both ways (every day <= 12) are read month-first, as pandas
-    does, with a warning naming ``where``.
+    Candidate formats: pandas' guess from the first value (month-first, then day-first for
+    non-ISO dates), ISO 8601 (any mix of its forms), and for what pandas cannot guess (two-digit
+    years) the usual day/month orders. The first candidate that reads every value of a sample
+    wins, else the one that reads most (the odd value is then reported, never read in another
+    order: ``format="mixed"`` would read 12/03 month-first and 13/03 day-first in one column).
+    When month-first and day-first both read every value differently, month-first is taken, as
+    pandas does, with a warning naming ``where``.
     """
+    from pandas.tseries.api import guess_datetime_format
+
     codes, uniq = pd.factorize(pd.Series(strings, dtype=object))
     uniq = pd.Series(np.asarray(uniq, dtype=object))
+    if not len(uniq):
+        return np.full(len(codes), np.nan)
+    first = str(uniq.iloc[0]).strip()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dt = pd.to_datetime(uniq, errors="coerce", utc=True)  # the first value's format
-        if dt.isna().any():
-            for other in ({"format": "ISO8601"}, {"dayfirst": True}):
-                try:
-                    alt = pd.to_datetime(uniq, errors="coerce", utc=True, **other)
-                except (ValueError, TypeError, OverflowError):
-                    continue
-                if alt.notna().sum() > dt.notna().sum():
-                    dt = alt
-        elif len(uniq) and re.match(r"^\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}", str(uniq.iloc[0])):
+        month_first = guess_datetime_format(first)
+        day_first = guess_datetime_format(first, dayfirst=True)
+        candidates = [f for f in (month_first, day_first if day_first and not day_first.startswith("%Y") else None)
+                      if f]
+        candidates = list(dict.fromkeys(candidates + ["ISO8601"] + ([] if month_first else list(_FALLBACK_DATE_FORMATS))))
+        sample = uniq.iloc[:_FORMAT_SAMPLE]
+
+        def parse(values, fmt):
             try:
-                day_first = pd.to_datetime(uniq, errors="coerce", utc=True, dayfirst=True)
+                return pd.to_datetime(values, errors="coerce", utc=True, format=fmt)
             except (ValueError, TypeError, OverflowError):
-                day_first = None
-            if day_first is not None and day_first.notna().all() and not day_first.equals(dt):
-                log.warning("%s: dates like %r read month-first (%s); they read day-first too: write ISO 8601 dates "
-                            "(2023-03-12) to be sure", where or "date-times", str(uniq.iloc[0]),
-                            dt.iloc[0].strftime("%Y-%m-%d"))
+                return None
+
+        reads = []
+        for fmt in candidates:
+            got = parse(sample, fmt)
+            if got is not None:
+                reads.append((fmt, got))
+        if not reads:
+            return np.full(len(codes), np.nan)
+        full = [(f, g) for f, g in reads if g.notna().all()]
+        fmt = full[0][0] if full else max(reads, key=lambda r: int(r[1].notna().sum()))[0]
+        other = next((g for f, g in full[1:] if f != "ISO8601" and not f.startswith("%Y")), None)
+        if full and other is not None and not fmt.startswith("%Y") and fmt != "ISO8601" \
+                and not other.equals(full[0][1]):
+            log.warning("%s: dates like %r read as %s (%s); they read in another day/month order too: write "
+                        "ISO 8601 dates (2023-03-12) to be sure", where or "date-times", first, fmt,
+                        full[0][1].iloc[0].strftime("%Y-%m-%d"))
+        dt = parse(uniq, fmt) if len(uniq) > len(sample) else dict(reads)[fmt]
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
     hours = ((dt - epoch) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64, na_value=np.nan)
     return hours[codes]

@@ -362,7 +362,7 @@ class RecurrentNetwork(nn.Module):
                         first = tuple(int(i) for i in bad.nonzero()[0])
                         raise DataError(
                             f"{name}: contains {int(bad.sum())} {what} (first at index {first}); expected "
-                            f"{'NaN replaced before the network (0 where unobserved, with mask 0)' if name == 'values' else 'finite numbers'}"
+                            f"{'NaN replaced before the network (0 where unobserved, with mask 0)' if name == 'values' and what == 'NaN' else 'finite numbers'}"
                         )
 
     def forward(

@@ -130,6 +130,8 @@ class ResidualPool:
                     fill = everything if math.isinf(fill) else max(fill, everything)
                 for f, small in pending:
                     out[li, f, small] = fill
+        # a higher level never gets a narrower interval (a group pooled differently at another level)
+        out = np.maximum.accumulate(out, axis=0) if list(levels) == sorted(levels) else out
         return torch.tensor(out, dtype=torch.float32)
 
 

@@ -288,3 +288,13 @@ def test_on_the_validation_split_itself_every_level_is_reached(calibrated):
         hw = CI.halfwidth_at(task.interval_halfwidth, level, group)
         inside = ((pred - batch["query_values"]).abs() <= hw)[m]
         assert float(inside.double().mean()) >= level, level
+
+
+def test_half_widths_never_shrink_as_the_level_rises():
+    """A rare wide group pooled across variables at 0.9 but with all residuals at 0.99 (too few
+    pooled for that level) must not get a narrower 99 % interval."""
+    rng = np.random.default_rng(0)
+    cells = {(0, 1): rng.exponential(0.1, 500), (0, 0): rng.exponential(5.0, 10), (1, 2): rng.exponential(0.1, 40)}
+    hw = _pool_of(cells, 3).halfwidths()
+    assert (torch.diff(hw, dim=0) >= 0).all()
+    assert hw[CI.level_index(0.99), 0, 0] >= hw[CI.level_index(0.9), 0, 0] > 1.0

@@ -165,15 +165,28 @@ def test_an_experiments_own_sweep_and_an_optuna_metric_are_checked_up_front():
 
 @pytest.mark.parametrize("override, message", [("optim.lr=abc", "optim.lr: expected a number > 0, got 'abc'"),
                                                ("trainer.max_epochs=abc", "trainer.max_epochs: expected an integer"),
-                                               ("data.batch_size=0", "data.batch_size: expected an integer >= 1")])
+                                               ("data.batch_size=0", "data.batch_size: expected an integer >= 1"),
+                                               ("early_stopping.patience=null", "early_stopping.patience: expected an integer >= 0, got None")])
 def test_a_number_given_as_text_names_its_key(override, message):
     from grud.cli.pipeline import check_numbers
     from grud.errors import ConfigError
 
     key, value = override.split("=")
     section, name = key.split(".")
-    cfg = {"seed": 0, "optim": {"lr": 0.001}, "trainer": {"max_epochs": 3}, "data": {"batch_size": 64}}
+    cfg = {"seed": 0, "optim": {"lr": 0.001}, "trainer": {"max_epochs": 3}, "data": {"batch_size": 64},
+           "early_stopping": {"patience": 8}}
     check_numbers(cfg)
-    cfg[section][name] = value if value == "abc" else int(value)
+    cfg[section][name] = value if value == "abc" else None if value == "null" else int(value)
     with pytest.raises(ConfigError, match=message):
         check_numbers(cfg)
+
+
+def test_a_grids_size_counts_one_axis_per_key_with_the_command_line_first():
+    """experiment=compare_models seed=0 runs 8 jobs, not 8 x 3: the command line's seed replaces the experiment's."""
+    from grud.cli.config import grid_size, precheck
+
+    params = {"model": "grud,gru_mean,gru_forward,gru_simple,lstm_mean,clockwork,bilstm,logreg", "seed": "0,1,2"}
+    assert grid_size(["experiment=compare_models", "seed=0"], params) == 8
+    assert grid_size(["experiment=compare_models", "seed=0,1"], params) == 16
+    assert grid_size(["experiment=compare_models"], params) == 24
+    precheck("train", ["experiment=compare_models", "seed=0,1"])  # MULTIRUN by the experiment: a sweep without -m

@@ -620,7 +620,16 @@ def test_date_times_are_read_in_one_format_per_column(tmp_path, caplog):
     both = write(tmp_path / "b.csv", "id,time,HR\n1,02/03/2023 23:00,80\n1,03/03/2023 01:00,81\n")
     with caplog.at_level(logging.WARNING):
         read_wide_csv(both, cache=False)
-    assert "read month-first" in caplog.text and "b.csv" in caplog.text
+    assert "read as %m/%d/%Y %H:%M (2023-02-03); they read in another day/month order too" in caplog.text
+    assert "b.csv" in caplog.text
+    # two-digit years, which pandas cannot guess a format for: still one order for the column
+    short = write(tmp_path / "s.csv", "id,time,HR\n1,12/03/23 10:00,80\n1,13/03/23 10:00,81\n1,11/03/23 10:00,82\n")
+    assert list(read_wide_csv(short, cache=False).times) == [0.0, 24.0, 48.0]  # 11, 12, 13 March
+    caplog.clear()
+    iso = write(tmp_path / "j.csv", "id,time,HR\n1,2023-03-02 10:00,80\n1,2023-03-03 10:00,81\n")
+    with caplog.at_level(logging.WARNING):
+        assert list(read_wide_csv(iso, cache=False).times) == [0.0, 24.0]
+    assert "day/month order" not in caplog.text  # ISO dates are not ambiguous
 
 
 def test_label_matching_is_logged_from_the_cache_and_named_in_the_error(tmp_path, monkeypatch, caplog):
