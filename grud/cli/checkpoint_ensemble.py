@@ -16,6 +16,7 @@ exactly the one that member alone would make.
 from __future__ import annotations
 
 import glob
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from grud.errors import CheckpointError, ConfigError, DataError
+
+log = logging.getLogger("grud")
 
 _GLOB_CHARS = set("*?[")
 
@@ -164,6 +167,15 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
 
     forecast = members[0].task != "classification"
     keep_draws = forecast and len(members) > 1 and int(mc_samples) > 0  # pooled below
+    if forecast and len(members) > 1:  # every member forecasts the first one's window (as grud-evaluate scores)
+        from grud.cli.inference import forecast_window
+
+        history, horizon = forecast_window(members[0], task_overrides)
+        others = {forecast_window(m, task_overrides) for m in members[1:]} - {(history, horizon)}
+        if others:
+            log.info("the ensemble forecasts its first member's window (%g h, horizon %s h); members trained on %s "
+                     "follow it", history, horizon, ", ".join(f"{h:g} / {z} h" for h, z in sorted(others, key=str)))
+        task_overrides = {**(task_overrides or {}), "history_hours": history, "horizon_hours": horizon}
     frames, first_ds, files = [], None, {}
     for m in members:
         opts = options_for(m.stats)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from grud.cli.entry import hydra_entry
 from grud.cli.predict import data_options, task_overrides
-from grud.errors import ConfigError
+from grud.errors import ConfigError, DataError
 
 log = logging.getLogger("grud")
 
@@ -23,6 +23,7 @@ def run_evaluate(cfg: dict) -> dict:
     from grud.cli.inference import classification_metrics, evaluate, read_for_prediction
 
     output_file(cfg.get("output"), "evaluation.json")  # before any work
+    check_scoring_options(cfg)
     members = load_members(cfg["checkpoint"])
     impute = (cfg.get("task") or {}).get("name") == "impute"
     if len(members) > 1 and impute:
@@ -36,8 +37,11 @@ def run_evaluate(cfg: dict) -> dict:
         if len(members) > 1:
             metrics["members"] = len(members)  # checkpoints averaged
         return _write(cfg, metrics)
-    if len(members) > 1:
-        return _write(cfg, forecast_ensemble_metrics(cfg, members))
+    if len(members) > 1 or (model.baseline is not None and not impute):  # a forecast baseline: scored as a frame
+        metrics = forecast_ensemble_metrics(cfg, members)
+        if len(members) == 1:
+            metrics.pop("members", None)
+        return _write(cfg, metrics)
     ds = read_for_prediction(data_options(cfg, model.stats), model.stats)
     if impute:
         from grud.tasks.imputation import imputation_report
@@ -47,6 +51,21 @@ def run_evaluate(cfg: dict) -> dict:
     else:
         metrics = evaluate(model, ds, task_overrides(cfg))
     return _write(cfg, metrics)
+
+
+def check_scoring_options(cfg: dict) -> None:
+    """grud-evaluate inherits grud-predict's keys; those that change what is predicted, not what is
+    scored, are errors here rather than silently ignored."""
+    task = cfg.get("task") or {}
+    given = []
+    if str(cfg.get("interval") or "mc") != "mc" or abs(float(cfg.get("interval_level") or 0.9) - 0.9) > 1e-9:
+        given.append("interval / interval_level (test/interval_coverage is always of the conformal 90 % interval)")
+    if int(cfg.get("mc_samples") or 0) != 0:
+        given.append("mc_samples (the metrics score the deterministic prediction)")
+    if task.get("forecast_grid_hours") is not None:
+        given.append("task.forecast_grid_hours (a future grid has no truth to score)")
+    if given:
+        raise ConfigError(f"grud-evaluate does not use {'; '.join(given)}: they are grud-predict's keys")
 
 
 def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
@@ -65,6 +84,10 @@ def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
     calibrated = all(m.baseline is None and m.module.calibrated for m in members)
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), task_overrides=overrides,
                                 progress=False, interval="conformal" if calibrated else "mc")
+    if not frame["value"].notna().any():
+        raise DataError(f"no observation falls in the forecast window ({history:g} h to "
+                        f"{'the end' if horizon is None else f'{history + horizon:g} h'}): nothing to score; "
+                        f"set task.history_hours / task.horizon_hours", path=ds.meta.get("path"))
     metrics = forecast_frame_metrics(frame, ds, first.stats, history, horizon)
     metrics["members"] = len(members)  # checkpoints averaged
     return metrics

@@ -17,6 +17,18 @@ def output_file(value, default: str, key: str = "output") -> Path:
     out = Path(str(value or default)).expanduser()
     if out.is_dir():
         raise ConfigError(f"{key}={value}: is a directory; expected a file name such as {out / default}")
+    try:  # writable? a clear error now, not after the work
+        import os
+        import tempfile
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        from grud.errors import DataError
+
+        raise DataError(f"{key}: cannot write this file: {err.strerror or err}", path=out) from None
     return out
 
 

@@ -182,6 +182,11 @@ def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0,
     """
     id_column = id_column_of(model)
     task_overrides = task_overrides or {}
+    if int(mc_samples) < 0:
+        raise ConfigError(f"mc_samples: expected 0 (off) or a number of draws, got {mc_samples}")
+    if int(mc_samples) > 0 and model.baseline is not None:
+        raise ConfigError(f"mc_samples={mc_samples}: the {model.baseline} baseline has no dropout to sample "
+                          f"({model.path}); set mc_samples=0")
     if interval != "mc" and (model.task == "classification" or model.baseline is not None):
         raise ConfigError(f"interval={interval}: only a recurrent forecaster's checkpoint has conformal intervals "
                           f"({model.path} is {'the ' + model.baseline + ' baseline' if model.baseline else 'a classifier'})")
@@ -262,7 +267,8 @@ def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | No
     if model.task == "classification":
         return classification_metrics(predict_frame(model, ds, progress=False), ds, model.stats.classes)
     if model.baseline is not None:
-        raise ConfigError("grud-evaluate of a forecast baseline: run grud-train model=locf on the data instead")
+        raise ConfigError(f"evaluate(): the {model.baseline} baseline is scored from its prediction frame "
+                          f"(grud-evaluate does that: grud.cli.evaluate.forecast_ensemble_metrics)")
     import pytorch_lightning as pl
 
     from grud.cli.known_warnings import silence_known_warnings
@@ -273,6 +279,11 @@ def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | No
         if key in task_overrides:
             setattr(module, key, task_overrides[key])
     enc = module.encode_dataset(ds, module.stats)
+    if not float(np.asarray(enc.query_mask).sum()):
+        horizon = module.horizon_hours
+        raise DataError(f"no observation falls in the forecast window ({module.history_hours:g} h to "
+                        f"{'the end' if horizon is None else f'{module.history_hours + horizon:g} h'}): nothing to "
+                        f"score; set task.history_hours / task.horizon_hours", path=(ds.meta or {}).get("path"))
     loader = torch.utils.data.DataLoader(enc, batch_sampler=BucketBatchSampler(enc.lengths, 256, shuffle=False),
                                          collate_fn=enc.collate)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False, accelerator="cpu",

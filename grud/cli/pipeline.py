@@ -155,6 +155,10 @@ def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
                    augment_missing=task.get("augment_missing", 0.0), ensemble=task.get("ensemble", 1))
     from grud.tasks.forecasting import fit_loss_weights
 
+    if task.get("forecast_grid_hours") is not None:
+        raise ConfigError(f"task.forecast_grid_hours={task['forecast_grid_hours']}: a future grid has no truth to "
+                          f"train or score on; train on the observed times and set it at grud-predict")
+
     weights = fit_loss_weights(train, stats, float(task.get("history_hours", 24.0)), task.get("horizon_hours"),
                                power=task.get("loss_weight_power", 0.5))
     return cls(model=model, stats=stats.to_dict(), optim=cfg.get("optim"), decoder=task.get("decoder"),

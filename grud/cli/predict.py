@@ -10,6 +10,7 @@ from pathlib import Path
 
 from grud.cli.config import explicit_overrides
 from grud.cli.entry import hydra_entry
+from grud.errors import ConfigError
 
 log = logging.getLogger("grud")
 
@@ -26,6 +27,18 @@ def task_overrides(cfg: dict) -> dict:
     return {k: v for k, v in (cfg.get("task") or {}).items() if v is not None and k != "name"}
 
 
+def whole_number(cfg: dict, key: str) -> int:
+    """``cfg[key]`` as an int (0 when null), or a ConfigError naming the key."""
+    value = cfg.get(key)
+    try:
+        number = int(value or 0)
+        if float(value or 0) != number:
+            raise ValueError
+        return number
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
+
+
 def run_predict(cfg: dict) -> Path:
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv, output_file
@@ -34,13 +47,14 @@ def run_predict(cfg: dict) -> Path:
     # one checkpoint, or several checkpoints averaged (probabilities or forecasts) (a list or a glob pattern)
     members = load_members(cfg["checkpoint"])
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats),
-                                mc_samples=int(cfg.get("mc_samples") or 0),
+                                mc_samples=whole_number(cfg, "mc_samples"),
                                 batch_size=int(cfg.get("batch_size") or 256), task_overrides=task_overrides(cfg),
                                 interval=str(cfg.get("interval") or "mc"),
                                 interval_level=float(cfg.get("interval_level") or 0.9))
     atomic_write_csv(out, frame, float_format="%.6f")
-    log.info("wrote %d rows for %d series to %s", len(frame), len(ds), out)
-    absent = len(ds) - (frame.iloc[:, 0].nunique() if len(frame) else 0)
+    with_rows = frame.iloc[:, 0].nunique() if len(frame) else 0
+    log.info("wrote %d rows for %d series to %s", len(frame), with_rows, out)
+    absent = len(ds) - with_rows
     if absent > 0:  # forecasting: a series with no query in the window has no row
         log.info("%d series have no row: nothing observed in the forecast window (task.history_hours / "
                  "task.horizon_hours), or set task.forecast_grid_hours for a future grid", absent)

@@ -482,9 +482,12 @@ class ForecastTask(TaskModule):
 
     def warn_if_other_window(self) -> None:
         """A warning when the conformal half-widths were measured on another forecast window."""
-        if self.calibrated and self.interval_window is not None and self.interval_window != self.window():
+        now = self.window()
+        if self.calibrated and self.interval_window is not None and self.interval_window != now \
+                and getattr(self, "_warned_window", None) != now:
+            self._warned_window = now  # once per window, not per batch
             log.warning("conformal intervals: the half-widths were measured on the window %s, this run uses %s; "
-                        "their coverage holds for the measured window only", self.interval_window, self.window())
+                        "their coverage holds for the measured window only", self.interval_window, now)
 
     # ------------------------------------------------------------------ output
     def predictions_frame(self, parts: list, ds, id_column: str = "id") -> pd.DataFrame:

@@ -344,3 +344,34 @@ def test_hydras_own_argument_errors_are_one_error_line(tmp_path):
     proc = run(["grud-train", "-m", "model=grud,logreg", "--cfg", "job"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ValueError: Only one of --run, --multirun")
+
+
+def test_forecast_keys_that_cannot_apply_are_errors_and_a_baseline_is_scored(clinical_export, tmp_path):
+    """A grid at training, prediction-only keys at evaluation, MC draws of a baseline and a window
+    without truth are one error line each; a lone forecast baseline is scored (locf: 1.0x itself)."""
+    import grud.api
+    from grud.errors import ConfigError
+
+    data = [f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
+    forecast = ["task=forecast", "task.history_hours=15", "task.horizon_hours=15", "plots=false"]
+    with pytest.raises(ConfigError, match="task.forecast_grid_hours=1: a future grid has no truth"):
+        grud.api.train([*CSV_COLUMNS, *data, "model=grud", *TINY_TRAIN, *forecast, "task.forecast_grid_hours=1"],
+                       run_dir=tmp_path / "grid")
+    locf = grud.api.train([*CSV_COLUMNS, *data, "model=locf", *forecast], run_dir=tmp_path / "locf")
+    ckpt = locf / "checkpoints" / "best.ckpt"
+    out = tmp_path / "e.json"
+    run(["grud-evaluate", f"checkpoint={ckpt}", data[0], f"output={out}"], cwd=tmp_path)
+    m = json.loads(out.read_text())
+    assert m["test/mse_vs_locf"] == pytest.approx(1.0) and "members" not in m
+    for args, line in [(["interval=conformal"], "error: grud-evaluate does not use interval / interval_level"),
+                       (["task.history_hours=500"], "nothing to score"),
+                       (["mc_samples=3"], "error: grud-evaluate does not use mc_samples")]:
+        bad = run(["grud-evaluate", f"checkpoint={ckpt}", data[0], *args, f"output={tmp_path / 'bad.json'}"],
+                  cwd=tmp_path, check=False)
+        assert bad.returncode != 0 and line in bad.stderr.strip().splitlines()[-1], bad.stderr
+        assert not (tmp_path / "bad.json").exists()
+    for args, line in [(["mc_samples=3"], "the locf baseline has no dropout"), (["mc_samples=-1"], "mc_samples: expected 0"),
+                       (["mc_samples=abc"], "mc_samples: expected a whole number")]:
+        bad = run(["grud-predict", f"checkpoint={ckpt}", data[0], *args, f"output={tmp_path / 'bad.csv'}"],
+                  cwd=tmp_path, check=False)
+        assert bad.returncode != 0 and line in bad.stderr.strip().splitlines()[-1], bad.stderr

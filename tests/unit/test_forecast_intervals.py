@@ -271,8 +271,12 @@ def test_another_window_at_prediction_warns(calibrated, caplog):
     assert "measured on the window {'history_hours': 24.0" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
+        task.predict_step(batch, 0, interval="conformal")  # the next batch: said once per window
+    assert "measured on the window" not in caplog.text
+    task.history_hours = 6.0
+    with caplog.at_level("WARNING"):
         task.on_test_epoch_start()  # grud-evaluate: test/interval_coverage of the measured window
-    assert "measured on the window" in caplog.text
+    assert "this run uses {'history_hours': 6.0" in caplog.text
 
 
 def test_on_the_validation_split_itself_every_level_is_reached(calibrated):
