@@ -66,8 +66,10 @@ def precheck(config_name: str, argv: list[str]) -> None:
             multirun = flagged or "MULTIRUN" in str(base.hydra.get("mode"))
             if not multirun and (len(command_line) > 1 or sampled):
                 compose(config_name=config_name, overrides=overrides)  # Hydra's "add --multirun" error
-            if multirun and "optuna" in target.lower():
-                check_optimized_metric(base, sweeper.get("direction"))
+            if multirun and "optuna" in target.lower():  # every model / task the trials may pick
+                for job, swept in command_line:
+                    check_optimized_metric(base if job is command_line[0][0] else composed(job, swept),
+                                           sweeper.get("direction"))
             if sampled:
                 return
             jobs = command_line

@@ -22,8 +22,8 @@ def run_evaluate(cfg: dict) -> dict:
     from grud.cli.files import output_file
     from grud.cli.inference import classification_metrics, evaluate, read_for_prediction
 
-    output_file(cfg.get("output"), "evaluation.json")  # before any work
     check_scoring_options(cfg)
+    output_file(cfg.get("output"), "evaluation.json")  # before any work
     members = load_members(cfg["checkpoint"])
     impute = (cfg.get("task") or {}).get("name") == "impute"
     if len(members) > 1 and impute:
@@ -56,11 +56,15 @@ def run_evaluate(cfg: dict) -> dict:
 def check_scoring_options(cfg: dict) -> None:
     """grud-evaluate inherits grud-predict's keys; those that change what is predicted, not what is
     scored, are errors here rather than silently ignored."""
+    from grud.cli.predict import whole_number
+
     task = cfg.get("task") or {}
     given = []
-    if str(cfg.get("interval") or "mc") != "mc" or abs(float(cfg.get("interval_level") or 0.9) - 0.9) > 1e-9:
+    level = cfg.get("interval_level")
+    if str(cfg.get("interval") or "mc") != "mc" or not (level is None or (isinstance(level, (int, float))
+                                                                          and abs(float(level) - 0.9) < 1e-9)):
         given.append("interval / interval_level (test/interval_coverage is always of the conformal 90 % interval)")
-    if int(cfg.get("mc_samples") or 0) != 0:
+    if whole_number(cfg, "mc_samples") != 0:
         given.append("mc_samples (the metrics score the deterministic prediction)")
     if task.get("forecast_grid_hours") is not None:
         given.append("task.forecast_grid_hours (a future grid has no truth to score)")

@@ -11,24 +11,34 @@ __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_csv", "atomic_wri
 
 
 def output_file(value, default: str, key: str = "output") -> Path:
-    """The file a command writes, checked before any work: not a directory (folders are created)."""
+    """The file a command writes, checked before any work: a regular file or a new name (not a
+    folder, a device or a link to one) whose nearest existing folder is writable. Creates nothing."""
+    import os
+
     from grud.errors import ConfigError
 
     out = Path(str(value or default)).expanduser()
     if out.is_dir():
         raise ConfigError(f"{key}={value}: is a directory; expected a file name such as {out / default}")
-    try:  # writable? a clear error now, not after the work
-        import os
+    if out.exists() and (out.is_symlink() or not out.is_file()):
+        raise ConfigError(f"{key}={value}: is not a regular file (a device or a link); expected a file name "
+                          f"(the file is written under a temporary name, then renamed onto it)")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{key}={value}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={value}: cannot write in {folder} (permission denied)")
+    if folder == out.parent:  # it exists: try a file there (some file systems refuse what access() allows)
         import tempfile
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        from grud.errors import DataError
-
-        raise DataError(f"{key}: cannot write this file: {err.strerror or err}", path=out) from None
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise ConfigError(f"{key}={value}: cannot write in {folder} ({err.strerror or err})") from None
     return out
 
 

@@ -155,9 +155,6 @@ def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
                    augment_missing=task.get("augment_missing", 0.0), ensemble=task.get("ensemble", 1))
     from grud.tasks.forecasting import fit_loss_weights
 
-    if task.get("forecast_grid_hours") is not None:
-        raise ConfigError(f"task.forecast_grid_hours={task['forecast_grid_hours']}: a future grid has no truth to "
-                          f"train or score on; train on the observed times and set it at grud-predict")
 
     weights = fit_loss_weights(train, stats, float(task.get("history_hours", 24.0)), task.get("horizon_hours"),
                                power=task.get("loss_weight_power", 0.5))
@@ -254,6 +251,10 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> dict:
     for stale in ("failure.json", "metrics.json"):  # records of an earlier attempt in this directory:
         (run_dir / stale).unlink(missing_ok=True)     # this run writes one of them
     check_numbers(cfg)
+    grid = (cfg.get("task") or {}).get("forecast_grid_hours")
+    if grid is not None:
+        raise ConfigError(f"task.forecast_grid_hours={grid}: a future grid has no truth to train or score on; "
+                          f"train on the observed times and set it at grud-predict")
     task_name = cfg.get("task", {}).get("name", "classification")
     check_model_serves_task(cfg["model"], task_name)
     ckpt_dir = run_dir / "checkpoints"

@@ -569,22 +569,30 @@ def _parse_datetimes(strings: np.ndarray, where=None) -> np.ndarray:
             except (ValueError, TypeError, OverflowError):
                 return None
 
-        reads = []
-        for fmt in candidates:
-            got = parse(sample, fmt)
-            if got is not None:
-                reads.append((fmt, got))
-        if not reads:
+        def choose(values):
+            """(format, its reading, every candidate's reading that read all of ``values``)."""
+            reads = [(f, g) for f, g in ((f, parse(values, f)) for f in candidates) if g is not None]
+            if not reads:
+                return None, None, []
+            full = [(f, g) for f, g in reads if g.notna().all()]
+            best = full[0] if full else max(reads, key=lambda r: int(r[1].notna().sum()))
+            return best[0], best[1], full
+
+        fmt, dt, full = choose(sample)
+        if fmt is None:
             return np.full(len(codes), np.nan)
-        full = [(f, g) for f, g in reads if g.notna().all()]
-        fmt = full[0][0] if full else max(reads, key=lambda r: int(r[1].notna().sum()))[0]
-        other = next((g for f, g in full[1:] if f != "ISO8601" and not f.startswith("%Y")), None)
-        if full and other is not None and not fmt.startswith("%Y") and fmt != "ISO8601" \
-                and not other.equals(full[0][1]):
+        if len(uniq) > len(sample):
+            dt = parse(uniq, fmt)
+            if dt.isna().any():  # the sample did not show every value's form (13/03 after 12/03): all of them
+                fmt, dt, full = choose(uniq)
+        other = next(((f, g) for f, g in full if f not in (fmt, "ISO8601") and not f.startswith("%Y")), None)
+        if other is not None and len(other[1]) < len(uniq):  # chosen on the sample: does it read them all?
+            whole = parse(uniq, other[0])
+            other = (other[0], whole) if whole is not None and whole.notna().all() else None
+        if other is not None and not fmt.startswith("%Y") and fmt != "ISO8601" and not other[1].equals(dt):
             log.warning("%s: dates like %r read as %s (%s); they read in another day/month order too: write "
                         "ISO 8601 dates (2023-03-12) to be sure", where or "date-times", first, fmt,
-                        full[0][1].iloc[0].strftime("%Y-%m-%d"))
-        dt = parse(uniq, fmt) if len(uniq) > len(sample) else dict(reads)[fmt]
+                        dt.iloc[0].strftime("%Y-%m-%d"))
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
     hours = ((dt - epoch) / pd.Timedelta(hours=1)).to_numpy(dtype=np.float64, na_value=np.nan)
     return hours[codes]

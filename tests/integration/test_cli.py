@@ -354,9 +354,12 @@ def test_forecast_keys_that_cannot_apply_are_errors_and_a_baseline_is_scored(cli
 
     data = [f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
     forecast = ["task=forecast", "task.history_hours=15", "task.horizon_hours=15", "plots=false"]
-    with pytest.raises(ConfigError, match="task.forecast_grid_hours=1: a future grid has no truth"):
-        grud.api.train([*CSV_COLUMNS, *data, "model=grud", *TINY_TRAIN, *forecast, "task.forecast_grid_hours=1"],
-                       run_dir=tmp_path / "grid")
+    for model in ("grud", "locf"):
+        with pytest.raises(ConfigError, match="task.forecast_grid_hours=1: a future grid has no truth"):
+            tiny = TINY_TRAIN if model == "grud" else []  # a baseline has no hidden size
+            grud.api.train([*CSV_COLUMNS, *data, f"model={model}", *tiny, *forecast, "task.forecast_grid_hours=1"],
+                           run_dir=tmp_path / f"grid_{model}")
+        assert not (tmp_path / f"grid_{model}" / "metrics.json").exists()
     locf = grud.api.train([*CSV_COLUMNS, *data, "model=locf", *forecast], run_dir=tmp_path / "locf")
     ckpt = locf / "checkpoints" / "best.ckpt"
     out = tmp_path / "e.json"
@@ -365,7 +368,8 @@ def test_forecast_keys_that_cannot_apply_are_errors_and_a_baseline_is_scored(cli
     assert m["test/mse_vs_locf"] == pytest.approx(1.0) and "members" not in m
     for args, line in [(["interval=conformal"], "error: grud-evaluate does not use interval / interval_level"),
                        (["task.history_hours=500"], "nothing to score"),
-                       (["mc_samples=3"], "error: grud-evaluate does not use mc_samples")]:
+                       (["mc_samples=3"], "error: grud-evaluate does not use mc_samples"),
+                       (["mc_samples=abc"], "error: mc_samples: expected a whole number")]:
         bad = run(["grud-evaluate", f"checkpoint={ckpt}", data[0], *args, f"output={tmp_path / 'bad.json'}"],
                   cwd=tmp_path, check=False)
         assert bad.returncode != 0 and line in bad.stderr.strip().splitlines()[-1], bad.stderr

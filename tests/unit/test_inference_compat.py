@@ -110,7 +110,15 @@ def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"output=.*: is a directory; expected a file name such as .*predictions.csv"):
         output_file(str(tmp_path), "predictions.csv")
     assert output_file(None, "predictions.csv") == Path("predictions.csv")
-    assert output_file(str(tmp_path / "new" / "p.csv"), "predictions.csv").name == "p.csv"  # folders are created
+    assert output_file(str(tmp_path / "new" / "p.csv"), "predictions.csv").name == "p.csv"  # created at the write
+    assert not (tmp_path / "new").exists()  # the check creates nothing
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        output_file(str(tmp_path / "f" / "p.csv"), "predictions.csv")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "f")
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        output_file(str(tmp_path / "link.csv"), "predictions.csv")  # the rename would replace the link
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_labels_coded_1_and_2_score_as_0_and_1():

@@ -630,6 +630,14 @@ def test_date_times_are_read_in_one_format_per_column(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert list(read_wide_csv(iso, cache=False).times) == [0.0, 24.0]
     assert "day/month order" not in caplog.text  # ISO dates are not ambiguous
+    # more distinct values than the sample a format is chosen on: the 13th of March comes late
+    stamps = pd.date_range("2023-03-01", periods=20000, freq="min")
+    rows = "".join(f"1,{t.strftime('%d/%m/%Y %H:%M')},80\n" for t in stamps)
+    long = write(tmp_path / "l.csv", "id,time,HR\n" + rows)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        times = read_wide_csv(long, cache=False).times
+    assert len(times) == 20000 and times[-1] == pytest.approx(19999 / 60) and "day/month" not in caplog.text
 
 
 def test_label_matching_is_logged_from_the_cache_and_named_in_the_error(tmp_path, monkeypatch, caplog):
