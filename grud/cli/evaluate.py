@@ -42,6 +42,10 @@ def run_evaluate(cfg: dict) -> dict:
         if len(members) == 1:
             metrics.pop("members", None)
         return _write(cfg, metrics)
+    if impute:
+        from grud.tasks.imputation import check_imputer
+
+        check_imputer(model)  # before the data is read
     ds = read_for_prediction(data_options(cfg, model.stats), model.stats)
     if impute:
         from grud.tasks.imputation import imputation_report
@@ -70,6 +74,18 @@ def check_scoring_options(cfg: dict) -> None:
         given.append("task.forecast_grid_hours (a future grid has no truth to score)")
     if given:
         raise ConfigError(f"grud-evaluate does not use {'; '.join(given)}: they are grud-predict's keys")
+    name = task.get("name")
+    if name not in (None, "impute"):
+        raise ConfigError(f"task.name: expected null (the checkpoint's own task) or impute, got {name!r}")
+    rate = task.get("impute_rate", 0.1)
+    if name == "impute":
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < float(rate) < 1.0:
+            raise ConfigError(f"task.impute_rate: expected a share of the observed values in (0, 1), got {rate!r}")
+        seed = cfg.get("seed", 0)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(f"seed: expected a whole number (which values are hidden), got {seed!r}")
+    elif rate != 0.1:
+        raise ConfigError(f"task.impute_rate={rate}: used only with task.name=impute")
 
 
 def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:

@@ -20,6 +20,15 @@ from grud.errors import ConfigError
 from grud.tasks import metrics as M
 
 
+def check_imputer(model):
+    """The loaded model's module, or a ConfigError when it has no imputation head."""
+    module = getattr(model, "module", None)
+    if module is None or getattr(module, "imputer", None) is None:
+        raise ConfigError("task.name=impute needs a neural model trained with task.impute_weight > 0 "
+                          "(it has no imputation head)")
+    return module
+
+
 def imputation_report(model, ds, rate: float = 0.1, seed: int = 0, batch_size: int = 256) -> dict:
     """Hide observed values of ``ds`` at random and score the model's imputation against baselines.
 
@@ -48,10 +57,7 @@ def imputation_report(model, ds, rate: float = 0.1, seed: int = 0, batch_size: i
     Shape:
         ds: values (N, F), n series -> scalars; hidden entries are drawn from the (N, F) mask
     """
-    module = getattr(model, "module", None)
-    if module is None or getattr(module, "imputer", None) is None:
-        raise ConfigError("task.name=impute needs a neural model trained with task.impute_weight > 0 "
-                          "(it has no imputation head)")
+    module = check_imputer(model)
     from grud.data.batching import EncodedDataset
 
     enc = EncodedDataset(ds, module.stats)

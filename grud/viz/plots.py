@@ -95,6 +95,9 @@ def _split_metric(name: str) -> tuple[str, str]:
     return stage, base
 
 
+_STAGE_COLOURS = {"val": "C0", "test": "C1", "train": "C2"}
+
+
 def _history_families(columns: Sequence[str]) -> list[tuple[str, list[str]]]:
     """Group metric columns into panels: all losses first, then one per val metric, then the rest."""
     loss, val, other = [], {}, {}
@@ -110,6 +113,10 @@ def _history_families(columns: Sequence[str]) -> list[tuple[str, list[str]]]:
     for base in list(other):
         if base in val:
             val[base].extend(other.pop(base))
+    # test-only columns (one value after training: CI bounds, LOCF ratios, coverage, counts) are no history
+    for base in list(other):
+        if all(_split_metric(c)[0] == "test" for c in other[base]):
+            other.pop(base)
     families = [("loss", loss)] if loss else []
     families += list(val.items()) + list(other.items())
     return families
@@ -121,7 +128,8 @@ def plot_history(metrics_csv, out_png) -> Path:
     One panel per metric family: every ``*loss*`` column (``train/loss``, ``val/loss``,
     ``train/loss_epoch``, ...) shares the first panel; then one panel per validation metric
     (``val/auroc``, with ``train/auroc`` / ``test/auroc`` alongside when logged), then one per
-    remaining column (e.g. a learning-rate monitor). The logger writes sparse rows (NaN where a
+    remaining column (e.g. a learning-rate monitor); test-only columns (one value after training)
+    are left out. Colours: validation C0, test C1, training C2. The logger writes sparse rows (NaN where a
     metric was not logged at that step); values are averaged per epoch. A column that is
     never logged, or a file with no rows, gives a panel saying so rather than an error.
 
@@ -172,7 +180,9 @@ def plot_history(metrics_csv, out_png) -> Path:
             if not ok.any():
                 continue
             per_epoch = y[ok].groupby(x_all[ok]).mean().sort_index()
-            ax.plot(per_epoch.index.to_numpy(), per_epoch.to_numpy(), marker="o", markersize=3, label=col)
+            stage = _split_metric(col)[0]  # one colour per stage in every panel: val, test, train
+            ax.plot(per_epoch.index.to_numpy(), per_epoch.to_numpy(), marker="o", markersize=3, label=col,
+                    color=_STAGE_COLOURS.get(stage))
             drawn += 1
         ax.set_title(family, fontsize=10)
         ax.set_xlabel(xcol)
@@ -356,13 +366,13 @@ def _tidy(df: pd.DataFrame, id_column: str, numeric: Sequence[str], what: str) -
 
 
 def plot_forecasts(frame, out_png, id_column: str = "id", n_series: int = 4, variables=None, history=None,
-                   *, n_variables: int = 3) -> Path:
+                   *, n_variables: int = 3, origin: float | None = None) -> Path:
     """Plot forecasts of a few series: a grid of series (rows) x variables (columns).
 
     Each panel shows the observed history (grey dots, from ``history``), the true future
     values (black crosses, ``value`` where observed), the forecast (blue line) and, when
     ``frame`` has ``lower`` and ``upper`` columns, the prediction interval as a band. A dashed
-    line marks the first forecast time. The series are the first ``n_series`` ids in order of
+    line marks the forecast origin ``origin`` (hours; default: the first forecast time). The series are the first ``n_series`` ids in order of
     appearance in ``frame``; unless ``variables`` names them, the ``n_variables`` variables
     observed most often in those series (history and truth together) are shown.
 
@@ -448,7 +458,8 @@ def plot_forecasts(frame, out_png, id_column: str = "id", n_series: int = 4, var
                 truth = f[np.isfinite(f["value"].to_numpy())]
                 if len(truth):
                     ax.scatter(truth["time"], truth["value"], marker="x", s=18, color="k", label="truth", zorder=4)
-                ax.axvline(t.min(), ls="--", lw=0.8, color="0.5")
+                ax.axvline(t.min() if origin is None else origin, ls="--", lw=0.8, color="0.5",
+                           label="forecast origin" if origin is not None else "first forecast time")
             if not len(f) and not len(h):
                 _note(ax, "no data")
             ax.set_title(f"{sid} · {var}", fontsize=8)

@@ -198,3 +198,18 @@ def test_a_grids_size_counts_one_axis_per_key_with_the_command_line_first():
     assert grid_size(["experiment=compare_models", "seed=0,1"], params) == 16
     assert grid_size(["experiment=compare_models"], params) == 24
     precheck("train", ["experiment=compare_models", "seed=0,1"])  # MULTIRUN by the experiment: a sweep without -m
+
+
+@pytest.mark.parametrize("task, seed, message", [
+    ({"name": "imputation"}, 0, "task.name: expected null .* or impute, got 'imputation'"),
+    ({"name": "impute", "impute_rate": 0}, 0, r"task.impute_rate: expected a share .* in \(0, 1\), got 0"),
+    ({"name": "impute", "impute_rate": "abc"}, 0, "task.impute_rate: expected a share"),
+    ({"name": "impute", "impute_rate": 0.1}, 1.5, "seed: expected a whole number"),
+    ({"name": None, "impute_rate": 0.3}, 0, "task.impute_rate=0.3: used only with task.name=impute")])
+def test_grud_evaluate_refuses_task_keys_it_would_ignore(task, seed, message):
+    from grud.cli.evaluate import check_scoring_options
+    from grud.errors import ConfigError
+
+    check_scoring_options({"task": {"name": "impute", "impute_rate": 0.1}, "seed": 3})
+    with pytest.raises(ConfigError, match=message):
+        check_scoring_options({"task": task, "seed": seed})

@@ -231,3 +231,26 @@ def test_group_bars_with_missing_values_and_overwrite(tmp_path):
     assert_png(plots.plot_group_bars([], [], [], tmp_path / "empty.png"))
     with pytest.raises(ValueError, match="one per label"):
         plots.plot_group_bars(["a"], [0.1, 0.2], [0, 0], tmp_path / "x.png")
+
+
+def test_history_leaves_out_test_only_columns_and_colours_by_stage(tmp_path, drawn):
+    frame = lightning_csv(tmp_path / "metrics.csv")
+    extra = pd.DataFrame([{"epoch": 4, "step": 12, "test/auroc": 0.8, "test/auroc_ci_low": 0.7, "test/n": 40.0}])
+    pd.concat([frame, extra]).to_csv(tmp_path / "metrics.csv", index=False)
+    plots.plot_history(tmp_path / "metrics.csv", tmp_path / "history.png")
+    titles = [p["title"] for p in drawn["history.png"]]
+    assert titles == ["loss", "auroc", "auprc"]  # no auroc_ci_low or n panel: one value after training is no history
+    assert "test/auroc" in drawn["history.png"][1]["legend"]  # beside its validation twin
+
+
+def test_a_runs_forecast_plot_gets_the_history_before_the_origin():
+    from grud.cli.run_plots import _history_frame
+    from grud.data.dataset import IrregularDataset
+
+    times = np.array([0.0, 10.0, 30.0, 5.0])
+    values = np.array([[1, np.nan], [2, 3], [4, 5], [np.nan, 6]], np.float32)
+    ds = IrregularDataset(["a", "b"], ["HR", "MAP"], [], times, values, np.array([0, 3, 4]),
+                          np.zeros((2, 0), np.float32), None, {})
+    h = _history_frame(ds, [0, 1], history_hours=24.0)
+    assert h.to_dict("list") == {"id": ["a", "a", "a", "b"], "time": [0.0, 10.0, 10.0, 5.0],
+                                 "variable": ["HR", "HR", "MAP", "MAP"], "value": [1.0, 2.0, 3.0, 6.0]}
