@@ -634,7 +634,8 @@ def main(argv=None) -> int:
                 else:
                     {"data": section_data, "epoch": section_epoch, "predict": section_predict}[name](args, res, tmp)
             except Exception as exc:  # report and go on with the other sections
-                reasons[name] = f"failed: {type(exc).__name__}: {exc}"
+                hint = " (pip install -e \".[bench]\" installs it)" if isinstance(exc, ModuleNotFoundError) else ""
+                reasons[name] = f"failed: {type(exc).__name__}: {exc}{hint}"
                 log(f"\n== {name}: FAILED ({type(exc).__name__}: {exc})")
                 traceback.print_exc(file=sys.stderr)
     res.pop("epoch_checkpoint", None)
@@ -655,7 +656,8 @@ def main(argv=None) -> int:
             json.dump(payload, f, indent=2, default=float)
         os.replace(tmpname, out)
         log(f"wrote {out}")
-    return 0
+    failed = [n for n, why in reasons.items() if why.startswith("failed")]
+    return 1 if failed else 0  # a section asked for and not measured is a failed run
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ the min-max scale). It explains why LOCF's absolute MSE differs between implemen
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 
@@ -63,4 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from grud.errors import DataError
+
+    try:
+        raise SystemExit(main())
+    except DataError as exc:  # a missing or unreadable --data folder: one line, as the CLIs do
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

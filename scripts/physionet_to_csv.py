@@ -90,6 +90,14 @@ def main(argv=None) -> int:
     try:
         long = stays_to_long(args.src)
         labels = outcomes_to_labels(args.outcomes) if args.outcomes else None
+        if labels is not None:
+            matched = labels["id"].astype(str).isin(set(long["id"].astype(str))).sum()
+            if matched == 0:
+                raise DataError(f"no RecordID of {args.outcomes} is a stay of {args.src} (another set's "
+                                f"outcomes? set-a goes with Outcomes-a.txt)")
+            if matched < len(labels):
+                logging.warning("%d of %d outcome rows match no stay of %s", len(labels) - matched, len(labels),
+                                args.src)
         _write_atomically(Path(args.out), long)
         if labels is not None:
             _write_atomically(Path(args.labels_out), labels)

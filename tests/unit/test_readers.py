@@ -533,6 +533,13 @@ def test_physionet_to_csv_script_round_trips(tmp_path, physionet):
                           value_ranges="physionet2012")
     assert_same(read_physionet2012(tar, outcomes), again)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    other = tmp_path / "Outcomes-other.txt"  # another set's outcomes: no RecordID matches
+    text = outcomes.read_text().splitlines()
+    other.write_text("\n".join([text[0]] + ["9" + line for line in text[1:]]) + "\n")
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "physionet_to_csv.py"), str(tar), str(tmp_path / "x.csv"),
+                        "--outcomes", str(other), "--labels-out", str(tmp_path / "y.csv")],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and "no RecordID of" in r.stderr and not (tmp_path / "x.csv").exists()
 
 
 # ---------------------------------------------------------------- against a plain-Python reference
