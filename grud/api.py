@@ -77,9 +77,9 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
     cfg = _compose("train", [o for o in overrides if not o.startswith("hydra")])
     run_dir = Path(run_dir or Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    resume_checkpoint(plain(cfg), run_dir)  # a mismatch is an error before config.yaml is replaced
+    resume_from = resume_checkpoint(plain(cfg), run_dir)  # a mismatch is an error before config.yaml is replaced
     atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-    run_training(plain(cfg), run_dir)
+    run_training(plain(cfg), run_dir, resume_from=resume_from)
     return run_dir
 
 

@@ -1,6 +1,7 @@
 """Where the Hydra configs live, and turning config nodes into plain containers."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -75,8 +76,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
             jobs = command_line
             params = sweeper.get("params") if multirun and "BasicSweeper" in target else None
             if params:  # an experiment's own sweep; a key also on the command line takes that value
-                given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-                jobs = _grid_jobs(overrides + [f"{k}={v}" for k, v in params.items() if k not in given])
+                jobs = _grid_jobs(overrides, params)
                 if jobs is None:
                     return
             for job, swept in jobs[1:] if jobs is command_line else jobs:
@@ -122,17 +122,17 @@ def _is_sweep(override: str) -> bool:
         return False
 
 
-def _grid_jobs(overrides: list[str]):
-    """[(the job's overrides, its swept ones)] of a command-line grid; None when it cannot be listed."""
-    import itertools
-
+def _sweep_axes(overrides: list[str], params: dict | None = None):
+    """The basic sweeper's grid as axes: one per key, a list of ``(override, swept)`` each; the
+    command line's entry wins over ``hydra.sweeper.params`` for a key. None for sampled sweeps
+    (``interval(...)``). Raises HydraException for an override that does not parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException:
-        return [(overrides, [])]  # a syntax error: composing reports it
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(list(overrides))
+    given = {o.get_key_element().lstrip("+~") for o in parsed}
+    parsed += parser.parse_overrides([f"{k}={v}" for k, v in (params or {}).items() if k not in given])
     axes = []
     for o in parsed:
         if not o.is_sweep_override():
@@ -143,10 +143,22 @@ def _grid_jobs(overrides: list[str]):
         except HydraException:
             return None  # interval(...) and other sampled sweeps
         axes.append([(f"{o.get_key_element()}={v}", True) for v in values])
-    size = 1
-    for axis in axes:
-        size *= len(axis)
-    if size <= PRECHECK_MAX_JOBS:
+    return axes
+
+
+def _grid_jobs(overrides: list[str], params: dict | None = None):
+    """[(the job's overrides, its swept ones)] of a grid; None when it cannot be listed."""
+    import itertools
+
+    from hydra.errors import HydraException
+
+    try:
+        axes = _sweep_axes(overrides, params)
+    except HydraException:
+        return [(overrides, [])]  # a syntax error: composing reports it
+    if axes is None:
+        return None
+    if math.prod(len(axis) for axis in axes) <= PRECHECK_MAX_JOBS:
         combos = list(itertools.product(*axes))
     else:  # job i takes value i of every axis (cycling): each value once
         combos = [tuple(axis[i % len(axis)] for axis in axes) for i in range(max(len(a) for a in axes))]
@@ -190,19 +202,10 @@ def env_flag(name: str) -> bool:
 def grid_size(overrides: list[str], params: dict | None = None) -> int | None:
     """How many jobs the basic sweeper makes of ``overrides`` (and ``hydra.sweeper.params``);
     None when it cannot be counted (``interval(...)`` and other sampled sweeps)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-        given = {o.get_key_element().lstrip("+~") for o in parsed}
-        # the basic sweeper keeps one entry per key: the command line's over hydra.sweeper.params
-        parsed += OverridesParser.create().parse_overrides(
-            [f"{k}={v}" for k, v in (params or {}).items() if k not in given])
-        size = 1
-        for o in parsed:
-            if o.is_sweep_override():
-                size *= len(list(o.sweep_string_iterator()))
-        return size
+        axes = _sweep_axes(overrides, params)
     except HydraException:
         return None
+    return None if axes is None else math.prod(len(axis) for axis in axes)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from grud.cli.entry import hydra_entry
 from grud.cli.predict import data_options, task_overrides
-from grud.errors import ConfigError, DataError
+from grud.errors import ConfigError
 
 log = logging.getLogger("grud")
 
@@ -23,7 +23,7 @@ def run_evaluate(cfg: dict) -> dict:
     from grud.cli.inference import classification_metrics, evaluate, read_for_prediction
 
     check_scoring_options(cfg)
-    output_file(cfg.get("output"), "evaluation.json")  # before any work
+    out = output_file(cfg.get("output"), "evaluation.json")  # before any work
     members = load_members(cfg["checkpoint"])
     impute = (cfg.get("task") or {}).get("name") == "impute"
     if len(members) > 1 and impute:
@@ -36,12 +36,12 @@ def run_evaluate(cfg: dict) -> dict:
         metrics = classification_metrics(frame, ds, model.stats.classes)
         if len(members) > 1:
             metrics["members"] = len(members)  # checkpoints averaged
-        return _write(cfg, metrics)
+        return _write(out, metrics)
     if len(members) > 1 or (model.baseline is not None and not impute):  # a forecast baseline: scored as a frame
         metrics = forecast_ensemble_metrics(cfg, members)
         if len(members) == 1:
             metrics.pop("members", None)
-        return _write(cfg, metrics)
+        return _write(out, metrics)
     if impute:
         from grud.tasks.imputation import check_imputer
 
@@ -54,7 +54,7 @@ def run_evaluate(cfg: dict) -> dict:
                                     seed=int(cfg.get("seed", 0) or 0))
     else:
         metrics = evaluate(model, ds, task_overrides(cfg))
-    return _write(cfg, metrics)
+    return _write(out, metrics)
 
 
 def check_scoring_options(cfg: dict) -> None:
@@ -93,7 +93,7 @@ def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
     after the horizon; the min-max scale and LOCF are the first member's, as one checkpoint's are its own.
     With every member calibrated, ``test/interval_coverage`` is that of their averaged conformal 90 % bounds."""
     from grud.cli.checkpoint_ensemble import predict_members
-    from grud.cli.inference import forecast_window
+    from grud.cli.inference import empty_window_error, forecast_window
     from grud.tasks.forecasting import forecast_frame_metrics
 
     first = members[0]
@@ -105,18 +105,15 @@ def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), task_overrides=overrides,
                                 progress=False, interval="conformal" if calibrated else "mc")
     if not frame["value"].notna().any():
-        raise DataError(f"no observation falls in the forecast window ({history:g} h to "
-                        f"{'the end' if horizon is None else f'{history + horizon:g} h'}): nothing to score; "
-                        f"set task.history_hours / task.horizon_hours", path=ds.meta.get("path"))
+        raise empty_window_error(history, horizon, ds)
     metrics = forecast_frame_metrics(frame, ds, first.stats, history, horizon)
     metrics["members"] = len(members)  # checkpoints averaged
     return metrics
 
 
-def _write(cfg: dict, metrics: dict) -> dict:
-    from grud.cli.files import atomic_write_json, output_file
+def _write(out: Path, metrics: dict) -> dict:
+    from grud.cli.files import atomic_write_json
 
-    out = output_file(cfg.get("output"), "evaluation.json")
     atomic_write_json(out, metrics)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics

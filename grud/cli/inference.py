@@ -261,6 +261,13 @@ def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes) -
     return {f"test/{k}": float(v) for k, v in res.items()}
 
 
+def empty_window_error(history_hours: float, horizon_hours: float | None, ds: IrregularDataset) -> DataError:
+    """The error for forecast scoring when no observation of ``ds`` falls in the window."""
+    end = "the end" if horizon_hours is None else f"{history_hours + horizon_hours:g} h"
+    return DataError(f"no observation falls in the forecast window ({history_hours:g} h to {end}): nothing to "
+                     f"score; set task.history_hours / task.horizon_hours", path=(ds.meta or {}).get("path"))
+
+
 def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | None = None) -> dict:
     """Test metrics (the ``test/`` keys of metrics.json) of ``model`` on labelled ``ds``."""
     task_overrides = task_overrides or {}
@@ -280,10 +287,7 @@ def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | No
             setattr(module, key, task_overrides[key])
     enc = module.encode_dataset(ds, module.stats)
     if not float(np.asarray(enc.query_mask).sum()):
-        horizon = module.horizon_hours
-        raise DataError(f"no observation falls in the forecast window ({module.history_hours:g} h to "
-                        f"{'the end' if horizon is None else f'{module.history_hours + horizon:g} h'}): nothing to "
-                        f"score; set task.history_hours / task.horizon_hours", path=(ds.meta or {}).get("path"))
+        raise empty_window_error(module.history_hours, module.horizon_hours, ds)
     loader = torch.utils.data.DataLoader(enc, batch_sampler=BucketBatchSampler(enc.lengths, 256, shuffle=False),
                                          collate_fn=enc.collate)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False, accelerator="cpu",

@@ -155,7 +155,6 @@ def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
                    augment_missing=task.get("augment_missing", 0.0), ensemble=task.get("ensemble", 1))
     from grud.tasks.forecasting import fit_loss_weights
 
-
     weights = fit_loss_weights(train, stats, float(task.get("history_hours", 24.0)), task.get("horizon_hours"),
                                power=task.get("loss_weight_power", 0.5))
     return cls(model=model, stats=stats.to_dict(), optim=cfg.get("optim"), decoder=task.get("decoder"),
@@ -173,16 +172,17 @@ def check_model_serves_task(model: dict, task_name: str) -> None:
         )
 
 
-#: numeric keys checked before any work: (key, integer?, smallest allowed, null allowed)
-_NUMBER_KEYS = (("seed", True, None, False), ("optim.lr", False, 0.0, False), ("optim.weight_decay", False, 0.0, False),
-                ("optim.grad_clip", False, 0.0, True), ("trainer.max_epochs", True, -1, True),
-                ("data.batch_size", True, 1, False), ("early_stopping.patience", True, 0, False))
+#: numeric keys checked before any work: (key, integer?, bound, bound excluded?, null allowed?)
+_NUMBER_KEYS = (("seed", True, None, False, False), ("optim.lr", False, 0.0, True, False),
+                ("optim.weight_decay", False, 0.0, False, False), ("optim.grad_clip", False, 0.0, False, True),
+                ("trainer.max_epochs", True, -1, False, True), ("data.batch_size", True, 1, False, False),
+                ("early_stopping.patience", True, 0, False, False))
 
 
 def check_numbers(cfg: dict) -> None:
     """ConfigError naming the key for a number that is text or out of range (``optim.lr=abc``),
     instead of a bare ValueError (or an assertion inside Lightning) later."""
-    for key, integer, low, nullable in _NUMBER_KEYS:
+    for key, integer, low, strict, nullable in _NUMBER_KEYS:
         node, found = cfg, True
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -195,10 +195,10 @@ def check_numbers(cfg: dict) -> None:
         if ok and integer:
             ok = float(node) == int(node)
         if ok and low is not None:
-            ok = float(node) > low if key == "optim.lr" else float(node) >= low
+            ok = float(node) > low if strict else float(node) >= low
         if not ok:
             kind = "an integer" if integer else "a number"
-            bound = "" if low is None else (f" > {low:g}" if key == "optim.lr" else f" >= {low:g}")
+            bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
             raise ConfigError(f"{key}: expected {kind}{bound}{' or null' if nullable else ''}, got {node!r}")
 
 
@@ -238,10 +238,16 @@ def resume_checkpoint(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> 
     return last
 
 
-def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> dict:
+#: ``run_training(resume_from=...)`` default: resolve ``resume=true`` there (:func:`resume_checkpoint`)
+UNCHECKED = object()
+
+
+def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_from=UNCHECKED) -> dict:
     """Train per ``cfg`` (plain dict) into ``run_dir``; returns the metrics written to metrics.json.
 
     ``fresh_if_none``: with ``resume=true`` and no ``last.ckpt``, start from scratch (sweeps).
+    ``resume_from``: what :func:`resume_checkpoint` gave a caller that checked before writing
+    ``config.yaml`` (a path or None); by default it is checked here.
     """
     import pytorch_lightning as pl
 
@@ -258,7 +264,8 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> dict:
     task_name = cfg.get("task", {}).get("name", "classification")
     check_model_serves_task(cfg["model"], task_name)
     ckpt_dir = run_dir / "checkpoints"
-    resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
+    if resume_from is UNCHECKED:
+        resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
     seed = int(cfg.get("seed", 0))
     pl.seed_everything(seed, workers=True, verbose=False)
     data = dict(cfg["data"])

@@ -87,9 +87,9 @@ def _train(cfg: DictConfig):
     try:
         from grud.cli.pipeline import resume_checkpoint
 
-        resume_checkpoint(config, run_dir, fresh_if_none=is_multirun())  # before config.yaml is replaced
+        resume_from = resume_checkpoint(config, run_dir, fresh_if_none=is_multirun())  # before config.yaml is replaced
         atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-        metrics = run_training(config, run_dir, fresh_if_none=is_multirun())
+        metrics = run_training(config, run_dir, resume_from=resume_from)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded per job so a sweep goes on; a single run exits with error:

@@ -465,10 +465,7 @@ class _LabelSource:
         pos = index.get_indexer(pd.Index(ids, dtype=object))
         labels = np.where(pos >= 0, lab_values[np.maximum(pos, 0)] if len(lab_values) else np.nan, np.nan)
         matched = int((pos >= 0).sum())
-        unmatched_labels = len(lab_ids) - matched
         meta["labels"] = self.label
-        meta["series_without_label"] = len(ids) - matched
-        meta["labels_without_series"] = unmatched_labels
         seen = set(np.asarray(ids, dtype=object)[pos >= 0]) if matched else set()
         meta["label_match"] = {
             "what": self.what, "column": self.label_column, "matched": matched, "series": len(ids), "label_rows": len(lab_ids),

@@ -160,7 +160,7 @@ def _holds_nonfinite(tensors: list) -> bool:
             return True
         if found is None:
             rest.append(x)
-    return bool(rest) and not bool(torch.isfinite(torch.stack([x.to(torch.float64).sum() for x in rest]).sum()))
+    return bool(rest) and not bool(torch.isfinite(torch.stack([x.sum(dtype=torch.float64) for x in rest]).sum()))
 
 
 class RecurrentNetwork(nn.Module):

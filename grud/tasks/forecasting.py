@@ -294,6 +294,7 @@ class ForecastTask(TaskModule):
         # come from the weights validation ran with; the checkpoint carries them under "grud"
         self.interval_halfwidth = torch.full((len(CI.INTERVAL_LEVELS), F, CI.N_GROUPS), float("nan"))
         self.interval_window: dict | None = None  # the forecast window the half-widths were measured on
+        self._warned_window: dict | None = None  # the other window last warned about (once, not per batch)
         self._errors: dict = {}
 
     # ------------------------------------------------------------------ data
@@ -484,8 +485,8 @@ class ForecastTask(TaskModule):
         """A warning when the conformal half-widths were measured on another forecast window."""
         now = self.window()
         if self.calibrated and self.interval_window is not None and self.interval_window != now \
-                and getattr(self, "_warned_window", None) != now:
-            self._warned_window = now  # once per window, not per batch
+                and self._warned_window != now:
+            self._warned_window = now
             log.warning("conformal intervals: the half-widths were measured on the window %s, this run uses %s; "
                         "their coverage holds for the measured window only", self.interval_window, now)
 
