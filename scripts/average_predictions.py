@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("predictions", nargs="+", type=Path, help="grud-predict CSV files (binary classification)")
     ap.add_argument("--labels", required=True, type=Path, help="CSV with the id column and the label column")
-    ap.add_argument("--label-column", default="In-hospital_death")
+    ap.add_argument("--label-column", default=None,
+                    help="label column of --labels (default: In-hospital_death, else label as "
+                         "scripts/physionet_to_csv.py writes it)")
     args = ap.parse_args(argv)
     from grud.tasks.metrics import binary_metrics  # the AUROC that metrics.json reports
 
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         labels = pd.read_csv(args.labels)
+        if args.label_column is None:
+            args.label_column = next((c for c in ("In-hospital_death", "label") if c in labels.columns),
+                                     "In-hospital_death")
         probs = []
         for path in args.predictions:
             p = pd.read_csv(path)

@@ -120,6 +120,11 @@ def main(argv=None) -> int:
     if args._measure:
         _measure_main(args._measure)
         return 0
+    for name in ("series", "times_per_series", "train_series", "train_epochs", "hidden_size", "batch_size"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')}: expected >= 1, got {getattr(args, name)}")
+    if not args.scale > 0:
+        ap.error(f"--scale: expected a fraction > 0, got {args.scale}")
     n = max(1, int(round(args.series * args.scale)))
     if args.checkpoint is not None and not args.checkpoint.is_file():
         ap.error(f"--checkpoint {args.checkpoint}: file not found")

@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error(f"--rounds: expected >= 1, got {args.rounds}")
+    if args.threads < 1:
+        ap.error(f"--threads: expected >= 1, got {args.threads}")
+    if args.series is not None and args.series < 1:
+        ap.error(f"--series: expected >= 1 (or leave it out for all of set-a), got {args.series}")
 
     import torch
 

@@ -121,6 +121,8 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
         opts["static_variables"] = list(PHYSIONET_STATIC)  # fixed by that format; a CSV export names them
     if opts.get("kind") == "csv_wide" and "variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's columns: absent ones are all-unobserved
+    if opts.get("kind") == "csv_long" and "static_variables" not in explicit:
+        opts["allow_missing_variables"] = True  # training's static list: one the file lacks is unobserved
     return opts
 
 

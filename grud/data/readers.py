@@ -44,6 +44,7 @@ Semantics (all readers):
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import warnings
@@ -105,6 +106,7 @@ def read_long_csv(
     label_id_column: str | None = None,
     value_ranges=None,
     delimiter: str | None = None,
+    allow_missing_variables: bool = False,
     cache: bool = True,
 ) -> IrregularDataset:
     """Read a long ("one measurement per row") CSV file.
@@ -120,6 +122,8 @@ def read_long_csv(
         label_id_column: id column of ``labels`` (default: ``id_column``).
         value_ranges: ``None``, a built-in table name, a CSV path or ``{variable: (min, max)}``.
         delimiter: ``None`` (sniff), or one of ``,`` ``;`` ``\\t`` ``|``.
+        allow_missing_variables: a static variable that never appears in ``variable_column`` is
+            left unobserved (logged) instead of an error (prediction with training's list).
         cache: use the on-disk dataset cache.
 
     Returns:
@@ -137,6 +141,7 @@ def read_long_csv(
                    value_column=value_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
                           delimiter, cache)
+    opts["allow_missing_variables"] = _check_allow_missing(allow_missing_variables)
     return _read_table("long", _build_long, path, opts, value_ranges, labels, label_column, cache)
 
 
@@ -180,10 +185,14 @@ def read_wide_csv(
             if v in (id_column, time_column):
                 raise ConfigError(f"variables: {v!r} is the id or time column, not a variable")
     opts["variables"] = variables
-    if not isinstance(allow_missing_variables, bool):
-        raise ConfigError(f"allow_missing_variables: expected true or false, got {allow_missing_variables!r}")
-    opts["allow_missing_variables"] = allow_missing_variables
+    opts["allow_missing_variables"] = _check_allow_missing(allow_missing_variables)
     return _read_table("wide", _build_wide, path, opts, value_ranges, labels, label_column, cache)
+
+
+def _check_allow_missing(allow: bool) -> bool:
+    if not isinstance(allow, bool):
+        raise ConfigError(f"allow_missing_variables: expected true or false, got {allow!r}")
+    return allow
 
 
 def _read_table(kind: str, build, path, opts: dict, value_ranges, labels, label_column: str, cache: bool):
@@ -744,9 +753,15 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     release_unused_memory()
     static = opts["static_variables"]
     absent = [s for s in static if s not in vnames]
-    if absent:
-        log.warning("%s: static variable(s) %s never appear in column %r (static values all NaN)",
-                    source, ", ".join(map(repr, absent)), vc)
+    if absent and opts.get("allow_missing_variables"):
+        log.info("%s: static variable(s) %s never appear in column %r: left unobserved",
+                 source, ", ".join(map(repr, absent)), vc)
+    elif absent:
+        close = {a: difflib.get_close_matches(a, vnames, n=1, cutoff=0.6) for a in absent}
+        hints = "; ".join(f"{a!r} (did you mean {c[0]!r}?)" if c else repr(a) for a, c in close.items())
+        raise DataError(f"static variable(s) {hints} never appear in column {vc!r} (data.static_variables); "
+                        f"it holds {len(vnames)} variable names, e.g. {', '.join(map(repr, sorted(vnames)[:8]))}",
+                        path=source, column=vc)
     t0 = _earliest(series, hours, len(id_list))
     return _finish(
         id_list, series, hours, t0, np.asarray(vcodes, dtype=np.int64), value, vnames, static, opts["max_hours"],

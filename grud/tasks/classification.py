@@ -228,7 +228,7 @@ class ClassificationTask(TaskModule):
         if len(batches) != len(members):
             raise ValueError(f"training batch: expected one batch per ensemble member ({len(members)}), "
                              f"got {len(batches)}")
-        loss = 0.0
+        loss, task_loss = 0.0, 0.0
         for k, (member, b) in enumerate(zip(members, batches)):
             if self.augment_missing > 0:  # simulated missingness, training batches only
                 b = hide_observed(b, self.augment_missing)
@@ -239,9 +239,11 @@ class ClassificationTask(TaskModule):
             # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
             label_loss = self.loss(logits, target) if len(target) else logits.sum() * 0.0
             loss = loss + label_loss + self.auxiliary_loss(b, outputs, member[2], log=k == 0)
+            task_loss = task_loss + label_loss.detach()
         self.check_finite(loss)
-        # the members' mean, comparable with a single model's loss; the sum is what trains them
-        self.log_running("train/loss", loss / len(members), len(batches[0]["target"]), prog_bar=True)
+        # train/loss is the label loss alone (the members' mean), comparable with val/loss; the
+        # auxiliary imputation term is logged as train/impute_mse; the sum is what trains them
+        self.log_running("train/loss", task_loss / len(members), len(batches[0]["target"]), prog_bar=True)
         return loss
 
     def _eval_step(self, batch, stage):

@@ -42,3 +42,11 @@ def test_load_test_refuses_a_missing_checkpoint(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--scale", "0.001", "--checkpoint", str(tmp_path / "no.ckpt")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no.ckpt: file not found" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [(["--scale", "0"], "--scale: expected a fraction > 0"),
+                                           (["--series", "-5"], "--series: expected >= 1"),
+                                           (["--train-epochs", "0"], "--train-epochs: expected >= 1")])
+def test_load_test_refuses_sizes_that_cannot_run(args, message):
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr

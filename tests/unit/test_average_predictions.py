@@ -35,3 +35,11 @@ def test_an_unknown_id_is_an_error_naming_the_file(script, tmp_path, capsys):
     assert script.main(["--labels", str(tmp_path / "labels.csv"), str(tmp_path / "p.csv")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "p.csv" in err and "no label" in err
+
+
+def test_the_label_column_physionet_to_csv_writes_is_found_without_an_option(script, tmp_path, capsys):
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "label": [0, 1, 0, 1]}).to_csv(tmp_path / "labels.csv", index=False)
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "probability": [0.1, 0.8, 0.3, 0.6]}).to_csv(tmp_path / "p.csv",
+                                                                                        index=False)
+    assert script.main(["--labels", str(tmp_path / "labels.csv"), str(tmp_path / "p.csv")]) == 0
+    assert "AUROC 1.0000" in capsys.readouterr().out

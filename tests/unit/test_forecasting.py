@@ -269,6 +269,18 @@ def test_predictions_frame_lists_observed_truths_in_raw_units(data):
     np.testing.assert_allclose(base["prediction"], df["prediction"], rtol=1e-5)
 
 
+def test_raw_truths_are_written_as_their_decimals_not_float32_noise():
+    from grud.tasks.forecasting import float32_decimals
+    stored = np.array([94.8, 0.01, 7.25, -3.3, 123456.7, 0.0, np.nan], np.float32)
+    got = float32_decimals(stored)
+    np.testing.assert_array_equal(got[:-1], [94.8, 0.01, 7.25, -3.3, 123456.7, 0.0])
+    assert np.isnan(got[-1])
+    assert "%.6f" % got[0] == "94.800000"
+    rng = np.random.default_rng(0)
+    x = (rng.lognormal(0, 4, 10_000) * rng.choice([-1, 1], 10_000)).astype(np.float32)
+    np.testing.assert_array_equal(float32_decimals(x).astype(np.float32), x)  # nothing float32 holds is lost
+
+
 def test_future_grid_predicts_every_variable_and_mc_dropout_gives_bounds(data):
     _, ds, stats = data
     task = make_task(stats, decoder={"dropout": 0.3})

@@ -101,6 +101,11 @@ def test_switching_the_file_type_at_prediction_keeps_trainings_options():
     listed = prediction_data_options({**trained, "kind": "csv_wide"}, {**wide, "variables": ["HR"]},
                                      {"path", "variables"}, False)
     assert "allow_missing_variables" not in listed  # variables named at prediction: each must be there
+    long = prediction_data_options(trained, {**wide, "kind": "csv_long"}, {"path"}, False)
+    assert long["allow_missing_variables"] is True  # training's static list: a test file may lack one
+    named_static = prediction_data_options(trained, {**wide, "kind": "csv_long", "static_variables": ["Age"]},
+                                           {"path", "static_variables"}, False)
+    assert "allow_missing_variables" not in named_static
 
 
 def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path):

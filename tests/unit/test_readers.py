@@ -123,11 +123,21 @@ def test_integer_ids_sort_numerically_and_keep_their_spelling(tmp_path):
 
 def test_static_variables_take_the_earliest_value_and_leave_the_variables(tmp_path):
     text = "id,time,variable,value\n1,3,Weight,80\n1,1,Weight,82\n1,1,Weight,84\n1,2,HR,70\n2,0,HR,60\n"
-    ds = read_long_csv(write(tmp_path / "d.csv", text), static_variables=["Weight", "Height"])
+    ds = read_long_csv(write(tmp_path / "d.csv", text), static_variables=["Weight", "Height"],
+                       allow_missing_variables=True)
     assert ds.variables == ["HR"]
     assert ds.static_names == ["Weight", "Height"]
     np.testing.assert_array_equal(ds.static[0], [83.0, np.nan])  # mean of the two at 1 h
     np.testing.assert_array_equal(ds.static[1], [np.nan, np.nan])
+
+
+def test_a_static_variable_the_long_file_never_holds_is_an_error_with_the_close_name(tmp_path):
+    """A typo in data.static_variables would otherwise train on an all-NaN static feature."""
+    text = "id,time,variable,value\n1,0,Age,54\n1,1,HR,70\n2,0,Age,61\n2,0,HR,60\n"
+    with pytest.raises(DataError, match=r"d\.csv.*'age' \(did you mean 'Age'\?\) never appear in column 'variable'"):
+        read_long_csv(write(tmp_path / "d.csv", text), static_variables=["age"])
+    with pytest.raises(DataError, match=r"'Height' never appear"):
+        read_long_csv(tmp_path / "d.csv", static_variables=["Age", "Height"])
 
 
 def test_max_hours_drops_rows_after_the_window(tmp_path):
@@ -589,7 +599,10 @@ def test_long_reader_matches_the_reference_semantics(tmp_path, rows):
         with pytest.raises(DataError, match="no time-varying variables"):
             read_long_csv(path, static_variables=["Age"], cache=False)
         return
-    ds = read_long_csv(path, static_variables=["Age"], cache=False)
+    if not any(v == "Age" for _, _, v, _ in rows):
+        with pytest.raises(DataError, match="'Age' never appear"):
+            read_long_csv(path, static_variables=["Age"], cache=False)
+    ds = read_long_csv(path, static_variables=["Age"], allow_missing_variables=True, cache=False)
     ref = reference_long(rows, {"Age"})
     assert ds.ids == sorted(ref)
     assert ds.variables == sorted({v for _, _, v, _ in rows} - {"Age"})

@@ -16,5 +16,13 @@ def test_reports_every_variant_with_its_ratio(capsys):
         assert "ratio to no summary" in line
     assert "ratio to no summary (median of rounds) 1.000" in next(
         line for line in out.splitlines() if line.startswith("no summary"))
-    with pytest.raises(SystemExit):
-        script.main(["--rounds", "0"])
+
+
+
+@pytest.mark.parametrize("args, key", [(["--rounds", "0"], "--rounds"), (["--threads", "0"], "--threads"),
+                                       (["--series", "0"], "--series")])
+def test_a_count_below_one_is_a_usage_error_naming_it(args, key, capsys):
+    script = load_script("summary_head_cost")
+    with pytest.raises(SystemExit) as exc:
+        script.main(args)
+    assert exc.value.code == 2 and f"{key}: expected >= 1" in capsys.readouterr().err

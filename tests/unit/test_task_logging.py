@@ -50,3 +50,19 @@ def test_evaluation_loss_is_the_batch_size_weighted_mean_of_the_epoch(task):
     task.log_eval_loss("val")
     task.log_eval_loss("val")  # reset after logging: nothing more
     assert task.logged == [("val/loss", 2.0, None)]
+
+
+def test_train_loss_is_the_label_loss_comparable_with_val_loss_and_the_imputation_term_is_its_own(monkeypatch):
+    from tests.unit.tiny_classification_inputs import tiny_batch
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(), impute_weight=2.0)
+    task.logged = []
+    monkeypatch.setattr(task, "log", lambda name, value, **kw: task.logged.append((name, float(value))))
+    task._trainer = None
+    batch = tiny_batch()
+    task.eval()  # no dropout: the logged label loss can be recomputed
+    total = task.training_step(batch, 0)
+    logged = dict(task.logged)
+    label = float(task.loss(task(batch)[0], batch["target"]))
+    assert logged["train/loss"] == pytest.approx(label, rel=1e-5)
+    assert float(total) == pytest.approx(label + 2.0 * logged["train/impute_mse"], rel=1e-5)
+    assert logged["train/impute_mse"] > 0
