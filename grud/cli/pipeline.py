@@ -77,7 +77,10 @@ def read_for_run(data: dict, with_grid: bool = True):
     by = dict(train_ids=data.get("train_ids"), val_ids=data.get("val_ids"), folds=data.get("folds"),
               fold=data.get("fold", 0) or 0)  # how the validation split is chosen
     if data.get("test_path"):
-        test = read_dataset(kind, data["test_path"], data.get("test_labels"), key="data.test_path", **opts)
+        # the names were checked on data.path; as at prediction, a test file without a static
+        # variable's rows (long) or a variable's column (wide) reads it as unobserved
+        test_opts = dict(opts, allow_missing_variables=True) if kind in ("csv_long", "csv_wide") else opts
+        test = read_dataset(kind, data["test_path"], data.get("test_labels"), key="data.test_path", **test_opts)
         paths.append(resolve_path(data["test_path"], "data.test_path"))
         if data.get("test_labels") is not None:
             paths.append(resolve_path(data["test_labels"], "data.test_labels"))

@@ -225,6 +225,25 @@ def test_the_csv_presets_default_test_share_yields_to_a_test_file(tmp_path):
     assert sorted(test.ids) == sorted(ids[:5]) and len(val) + len(train) == 35
 
 
+def test_a_test_file_without_a_static_variables_rows_reads_it_as_unobserved(tmp_path):
+    """The names were checked on data.path; a small test export may simply lack every Age row."""
+    import pandas as pd
+
+    from grud.cli.pipeline import read_for_run
+    from tests.conftest import make_long_csv
+
+    make_long_csv(tmp_path / "train.csv", n_series=20, seed=1, labels_path=tmp_path / "train_labels.csv")
+    make_long_csv(tmp_path / "test.csv", n_series=6, seed=2)
+    events = pd.read_csv(tmp_path / "test.csv")
+    events[events["variable"] != "Age"].to_csv(tmp_path / "test.csv", index=False)
+    data = {"kind": "csv_long", "path": str(tmp_path / "train.csv"), "labels": str(tmp_path / "train_labels.csv"),
+            "test_path": str(tmp_path / "test.csv"), "static_variables": ["Age"], "test_fraction": 0.0}
+    train, _, test, _ = read_for_run(data)
+    assert test.static_names == ["Age"] and np.isnan(test.static).all() and not np.isnan(train.static).all()
+    with pytest.raises(DataError, match="'age' \\(did you mean 'Age'\\?\\)"):
+        read_for_run({**data, "static_variables": ["age"]})
+
+
 def test_a_forecast_with_nothing_after_the_history_names_the_window():
     from grud.tasks.forecasting import fit_loss_weights
 
