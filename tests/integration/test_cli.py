@@ -131,9 +131,14 @@ def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
 
 def test_multirun_records_a_failed_job_and_aggregate_lists_it(clinical_export, tmp_path):
     sweep = tmp_path / "sweep"
-    run(["grud-train", "-m", *CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
-         f"data.labels={clinical_export / 'labels.csv'}", "model=gru_mean", "optim.lr=0.01,-1",
-         f"hydra.sweep.dir={sweep}", *TINY_TRAIN, "trainer.max_epochs=1", "plots=false"], cwd=tmp_path)
+    proc = run(["grud-train", "-m", *CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
+                f"data.labels={clinical_export / 'labels.csv'}", "model=gru_mean", "optim.lr=0.01,-1",
+                f"hydra.sweep.dir={sweep}", *TINY_TRAIN, "trainer.max_epochs=1", "plots=false"], cwd=tmp_path,
+               check=False)
+    # the sweep went on past the failure, then exits 1 naming it
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert last.startswith("error: 1 of 2 job(s) of the sweep failed, e.g. job 1 (") and "optim.lr=-1" in last
     failures = list(sweep.rglob("failure.json"))
     assert len(failures) == 1 and "optim.lr" in json.loads(failures[0].read_text())["error"]
     assert len(list(sweep.rglob("metrics.json"))) == 1

@@ -233,7 +233,9 @@ def test_sweep_records_nan_and_out_of_memory_jobs_and_finishes_the_others(export
     common = [o for o in train_cmd(d, tmp_path / "unused", *ADAMW_LR1)[1:] if not o.startswith("model.hidden_size=")]
     cmd = ["grud-train", "-m", *common, "optim.weight_decay=0.0001,5", "model.hidden_size=8,100000000",
            f"hydra.sweep.dir={sweep}"]
-    run(cmd, cwd=tmp_path, env=env)
+    proc = run(cmd, cwd=tmp_path, env=env, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: 3 of 4 job(s) of the sweep failed"), proc.stderr[-2000:]  # after every job ran
     jobs = {}
     for job in sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()):
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())

@@ -1,0 +1,51 @@
+"""A multirun exits 1 when any job it ran failed; jobs an earlier sweep left in the folder do not count."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from grud.cli.sweep_status import FAILED_JOBS_EXIT, SweepStatus, jobs_not_completed
+
+
+def _job(root, name, overrides, status, age=0.0):
+    d = root / name
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if status == "ok":
+        (d / "metrics.json").write_text(json.dumps({"status": "ok", "test/auroc": 0.8}))
+    elif status == "failed":
+        (d / "failure.json").write_text(json.dumps({"status": "failed", "error": "optim.lr: expected > 0",
+                                                    "type": "ConfigError"}))
+    if age:
+        t = time.time() - age
+        os.utime(d / ".hydra" / "overrides.yaml", (t, t))
+
+
+def test_only_this_sweeps_jobs_that_did_not_complete_are_counted(tmp_path):
+    _job(tmp_path, "0", ["seed=0"], "ok")
+    _job(tmp_path, "1", ["seed=1"], "failed")
+    _job(tmp_path, "2", ["seed=2"], None)  # killed: neither file
+    _job(tmp_path, "3", ["seed=3"], "failed", age=3600)  # an earlier sweep's job
+    ran, bad = jobs_not_completed(tmp_path, since=time.time() - 60)
+    assert ran == 3 and sorted(j.name for j in bad) == ["1", "2"]
+    assert jobs_not_completed(tmp_path / "absent", 0.0) == (0, [])
+
+
+def test_the_callback_exits_1_with_one_error_line_naming_a_failed_job(tmp_path, capsys):
+    cb = SweepStatus()
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    cb.on_multirun_start(config)
+    _job(tmp_path, "0", ["seed=0"], "ok")
+    cb.on_multirun_end(config)  # every job completed: nothing happens
+    assert capsys.readouterr().err == ""
+    _job(tmp_path, "1", ["optim.lr=-1"], "failed")
+    with pytest.raises(SystemExit) as exc:
+        cb.on_multirun_end(config)
+    assert exc.value.code == FAILED_JOBS_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: 1 of 2 job(s) of the sweep failed, e.g. job 1 (optim.lr=-1)")
+    assert "ConfigError: optim.lr: expected > 0" in err[0] and f"grud-aggregate {tmp_path}" in err[0]
