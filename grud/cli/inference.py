@@ -184,8 +184,9 @@ def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0,
     """
     id_column = id_column_of(model)
     task_overrides = task_overrides or {}
-    if int(mc_samples) < 0:
-        raise ConfigError(f"mc_samples: expected 0 (off) or a number of draws, got {mc_samples}")
+    if int(mc_samples) < 0 or int(mc_samples) == 1:
+        raise ConfigError(f"mc_samples: expected 0 (off) or a number of draws >= 2 (a spread needs two), "
+                          f"got {mc_samples}")
     if int(mc_samples) > 0 and model.baseline is not None:
         raise ConfigError(f"mc_samples={mc_samples}: the {model.baseline} baseline has no dropout to sample "
                           f"({model.path}); set mc_samples=0")

@@ -201,12 +201,18 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     Shuffles all indices, sorts them by length within pools of ``pool_batches`` batches,
     cuts the pools into batches and shuffles the batch order. With ``num_replicas > 1``
     each replica takes every ``num_replicas``-th batch (same count on every replica).
+    A last batch smaller than ``min_batch`` joins the one before it (training uses 2: batch
+    norm cannot normalise a batch of one series, e.g. 65 series in batches of 64).
     """
 
     def __init__(self, lengths, batch_size: int, shuffle: bool = True, bucket: bool = True, seed: int = 0,
-                 pool_batches: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+                 pool_batches: int = 50, drop_last: bool = False, num_replicas: int = 1, rank: int = 0,
+                 min_batch: int = 1):
         if batch_size < 1:
             raise ConfigError(f"data.batch_size: expected a positive integer, got {batch_size}")
+        if not 1 <= int(min_batch) <= max(int(batch_size), 1):
+            raise ValueError(f"min_batch: expected 1 .. batch_size ({batch_size}), got {min_batch}")
+        self.min_batch = int(min_batch)
         self.lengths = np.asarray(lengths)
         self.batch_size = int(batch_size)
         self.shuffle, self.bucket, self.seed = shuffle, bucket, int(seed)
@@ -231,6 +237,8 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches = batches[:-1]
+        elif len(batches) > 1 and len(batches[-1]) < self.min_batch:
+            batches[-2:] = [np.concatenate(batches[-2:])]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         if self.num_replicas > 1:
@@ -245,6 +253,8 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         n = len(self.lengths)
         k = n // self.batch_size if self.drop_last else int(math.ceil(n / self.batch_size))
+        if not self.drop_last and k > 1 and n - (k - 1) * self.batch_size < self.min_batch:
+            k -= 1  # the short last batch joined the one before it
         return int(math.ceil(k / self.num_replicas)) if self.num_replicas > 1 else k
 
 

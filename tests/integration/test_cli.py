@@ -380,6 +380,7 @@ def test_forecast_keys_that_cannot_apply_are_errors_and_a_baseline_is_scored(cli
         assert bad.returncode != 0 and line in bad.stderr.strip().splitlines()[-1], bad.stderr
         assert not (tmp_path / "bad.json").exists()
     for args, line in [(["mc_samples=3"], "the locf baseline has no dropout"), (["mc_samples=-1"], "mc_samples: expected 0"),
+                       (["mc_samples=1"], "draws >= 2 (a spread needs two), got 1"),
                        (["mc_samples=abc"], "mc_samples: expected a whole number")]:
         bad = run(["grud-predict", f"checkpoint={ckpt}", data[0], *args, f"output={tmp_path / 'bad.csv'}"],
                   cwd=tmp_path, check=False)

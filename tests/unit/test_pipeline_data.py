@@ -173,6 +173,32 @@ def test_bucketing_cuts_padding_and_covers_every_series_once():
     assert len(shards[0]) == len(shards[1])
 
 
+@pytest.mark.parametrize("n", [9, 17, 8, 1])
+def test_no_training_batch_holds_a_single_series_that_batch_norm_cannot_normalise(n):
+    """65 series in batches of 64 left a batch of one: the head's batch norm raised mid-epoch."""
+    import pytorch_lightning as pl
+
+    from grud.data.datamodule import GrudDataModule
+    from grud.tasks.classification import ClassificationTask
+
+    ds = random_dataset(n=n)
+    stats = fit_stats(ds)
+    dm = GrudDataModule(ds, ds, None, stats, EncodedDataset, batch_size=8, seed=0)
+    for epoch in range(3):
+        sampler = dm.train_dataloader().batch_sampler
+        sampler.set_epoch(epoch)
+        sizes = [len(b) for b in sampler]
+        assert sorted(i for b in sampler for i in b) == list(range(n)) and len(sizes) == len(sampler)
+        assert n == 1 or min(sizes) >= 2
+    assert [len(b) for b in dm.val_dataloader().batch_sampler][-1] == (n % 8 or 8)  # evaluation: as cut
+    if n == 9:
+        task = ClassificationTask({"name": "grud", "hidden_size": 4}, stats.to_dict())
+        trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(task, datamodule=dm)
+        assert trainer.current_epoch == 1
+
+
 def test_train_streams_serve_each_ensemble_member_its_own_order_of_the_whole_split():
     from grud.data.datamodule import GrudDataModule
 
