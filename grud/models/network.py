@@ -353,6 +353,14 @@ class RecurrentNetwork(nn.Module):
             if not isinstance(static, Tensor) or static.dim() != 2 or static.shape[0] != B:
                 got = tuple(static.shape) if isinstance(static, Tensor) else type(static).__name__
                 raise DataError(f"static: expected shape (B, S) with B = {B}, got {got}")
+        if mask.numel():
+            other = (mask != 0) & (mask != 1)  # also NaN: NaN != 0 and NaN != 1
+            if other.any():  # padding (steps >= lengths) may hold anything: only real steps count
+                other &= (torch.arange(T, device=mask.device)[None, :] < lengths[:, None])[..., None]
+            if other.any():
+                first = tuple(int(i) for i in other.nonzero()[0])
+                raise DataError(f"mask: expected 0 (unobserved) or 1 (observed) everywhere, got {mask[first].item()} "
+                                f"at index {first} ({int(other.sum())} entries are neither)")
         checked = [(n, x) for n, x in (("values", values), ("mask", mask), ("delta", delta), ("times", times),
                                         ("static", static)) if x is not None and x.is_floating_point()]
         if _holds_nonfinite([x for _, x in checked]):

@@ -242,6 +242,19 @@ def test_nan_in_the_batch_is_refused_naming_the_tensor(check):
         run(net, batch)
 
 
+@pytest.mark.parametrize("name", ["grud", "gru_mean", "lstm"])
+@pytest.mark.parametrize("bad", [0.5, 2.0, float("nan")])
+def test_a_mask_that_is_not_zero_or_one_is_refused_at_the_boundary(name, bad):
+    """The inputs read the mask differently (GRU-Mean mixes m * x + (1 - m) * mean, GRU-D tests m != 0):
+    a mask of 0.5 or 2 would mean different things to different models."""
+    net = build(name, False)
+    batch = make_batch([3, 2])
+    batch["mask"][1, 0, 2] = bad
+    with pytest.raises(DataError, match=r"mask: expected 0 \(unobserved\) or 1 \(observed\) everywhere, got "
+                                        r".* at index \(1, 0, 2\) \(1 entries are neither\)"):
+        run(net, batch)
+
+
 def test_shapes_are_checked_with_expected_and_actual():
     net = build("gru_mean", True)
     batch = make_batch([3, 2])
