@@ -316,7 +316,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         if cfg.get("summary", True):
             from grud.models import summary
 
-            print(summary(module.network, n_features=stats.n_features), flush=True)
+            print(summary(module.network), flush=True)
         members = getattr(module, "train_streams", 1)  # one training order per ensemble member
         if members > 1:
             log.info("ensemble of %d members (the summary shows one network); %d trainable parameters in all",

@@ -27,6 +27,11 @@ class ClassificationHead(nn.Module):
             raise ValueError(f"n_outputs: expected >= 1, got {n_outputs}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"head dropout: expected a probability in [0, 1), got {dropout}")
+        if int(hidden) < 0:
+            raise ValueError(f"head hidden: expected a width >= 0 (0 = a linear head), got {hidden}")
+        if int(in_features) < 1 or int(n_static) < 0:
+            raise ValueError(f"in_features: expected >= 1 and n_static >= 0, got {in_features} and {n_static}")
+        self.in_features = int(in_features)
         d = in_features + n_static
         layers: list[nn.Module] = []
         if batch_norm:
@@ -40,11 +45,22 @@ class ClassificationHead(nn.Module):
         self.n_static = n_static
         self.n_outputs = n_outputs
 
+    def reset_parameters(self) -> None:
+        """Initialise as the constructor does (the layers' own rules, so building draws nothing more):
+        each Linear weight Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+        its bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); batch norm weight 1, bias 0, running mean 0,
+        running variance 1."""
+        for layer in self.net:
+            if isinstance(layer, (nn.Linear, nn.BatchNorm1d)):
+                layer.reset_parameters()
+
     def forward(self, last: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
+        if last.dim() != 2 or last.shape[-1] != self.in_features:
+            raise ValueError(f"last: expected (B, {self.in_features}), got {tuple(last.shape)}")
         if self.n_static:
-            if static is None or static.shape[-1] != self.n_static:
+            if static is None or static.dim() != 2 or tuple(static.shape) != (last.shape[0], self.n_static):
                 got = None if static is None else tuple(static.shape)
-                raise ValueError(f"static: expected (B, {self.n_static}), got {got}")
+                raise ValueError(f"static: expected (B, S) = ({last.shape[0]}, {self.n_static}), got {got}")
             last = torch.cat([last, static], dim=-1)
         out = self.net(last)
         return out.squeeze(-1) if self.n_outputs == 1 else out
@@ -66,6 +82,11 @@ class NextStepImputer(nn.Module):
         super().__init__()
         self.reads = int(reads)
         self.proj = nn.Linear(self.reads, n_features)
+
+    def reset_parameters(self) -> None:
+        """Initialise as the constructor does: the projection's weight Kaiming-uniform with a = sqrt(5),
+        i.e. U(-1/sqrt(reads), 1/sqrt(reads)), its bias U(-1/sqrt(reads), 1/sqrt(reads))."""
+        self.proj.reset_parameters()
 
     def forward(self, outputs: torch.Tensor) -> torch.Tensor:
         if outputs.shape[-1] < self.reads:

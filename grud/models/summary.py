@@ -43,19 +43,19 @@ def _shape(out) -> str:
     return str(tuple(out.shape)) if isinstance(out, torch.Tensor) else ""
 
 
-def summary(model: RecurrentNetwork, n_features: int | None = None, seq_len: int = 48, batch_size: int = 1) -> str:
-    """Keras-style table of ``model`` for a batch of ``batch_size`` series of ``seq_len`` steps.
+def summary(model: RecurrentNetwork, seq_len: int = 48, batch_size: int = 1) -> str:
+    """Keras-style table of ``model`` for a batch of ``batch_size`` series of ``seq_len`` steps
+    of the model's ``n_features`` variables.
 
     Args:
         model: a :class:`RecurrentNetwork` (e.g. from :func:`grud.models.preset`).
-        n_features: F of the dummy batch (default: the model's).
         seq_len: T of the dummy batch.
         batch_size: B of the dummy batch.
 
     Returns:
         The table as one string (no trailing newline).
     """
-    F = model.n_features if n_features is None else int(n_features)
+    F = model.n_features
     rows: list[tuple[str, str, int]] = []
     shapes: dict[str, str] = {}
     named = [("input", model.input_layer)]

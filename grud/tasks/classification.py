@@ -211,7 +211,25 @@ class ClassificationTask(TaskModule):
             else:
                 torch.nn.utils.clip_grad_value_(params, float(gradient_clip_val))
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy over the labelled series (class-weighted with ``class_weight``).
+
+        ``mask`` (1 = labelled) defaults to ``target >= 0``: unlabelled series carry -1 and no loss.
+        With no labelled series the loss is a zero that keeps the graph (a batch of unlabelled
+        series is legal), never NaN.
+
+        Shape:
+            logits: (B,) binary or (B, C); target: (B,) (0/1, or class index; -1 = unlabelled);
+            mask: (B,) -> scalar (mean over the labelled series).
+        """
+        keep = (target >= 0) if mask is None else (mask > 0) & (target >= 0)
+        if keep.shape != target.shape or logits.shape[0] != target.shape[0]:
+            raise ValueError(f"loss: expected logits (B,) or (B, C), target and mask (B,), got "
+                             f"{tuple(logits.shape)}, {tuple(target.shape)} and {tuple(keep.shape)}")
+        if not bool(keep.all()):
+            if not bool(keep.any()):
+                return logits.sum() * 0.0
+            logits, target = logits[keep], target[keep]
         if self.n_classes == 2:
             if not self._weighted:  # no class weights: two operations fewer each way
                 return F.binary_cross_entropy_with_logits(logits, target.float())
@@ -233,11 +251,7 @@ class ClassificationTask(TaskModule):
             if self.augment_missing > 0:  # simulated missingness, training batches only
                 b = hide_observed(b, self.augment_missing)
             logits, outputs = self.member_forward(member, b)
-            target, keep = b["target"], b["target"] >= 0
-            if not bool(keep.all()):  # unlabelled series (-1) carry no label loss
-                logits, target = logits[keep], target[keep]
-            # a batch of unlabelled series only (legal: NaN labels) has no label loss, not a NaN one
-            label_loss = self.loss(logits, target) if len(target) else logits.sum() * 0.0
+            label_loss = self.loss(logits, b["target"])  # unlabelled series (-1) carry no label loss
             loss = loss + label_loss + self.auxiliary_loss(b, outputs, member[2], log=k == 0)
             task_loss = task_loss + label_loss.detach()
         self.check_finite(loss)
@@ -250,11 +264,11 @@ class ClassificationTask(TaskModule):
         logits, _ = self(batch)
         target = batch["target"]
         keep = target >= 0  # unlabelled series (-1) never count
+        if bool(keep.any()):
+            # validation and test loaders are not sharded under DDP: every rank sees every batch
+            self.add_eval_loss(stage, self.loss(logits, target, keep), int(keep.sum()))
         if not bool(keep.all()):
             logits, target = logits[keep], target[keep]
-        if len(target):
-            # validation and test loaders are not sharded under DDP: every rank sees every batch
-            self.add_eval_loss(stage, self.loss(logits, target), len(target))
         self._outputs[stage].append((self.probabilities(logits).detach().cpu(), target.cpu()))
 
     def validation_step(self, batch, batch_idx):

@@ -196,3 +196,21 @@ def test_a_stacked_bidirectional_network_with_the_imputation_loss_is_a_config_er
     with pytest.raises(ConfigError, match="task.impute_weight=0 or model.num_layers=1"):
         ClassificationTask({"name": "bilstm", "hidden_size": 4, "num_layers": 2}, tiny_stats(), impute_weight=1.0)
     ClassificationTask({"name": "bilstm", "hidden_size": 4, "num_layers": 2}, tiny_stats(), impute_weight=0.0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_loss_takes_a_mask_and_unlabelled_series_carry_none(n_classes):
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(n_classes))
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, generator=g) if n_classes == 2 else torch.randn(5, n_classes, generator=g)
+    logits.requires_grad_(True)
+    target = torch.tensor([1, -1, 0, 1, -1]) if n_classes == 2 else torch.tensor([2, -1, 0, 1, -1])
+    labelled = torch.tensor([0, 2, 3])
+    torch.testing.assert_close(task.loss(logits, target), task.loss(logits[labelled], target[labelled]))
+    mask = torch.tensor([1, 1, 0, 1, 1])
+    torch.testing.assert_close(task.loss(logits, target, mask), task.loss(logits[[0, 3]], target[[0, 3]]))
+    none = task.loss(logits, torch.full((5,), -1))
+    none.backward()
+    assert float(none) == 0.0 and logits.grad is not None and not torch.isnan(logits.grad).any()
+    with pytest.raises(ValueError, match=r"loss: expected logits \(B,\) or \(B, C\), target and mask \(B,\)"):
+        task.loss(logits, target[:4])
