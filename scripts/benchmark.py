@@ -55,6 +55,8 @@ except ImportError:  # running from a source checkout without installing
 import numpy as np
 import torch
 
+from grud.atomic_files import atomic_write
+
 DATA = ROOT / "data" / "physionet2012"
 SECTIONS = ("step", "data", "epoch", "predict")
 KEYS = (
@@ -547,7 +549,7 @@ def section_predict(args, res: dict, tmp: Path) -> None:
     if args.quick:  # a 500-stay subset
         frame = pd.read_csv(csv, dtype={"id": str})
         keep = frame["id"].drop_duplicates().iloc[:500]
-        frame[frame["id"].isin(set(keep))].to_csv(csv, index=False)
+        atomic_write(csv, lambda tmp: frame[frame["id"].isin(set(keep))].to_csv(tmp, index=False))
     n_stays = pd.read_csv(csv, usecols=["id"], dtype={"id": str})["id"].nunique()
     ckpt = res.get("epoch_checkpoint")
     if not ckpt or not Path(ckpt).exists():
@@ -651,10 +653,7 @@ def main(argv=None) -> int:
         out = Path(args.json)
         payload = dict(res, machine=mach, quick=args.quick, sections=only, reasons=reasons,
                        command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]))
-        fd, tmpname = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, default=float)
-        os.replace(tmpname, out)
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2, default=float)))
         log(f"wrote {out}")
     failed = [n for n, why in reasons.items() if why.startswith("failed")]
     return 1 if failed else 0  # a section asked for and not measured is a failed run

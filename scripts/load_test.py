@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from grud.atomic_files import atomic_write
+
 TARGET_SECONDS = 300.0
 TARGET_BYTES = 4 * 1024**3
 VARIABLES = ["HR", "MAP", "SysABP", "DiasABP", "RespRate", "SpO2", "Temp", "GCS", "Lactate", "Glucose"]
@@ -62,16 +64,17 @@ def generate(path: Path, n_series: int, times_per_series: int, seed: int = 0,
     order = rng.permutation(len(sid))
     names = np.array([*VARIABLES, "Age"], dtype=object)
     ids = np.array([f"p{i:06d}" for i in range(n_series)], dtype=object)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write("id,time,variable,value\n")
-        for a in range(0, len(order), CHUNK_ROWS):
-            o = order[a:a + CHUNK_ROWS]
-            pd.DataFrame({"id": ids[sid[o]], "time": time_col[o], "variable": names[var[o]],
-                          "value": value[o]}).to_csv(f, header=False, index=False, float_format="%.2f")
-    os.replace(tmp, path)
+    def write_rows(tmp):
+        with open(tmp, "w", newline="") as f:
+            f.write("id,time,variable,value\n")
+            for a in range(0, len(order), CHUNK_ROWS):
+                o = order[a:a + CHUNK_ROWS]
+                pd.DataFrame({"id": ids[sid[o]], "time": time_col[o], "variable": names[var[o]],
+                              "value": value[o]}).to_csv(f, header=False, index=False, float_format="%.2f")
+
+    atomic_write(path, write_rows)
     if labels_path is not None:
-        pd.DataFrame({"id": ids, "label": y}).to_csv(labels_path, index=False)
+        atomic_write(labels_path, lambda tmp: pd.DataFrame({"id": ids, "label": y}).to_csv(tmp, index=False))
     return {"series": n_series, "rows": int(len(sid)), "chart_times": int(n_times.sum()),
             "bytes": path.stat().st_size}
 

@@ -73,6 +73,10 @@ class TaskModule(pl.LightningModule):
         stats: :meth:`grud.data.transforms.FittedStats.to_dict` of the training split.
         optim: optimiser settings (``lr``, ``weight_decay``, ``scheduler``: plateau | cosine | none).
         impute_weight: weight of the next-step imputation auxiliary loss (0 = off).
+
+    Shape:
+        a batch of :mod:`grud.data.batching`: values, mask, delta (B, T, F); times (B, T);
+        lengths (B,); static (B, S); the network gives outputs (B, T, H_out) and last (B, H_out).
     """
 
     monitor = "val/loss"
@@ -136,7 +140,12 @@ class TaskModule(pl.LightningModule):
     def auxiliary_loss(self, batch: dict, outputs: torch.Tensor, imputer: nn.Module | None = None,
                        log: bool = True) -> torch.Tensor:
         """``impute_weight`` times the masked next-step MSE of ``imputer`` (``self.imputer`` unless
-        given); logged as ``train/impute_mse`` (see :meth:`log_running`) unless ``log`` is False."""
+        given); logged as ``train/impute_mse`` (see :meth:`log_running`) unless ``log`` is False.
+
+        Shape:
+            batch values, mask (B, T, F); outputs (B, T, H_out) -> scalar (the error of step t+1 from
+            the state at t, over observed entries of steps 1..T-1).
+        """
         imputer = self.imputer if imputer is None else imputer
         if imputer is None or self.impute_weight <= 0:
             return outputs.new_zeros(())

@@ -136,6 +136,9 @@ class VariableErrors:
 
     :meth:`mse` / :meth:`mae` average each variable over its observed queries, then over the
     variables observed at least once (``reduce="variable"`` of :func:`grud.tasks.metrics.masked_mse`).
+
+    Shape:
+        :meth:`add` takes pred_mm, target_mm, mask (..., F) (1 = observed query); the sums are (F,).
     """
 
     def __init__(self, n_features: int):

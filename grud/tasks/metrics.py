@@ -256,6 +256,9 @@ def bootstrap_distribution(
     is vectorised over resamples (1000 resamples of 4,000 series take well under a second).
     Multi-class ``prob`` (n, C) or a callable ``metric(y, prob) -> float`` loops over
     resamples (slower).
+
+    Shape:
+        y_true (n,); prob (n,) binary or (n, C); mask (n,) 1 = scored -> (n_boot,).
     """
     if int(n_boot) < 1:
         raise ValueError(f"n_boot: expected a positive integer, got {n_boot}")
@@ -297,6 +300,9 @@ def bootstrap_ci(
 
     Returns:
         ``(low, high)`` python floats; ``(nan, nan)`` with a warning when undefined.
+
+    Shape:
+        y_true (n,); prob (n,) binary or (n, C); mask (n,) 1 = scored.
     """
     if not 0 < float(alpha) < 1:
         raise ValueError(f"alpha: expected a number in (0, 1), got {alpha}")

@@ -12,10 +12,7 @@ in hours; ``mask`` is 1 where an entry counts.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from grud.atomic_files import atomic_write  # noqa: E402
 from grud.errors import DataError  # noqa: E402
 
 __all__ = [
@@ -42,21 +40,10 @@ DPI = 110
 # ---------------------------------------------------------------------------- writing
 def _save(fig, out_png) -> Path:
     """Write ``fig`` as PNG to a temporary name next to ``out_png``, rename it, close ``fig``."""
-    out = Path(out_png)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(tmp, "xb") as fh:
-                fig.savefig(fh, format="png", dpi=DPI)
-            os.replace(tmp, out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     finally:
         plt.close(fig)
-    return out
 
 
 def _note(ax, text: str) -> None:
