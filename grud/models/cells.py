@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor, nn
 
+from grud.errors import ConfigError
+from grud.models import arguments
 from grud.models.fast.gru import decay_from_exponent
 
 __all__ = ["GRUCell", "GRUDCell", "LSTMCell", "PeepholeLSTMCell", "ClockworkCell", "split_modules"]
@@ -38,8 +40,9 @@ class _GatedCell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
+        name = type(self).__name__
+        self.input_size = arguments.integer(f"{name} input_size", input_size, 1)
+        self.hidden_size = arguments.integer(f"{name} hidden_size", hidden_size, 1)
         G, H = self.n_gates * self.hidden_size, self.hidden_size
         self.weight_ih = nn.Parameter(torch.empty(G, self.input_size))
         self.weight_hh = nn.Parameter(torch.empty(G, H))
@@ -154,7 +157,7 @@ class GRUDCell(GRUCell):
         mask_in_gates: bool = True,
     ):
         # plain attributes may be set before nn.Module.__init__; _init_extra reads them
-        self.n_features = int(n_features)
+        self.n_features = arguments.integer("GRUDCell n_features", n_features, 1)
         self.hidden_decay = bool(hidden_decay)
         self.mask_in_gates = bool(mask_in_gates)
         super().__init__(input_size, hidden_size)
@@ -274,6 +277,9 @@ class LSTMCell(_GatedCell):
     n_gates = 4
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float | None = 1.0):
+        if forget_bias is not None and (isinstance(forget_bias, bool) or not math.isfinite(float(forget_bias))):
+            raise ConfigError(f"{type(self).__name__} forget_bias: expected a finite number or None, "
+                              f"got {forget_bias!r}")
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         super().__init__(input_size, hidden_size)
 
@@ -375,7 +381,7 @@ class ClockworkCell(nn.Module):
     and otherwise keep their value. Connections run from slower modules to faster ones (and fully
     within a module): ``weight_hh`` is multiplied by the block upper-triangular ``connectivity``
     mask (unit k receives from unit l only when module(l) >= module(k)). When a module ticks is
-    decided by the layer (:meth:`schedule`): with ``period_unit="steps"`` at steps
+    decided by the layer (:func:`grud.models.layers.clockwork_schedule`): with ``period_unit="steps"`` at steps
     t = 0, T_i, 2 T_i, ...; with ``period_unit="hours"`` at the first step and then whenever real
     time has advanced by at least T_i hours since the module last ticked.
 
@@ -392,10 +398,13 @@ class ClockworkCell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, periods, period_unit: str = "steps"):
         super().__init__()
-        self.input_size = int(input_size)
-        self.hidden_size = H = int(hidden_size)
-        self.periods = [p for p in periods]
-        self.period_unit = str(period_unit)
+        self.input_size = arguments.integer("ClockworkCell input_size", input_size, 1)
+        self.hidden_size = H = arguments.integer("ClockworkCell hidden_size", hidden_size, 1)
+        self.period_unit = arguments.one_of("ClockworkCell period_unit", period_unit, ("steps", "hours"))
+        self.periods = arguments.periods_list("ClockworkCell periods", periods, self.period_unit == "steps")
+        if len(self.periods) > H:
+            raise ConfigError(f"ClockworkCell periods: expected at most hidden_size = {H} modules (one unit each "
+                              f"at least), got {len(self.periods)} periods")
         sizes = split_modules(H, len(self.periods))
         module_of_unit = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
         self.module_sizes = sizes
@@ -428,35 +437,6 @@ class ClockworkCell(nn.Module):
     def input_projection(self, x: Tensor) -> Tensor:
         """``W_ih x + b_ih`` for any leading shape: (..., I) -> (..., H)."""
         return nnf.linear(x, self.weight_ih, self.bias_ih)
-
-    def schedule(self, valid: Tensor, times: Tensor | None = None) -> Tensor:
-        """Which module ticks at which step: (B, T, g) float, 0 at padded steps.
-
-        ``valid`` (B, T) is 1 for t < length. With ``period_unit="hours"``, ``times`` (B, T) hours
-        (ascending within each series) decides: a module ticks at the first step and then at the
-        first step whose time is at least its period after its previous tick.
-        """
-        B, T = valid.shape
-        periods = self.period_values.to(valid.device)
-        if self.period_unit == "steps":
-            t = torch.arange(T, device=valid.device, dtype=periods.dtype)
-            ticks = (torch.remainder(t[:, None], periods[None, :]) == 0).to(valid.dtype)  # (T, g)
-            return ticks[None] * valid[:, :, None]
-        if times is None:
-            raise ValueError("times: period_unit='hours' needs times (B, T)")
-        times = times.to(torch.float64)
-        last_tick = torch.full((B, len(self.periods)), -math.inf, dtype=torch.float64, device=valid.device)
-        out = []
-        tol = 1e-6
-        for t in range(T):
-            now = times[:, t : t + 1]
-            tick = (now - last_tick) >= (periods.to(torch.float64)[None, :] - tol)
-            tick = tick & (valid[:, t : t + 1] > 0)
-            last_tick = torch.where(tick, now.expand_as(last_tick), last_tick)
-            out.append(tick)
-        if not out:
-            return valid.new_zeros(B, 0, len(self.periods))
-        return torch.stack(out, 1).to(valid.dtype)
 
     def unit_update(self, module_ticks: Tensor) -> Tensor:
         """Module ticks (..., g) -> unit ticks (..., H)."""

@@ -14,16 +14,21 @@ Shape:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from grud.data import masking
+from grud.errors import DataError
+from grud.models import arguments
 from grud.models import fast as fast_paths
 from grud.models.cells import ClockworkCell, GRUCell, GRUDCell, LSTMCell, PeepholeLSTMCell
 
 __all__ = [
     "CELLS",
     "RecurrentLayer",
+    "clockwork_schedule",
     "make_cell",
     "valid_steps",
     "reverse_padded",
@@ -58,6 +63,52 @@ def make_cell(
     if kind == "clockwork":
         return ClockworkCell(input_size, hidden_size, periods, period_unit)
     raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {kind!r}")
+
+
+def clockwork_schedule(cell: ClockworkCell, valid: Tensor, times: Tensor | None = None) -> Tensor:
+    """Which module of a clockwork ``cell`` ticks at which step (Koutnik et al., ICML 2014).
+
+    With ``period_unit="steps"`` module i ticks at steps t = 0, T_i, 2 T_i, ...; with ``"hours"``
+    at the first step and then at the first step whose time is at least its period after its
+    previous tick (a loop over time: the layer's job, not the cell's). Padded steps never tick.
+
+    Shape:
+        valid (B, T) 1 for t < length; times (B, T) hours, ascending within each series (needed
+        for ``"hours"``) -> (B, T, g) float.
+    """
+    B, T = valid.shape
+    periods = cell.period_values.to(valid.device)
+    if cell.period_unit == "steps":
+        t = torch.arange(T, device=valid.device, dtype=periods.dtype)
+        ticks = (torch.remainder(t[:, None], periods[None, :]) == 0).to(valid.dtype)  # (T, g)
+        return ticks[None] * valid[:, :, None]
+    if times is None:
+        raise ValueError("times: period_unit='hours' needs times (B, T)")
+    times = times.to(torch.float64)
+    last_tick = torch.full((B, len(cell.periods)), -math.inf, dtype=torch.float64, device=valid.device)
+    out = []
+    tol = 1e-6
+    for t in range(T):
+        now = times[:, t : t + 1]
+        tick = (now - last_tick) >= (periods.to(torch.float64)[None, :] - tol)
+        tick = tick & (valid[:, t : t + 1] > 0)
+        last_tick = torch.where(tick, now.expand_as(last_tick), last_tick)
+        out.append(tick)
+    if not out:
+        return valid.new_zeros(B, 0, len(cell.periods))
+    return torch.stack(out, 1).to(valid.dtype)
+
+
+def check_lengths(lengths, B: int, T: int) -> None:
+    """Raise :class:`grud.DataError` unless ``lengths`` is an integer tensor (B,) with values in [0, T]."""
+    if not isinstance(lengths, Tensor) or tuple(lengths.shape) != (B,):
+        got = tuple(lengths.shape) if isinstance(lengths, Tensor) else type(lengths).__name__
+        raise DataError(f"lengths: expected shape (B,) = ({B},), got {got}")
+    if lengths.is_floating_point() or lengths.dtype == torch.bool:
+        raise DataError(f"lengths: expected an integer tensor, got dtype {lengths.dtype}")
+    if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):
+        raise DataError(f"lengths: expected values in [0, T = {T}], got min {int(lengths.min())}, "
+                        f"max {int(lengths.max())}")
 
 
 def valid_steps(lengths: Tensor, T: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -140,14 +191,14 @@ class RecurrentLayer(nn.Module):
         fast: bool = True,
     ):
         super().__init__()
-        self.kind = cell
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
-        self.n_features = int(n_features)
-        self.bidirectional = bool(bidirectional)
-        self.input_dropout = float(input_dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.fast = bool(fast)
+        self.kind = arguments.one_of("RecurrentLayer cell", cell, CELLS)
+        self.input_size = arguments.integer("RecurrentLayer input_size", input_size, 1)
+        self.hidden_size = arguments.integer("RecurrentLayer hidden_size", hidden_size, 1)
+        self.n_features = arguments.integer("RecurrentLayer n_features", n_features, 0)
+        self.bidirectional = arguments.boolean("RecurrentLayer bidirectional", bidirectional)
+        self.input_dropout = arguments.probability("RecurrentLayer input_dropout", input_dropout)
+        self.recurrent_dropout = arguments.probability("RecurrentLayer recurrent_dropout", recurrent_dropout)
+        self.fast = arguments.boolean("RecurrentLayer fast", fast)
         D = 2 if self.bidirectional else 1
         self.output_size = D * self.hidden_size
         self.cells = nn.ModuleList(
@@ -183,6 +234,7 @@ class RecurrentLayer(nn.Module):
         if h0 is not None and tuple(h0.shape) != (B, self.output_size):
             raise ValueError(f"h0: expected shape (B, D*H) = {(B, self.output_size)}, got {tuple(h0.shape)}")
         starts = [None] * len(self.cells) if h0 is None else list(h0.to(x.dtype).split(self.hidden_size, dim=1))
+        check_lengths(lengths, B, T)
         lengths = lengths.to(x.device)
         valid = valid_steps(lengths, T, x.dtype)
         needs_side = isinstance(self.cells[0], GRUDCell)
@@ -233,7 +285,7 @@ class RecurrentLayer(nn.Module):
         x_drop, h_drop = self._dropout_masks(B, x)
         update = None
         if isinstance(cell, ClockworkCell):
-            update = cell.unit_update(cell.schedule(valid, times))
+            update = cell.unit_update(clockwork_schedule(cell, valid, times))
         use_fast = self.fast and not (isinstance(cell, ClockworkCell) and h_drop is not None)
         if use_fast and isinstance(cell, GRUDCell) and cell.weight_mh is not None:
             # the input dropout mask is applied inside the masked input projection

@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from grud.errors import ConfigError, DataError
+from grud.models import arguments
 from grud.models.inputs import INPUTS, MIXED_DELTAS, make_input
 from grud.models.fast import native
-from grud.models.layers import CELLS, RecurrentLayer
+from grud.models.layers import CELLS, RecurrentLayer, check_lengths
 
 __all__ = ["RecurrentNetwork", "HPARAM_NAMES", "PERIOD_UNITS", "check_hparams"]
 
@@ -58,32 +59,19 @@ def _key(name: str) -> str:
 
 
 def _int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ConfigError(f"{_key(name)}: expected an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ConfigError(f"{_key(name)}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return arguments.integer(_key(name), value, minimum)
 
 
 def _prob(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
-        raise ConfigError(f"{_key(name)}: expected a probability in [0, 1), got {value!r}")
-    return float(value)
+    return arguments.probability(_key(name), value)
 
 
 def _bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{_key(name)}: expected true or false, got {value!r}")
-    return bool(value)
+    return arguments.boolean(_key(name), value)
 
 
 def _choice(name: str, value, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ConfigError(f"{_key(name)}: expected one of {', '.join(allowed)}, got {value!r}")
-    return value
+    return arguments.one_of(_key(name), value, allowed)
 
 
 def check_hparams(**hp) -> dict:
@@ -119,22 +107,7 @@ def check_hparams(**hp) -> dict:
     if n_modules is not None:
         n_modules = _int("n_modules", n_modules, 1)
     if periods is not None:
-        if isinstance(periods, (str, bytes)) or not hasattr(periods, "__iter__"):
-            raise ConfigError(f"{_key('periods')}: expected a list of increasing positive numbers, got {periods!r}")
-        periods = list(periods)
-        integral = out["period_unit"] == "steps"
-        clean = []
-        for p in periods:
-            ok = not isinstance(p, bool) and isinstance(p, numbers.Real) and np.isfinite(p) and p > 0
-            if ok and integral:
-                ok = float(p).is_integer()
-            if not ok:
-                what = "positive integers (steps)" if integral else "positive numbers (hours)"
-                raise ConfigError(f"{_key('periods')}: expected {what}, got {periods!r}")
-            clean.append(int(p) if integral else float(p))
-        if not clean or any(b <= a for a, b in zip(clean, clean[1:])):
-            raise ConfigError(f"{_key('periods')}: expected a non-empty, strictly increasing list, got {periods!r}")
-        periods = clean
+        periods = arguments.periods_list(_key("periods"), periods, out["period_unit"] == "steps")
         if n_modules is not None and n_modules != len(periods):
             raise ConfigError(
                 f"{_key('n_modules')}: expected {len(periods)} (the number of periods {periods}), got {n_modules}"
@@ -340,15 +313,7 @@ class RecurrentNetwork(nn.Module):
         if not isinstance(times, Tensor) or tuple(times.shape) != (B, T):
             got = tuple(times.shape) if isinstance(times, Tensor) else type(times).__name__
             raise DataError(f"times: expected shape (B, T) = {(B, T)}, got {got}")
-        if not isinstance(lengths, Tensor) or tuple(lengths.shape) != (B,):
-            got = tuple(lengths.shape) if isinstance(lengths, Tensor) else type(lengths).__name__
-            raise DataError(f"lengths: expected shape (B,) = ({B},), got {got}")
-        if lengths.is_floating_point() or lengths.dtype == torch.bool:
-            raise DataError(f"lengths: expected an integer tensor, got dtype {lengths.dtype}")
-        if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):
-            raise DataError(
-                f"lengths: expected values in [0, T = {T}], got min {int(lengths.min())}, max {int(lengths.max())}"
-            )
+        check_lengths(lengths, B, T)
         if static is not None:
             if not isinstance(static, Tensor) or static.dim() != 2 or static.shape[0] != B:
                 got = tuple(static.shape) if isinstance(static, Tensor) else type(static).__name__

@@ -8,6 +8,7 @@ everything prediction needs and loads with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import math
+import numbers
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -86,13 +87,18 @@ class TaskModule(pl.LightningModule):
     def __init__(self, model: dict, stats: dict, optim: dict | None = None, impute_weight: float = 0.0):
         super().__init__()
         self.stats = FittedStats.from_dict(stats)
+        unknown = sorted(set(optim or {}) - set(DEFAULT_OPTIM))
+        if unknown:
+            raise ConfigError(f"unknown optim key(s) {', '.join(map(repr, unknown))}; allowed: "
+                              f"{', '.join(DEFAULT_OPTIM)}")
         self.optim = {**DEFAULT_OPTIM, **(optim or {})}
         if model.get("name") is None:
             raise ConfigError("model.name: a model preset name is required")
         self.model_spec = dict(model)
         self.network = self.build_network()
-        if impute_weight < 0:
-            raise ConfigError(f"task.impute_weight: expected >= 0, got {impute_weight}")
+        if isinstance(impute_weight, bool) or not isinstance(impute_weight, numbers.Real) \
+                or not math.isfinite(impute_weight) or impute_weight < 0:
+            raise ConfigError(f"task.impute_weight: expected a number >= 0 (0 = off), got {impute_weight!r}")
         self.impute_weight = float(impute_weight)
         self.imputer = self.build_imputer()
         self._running: dict = {}  # training metrics between two logged steps: name -> [sum, weight]

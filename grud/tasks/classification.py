@@ -79,8 +79,21 @@ class ClassificationTask(TaskModule):
                 f"({self.stats.classes}); check data.labels / data.label_column"
             )
         self.n_classes = n_classes
-        head = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last_mean", "summary": False,
-                **(head or {})}
+        defaults = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last_mean", "summary": False}
+        unknown = sorted(set(head or {}) - set(defaults))
+        if unknown:
+            raise ConfigError(f"unknown task.head key(s) {', '.join(map(repr, unknown))}; allowed: "
+                              f"{', '.join(defaults)}")
+        head = {**defaults, **(head or {})}
+        for key, ok in (("hidden", isinstance(head["hidden"], int) and not isinstance(head["hidden"], bool)
+                         and head["hidden"] >= 0),
+                        ("batch_norm", isinstance(head["batch_norm"], bool)),
+                        ("dropout", isinstance(head["dropout"], (int, float)) and not isinstance(head["dropout"], bool)
+                         and 0.0 <= head["dropout"] < 1.0)):
+            if not ok:
+                expected = {"hidden": "a width >= 0 (0 = a linear head)", "batch_norm": "true or false",
+                            "dropout": "a probability in [0, 1)"}[key]
+                raise ConfigError(f"task.head.{key}: expected {expected}, got {head[key]!r}")
         self.pool = str(head.pop("pool"))
         if self.pool not in ("last", "last_mean", "last_max"):
             raise ConfigError(f"task.head.pool: expected last, last_mean or last_max, got {self.pool!r}")
@@ -109,11 +122,19 @@ class ClassificationTask(TaskModule):
         if class_weight in (None, "none", False):
             return torch.ones(n_classes)
         if class_weight == "balanced":
-            c = torch.tensor(counts if counts else [1] * n_classes, dtype=torch.float32).clamp_min(1)
+            if not counts:
+                raise ConfigError("task.class_weight=balanced needs the training split's class_counts")
+            c = torch.tensor(counts, dtype=torch.float32).clamp_min(1)
             return c.sum() / (n_classes * c)
-        w = torch.tensor(list(class_weight), dtype=torch.float32)
-        if w.shape != (n_classes,):
-            raise ConfigError(f"task.class_weight: expected {n_classes} weights, got {len(w)}")
+        expected = f"null, balanced or a list of {n_classes} weights > 0 (one per class)"
+        if isinstance(class_weight, (str, bytes)) or not hasattr(class_weight, "__iter__"):
+            raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}")
+        try:
+            w = torch.tensor([float(v) for v in class_weight], dtype=torch.float32)
+        except (TypeError, ValueError):
+            raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}") from None
+        if w.shape != (n_classes,) or not bool(torch.isfinite(w).all()) or not bool((w > 0).all()):
+            raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}")
         return w
 
     # ------------------------------------------------------------------ data

@@ -31,6 +31,7 @@ from torch import nn
 from grud.data.forecast_batching import ForecastDataset, check_window
 from grud.data.transforms import FittedStats
 from grud.errors import ConfigError, DataError
+from grud.models import arguments
 from grud.tasks import forecast_intervals as CI
 from grud.tasks import metrics as M
 from grud.tasks.base import TaskModule
@@ -74,11 +75,9 @@ class QueryDecoder(nn.Module):
     def __init__(self, state_size: int, n_static: int, n_features: int, hidden: int = 64, layers: int = 2,
                  context: int = 16, dropout: float = 0.1):
         super().__init__()
-        for name, v, lo in (("hidden", hidden, 1), ("layers", layers, 1), ("context", context, 1)):
-            if int(v) < lo:
-                raise ConfigError(f"task.decoder.{name}: expected an integer >= {lo}, got {v}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ConfigError(f"task.decoder.dropout: expected a probability in [0, 1), got {dropout}")
+        for name, v in (("hidden", hidden), ("layers", layers), ("context", context)):
+            arguments.integer(f"task.decoder.{name}", v, 1)
+        arguments.probability("task.decoder.dropout", dropout)
         self.n_features, self.n_static, self.context_size = int(n_features), int(n_static), int(context)
         self.context = nn.Linear(state_size + n_static, n_features * context)
         self.in_context = nn.Linear(context, hidden)

@@ -214,3 +214,21 @@ def test_the_loss_takes_a_mask_and_unlabelled_series_carry_none(n_classes):
     assert float(none) == 0.0 and logits.grad is not None and not torch.isnan(logits.grad).any()
     with pytest.raises(ValueError, match=r"loss: expected logits \(B,\) or \(B, C\), target and mask \(B,\)"):
         task.loss(logits, target[:4])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"impute_weight": float("nan")}, r"task.impute_weight: expected a number >= 0 \(0 = off\), got nan"),
+    ({"impute_weight": "0.1"}, r"task.impute_weight: expected a number >= 0"),
+    ({"head": {"hiden": 3}}, r"unknown task.head key\(s\) 'hiden'; allowed: hidden, batch_norm"),
+    ({"head": {"hidden": -3}}, r"task.head.hidden: expected a width >= 0"),
+    ({"head": {"dropout": 1.0}}, r"task.head.dropout: expected a probability in \[0, 1\)"),
+    ({"class_weight": "balance"}, r"task.class_weight: expected null, balanced or a list of 2 weights > 0"),
+    ({"class_weight": [1.0, -2.0]}, r"task.class_weight: expected null, balanced or a list of 2 weights > 0"),
+    ({"class_weight": "balanced"}, r"task.class_weight=balanced needs the training split's class_counts"),
+    ({"optim": {"learning_rate": 0.1}}, r"unknown optim key\(s\) 'learning_rate'; allowed: name, lr"),
+])
+def test_task_arguments_are_config_errors_naming_the_key(kwargs, message):
+    from grud.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(), **kwargs)

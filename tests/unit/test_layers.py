@@ -6,7 +6,8 @@ import torch
 
 from grud.data.masking import time_deltas
 from grud.models import preset
-from grud.models.cells import GRUDCell
+from grud.errors import ConfigError, DataError
+from grud.models.cells import ClockworkCell, GRUCell, GRUDCell, LSTMCell
 from grud.models.layers import RecurrentLayer, reverse_padded, variational_mask
 
 F = 2
@@ -110,3 +111,35 @@ def test_grud_layer_needs_mask_and_delta():
     layer = RecurrentLayer("grud", F, 4, F)
     with pytest.raises(ValueError, match=r"mask: expected shape \(B, T, F\)"):
         layer(torch.zeros(1, 3, F), torch.tensor([3]))
+
+
+# ---------------------------------------------------------------- arguments checked where they are given
+@pytest.mark.parametrize("build, message", [
+    (lambda: GRUCell(3, 0), r"GRUCell hidden_size: expected an integer >= 1, got 0"),
+    (lambda: LSTMCell(0, 4), r"LSTMCell input_size: expected an integer >= 1, got 0"),
+    (lambda: LSTMCell(3, 4, forget_bias=float("nan")), r"LSTMCell forget_bias: expected a finite number"),
+    (lambda: GRUDCell(3, 4, n_features=0), r"GRUDCell n_features: expected an integer >= 1, got 0"),
+    (lambda: ClockworkCell(3, 4, [4, 2]), r"ClockworkCell periods: expected a non-empty, strictly increasing"),
+    (lambda: ClockworkCell(3, 4, [1, 2], "foo"), r"ClockworkCell period_unit: expected one of steps, hours"),
+    (lambda: ClockworkCell(3, 2, [1, 2, 4]), r"ClockworkCell periods: expected at most hidden_size = 2 modules"),
+    (lambda: ClockworkCell(3, 4, None), r"ClockworkCell periods: expected a list"),
+    (lambda: RecurrentLayer("gru", 3, 4, 3, input_dropout=1.0), r"RecurrentLayer input_dropout: expected a probability"),
+    (lambda: RecurrentLayer("gru", 3, 4, 3, recurrent_dropout=-0.5), r"RecurrentLayer recurrent_dropout"),
+    (lambda: RecurrentLayer("grux", 3, 4, 3), r"RecurrentLayer cell: expected one of gru, lstm"),
+    (lambda: RecurrentLayer("clockwork", 3, 4, 3), r"ClockworkCell periods: expected a list"),
+])
+def test_cells_and_layers_check_their_arguments_naming_them(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("lengths, message", [
+    (torch.tensor([3, 9]), r"lengths: expected values in \[0, T = 4\], got min 3, max 9"),
+    (torch.tensor([3]), r"lengths: expected shape \(B,\) = \(2,\), got \(1,\)"),
+    (torch.tensor([3.0, 2.0]), r"lengths: expected an integer tensor, got dtype torch.float32"),
+])
+def test_the_layer_checks_lengths_on_every_path(fast, lengths, message):
+    layer = RecurrentLayer("gru", 3, 4, 3, bidirectional=not fast, fast=fast)
+    with pytest.raises(DataError, match=message):
+        layer(torch.zeros(2, 4, 3), lengths)
