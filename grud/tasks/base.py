@@ -20,6 +20,7 @@ from grud.data.transforms import FittedStats
 from grud.errors import ConfigError
 from grud.models import preset
 from grud.models.heads import NextStepImputer
+from grud.tasks.metrics import masked_mse_loss
 
 DEFAULT_OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "plateau",
                  "scheduler_patience": 3, "scheduler_factor": 0.5, "grad_clip": None}
@@ -61,9 +62,7 @@ def masked_next_step_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.T
     """
     if values.shape[1] < 2:
         return pred.sum() * 0.0
-    m = mask[:, 1:]
-    err = (pred[:, :-1] - values[:, 1:]) ** 2 * m
-    return err.sum() / m.sum().clamp_min(1.0)
+    return masked_mse_loss(pred[:, :-1], values[:, 1:], mask[:, 1:])
 
 
 class TaskModule(pl.LightningModule):
