@@ -11,7 +11,8 @@ with Missing Values", Scientific Reports 8, 6085, 2018, section "GRU-D"):
 * forward filling (last observation carried forward, the "GRU-Forward" baseline) and mean
   imputation (the "GRU-Mean" baseline, ``m * x + (1 - m) * x_mean``).
 
-Every function works on numpy arrays and on torch tensors: numpy in gives numpy out, torch in
+Every function works on numpy arrays and on torch tensors (except :func:`ragged_time_deltas`,
+numpy only, for series stored flat): numpy in gives numpy out, torch in
 gives torch out on the same device with the same dtype, differentiable where that makes sense
 (:func:`forward_fill` with respect to ``values`` and ``fill``, :func:`time_deltas` with respect to
 ``times``, :func:`mean_impute` and :func:`empirical_mean`). Any number of leading batch
