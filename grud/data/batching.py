@@ -101,13 +101,14 @@ class EncodedDataset(torch.utils.data.Dataset):
             ds = ds.align(stats.variables, stats.static_names)
         self.ds = ds
         self.stats = stats
-        z = stats.normalise_values(ds.values)
+        raw_values, raw_static = stats.inputs_of(ds)
+        z = stats.normalise_values(raw_values)
         observed = np.isfinite(z)
         self.with_summary = bool(summary)
         self._summary = None
         self.values = np.where(observed, z, 0.0).astype(np.float32)
         self.mask = observed.astype(np.float32)
-        self.static = stats.normalise_static(ds.static)
+        self.static = stats.normalise_static(raw_static)
         self.lengths = ds.lengths
         self.targets = class_targets(ds.labels, stats.classes) if stats.classes else None
 

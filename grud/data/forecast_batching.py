@@ -109,7 +109,7 @@ class ForecastDataset(torch.utils.data.Dataset):
         n, F = len(ds), len(stats.variables)
         H = self.history_hours
         times = ds.times
-        raw = ds.values
+        raw, raw_static = stats.inputs_of(ds)
         observed = np.isfinite(raw)
         z = np.where(observed, stats.normalise_values(raw), 0.0).astype(np.float32)
         series_of_row = np.repeat(np.arange(n), ds.lengths)
@@ -123,7 +123,7 @@ class ForecastDataset(torch.utils.data.Dataset):
         self.hist_values = z[hist]
         self.hist_mask = observed[hist].astype(np.float32)
         self.hist_times = times[hist]
-        self.static = stats.normalise_static(ds.static)
+        self.static = stats.normalise_static(raw_static)
 
         # per-series summaries of the history (decoder inputs, LOCF and mean baselines)
         hs = series_of_row[hist]

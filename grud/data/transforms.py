@@ -16,6 +16,7 @@ exactly invertible (:meth:`FittedStats.denormalise_values`).
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -24,6 +25,8 @@ import numpy as np
 from grud.data import masking
 from grud.data.dataset import IrregularDataset
 from grud.errors import ConfigError, DataError
+
+log = logging.getLogger("grud")
 
 
 @dataclass
@@ -62,6 +65,10 @@ class FittedStats:
     #: categorical static variables as one-hot columns (:mod:`grud.data.categorical`): name -> the
     #: training split's codes; ``static_names`` then holds the one-hot columns' names
     static_categories: dict = field(default_factory=dict)
+    #: variables and static columns never observed in the training split: the model never learned
+    #: from them, so data it is later given hides them (:meth:`hide_unseen`); empty in older statistics
+    unseen_variables: list = field(default_factory=list)
+    unseen_static: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
@@ -109,6 +116,45 @@ class FittedStats:
         if self.value_transform == "log" and self.log_variables:
             cols[[self.variables.index(v) for v in self.log_variables]] = True
         return cols
+
+    def inputs_of(self, ds: IrregularDataset) -> tuple[np.ndarray, np.ndarray]:
+        """(values, static) of ``ds`` (already in this model's layout) as the model may read them:
+        :meth:`hide_unseen` applied, a warning logged naming what was hidden."""
+        values, static, hidden = self.hide_unseen(ds.values, ds.static)
+        if hidden:
+            log.warning("ignoring %d observation(s) of variable(s) the training split never observed (the model "
+                        "never learned from them): %s", sum(hidden.values()),
+                        ", ".join(f"{k} ({n})" for k, n in hidden.items()))
+        return values, static
+
+    def hide_unseen(self, values: np.ndarray, static: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """``values`` and ``static`` with the columns training never observed set to NaN (unobserved).
+
+        Such a column has placeholder statistics (mean 0, std 1, min 0, max 1) and weights that
+        never learned: an observation there would enter the network in raw units. Returns copies
+        only where something is hidden, and ``{name: observations hidden}`` for the columns that
+        held any.
+
+        Shape:
+            values (N, F), static (n, S) in the order of ``variables`` / ``static_names``.
+        """
+        hidden = {}
+        for names, unseen, name_list in (("values", self.unseen_variables, self.variables),
+                                         ("static", self.unseen_static, self.static_names)):
+            if not unseen:
+                continue
+            arr = values if names == "values" else static
+            cols = [name_list.index(v) for v in unseen if v in name_list]
+            counts = np.isfinite(arr[:, cols]).sum(0) if len(arr) and cols else np.zeros(len(cols), int)
+            if counts.any():
+                arr = arr.copy()
+                arr[:, cols] = np.nan
+                hidden.update({name_list[c]: int(k) for c, k in zip(cols, counts) if k})
+                if names == "values":
+                    values = arr
+                else:
+                    static = arr
+        return values, static, hidden
 
     def normalise_values(self, values: np.ndarray) -> np.ndarray:
         """(..., F) raw -> z-scores (after log1p on ``log_variables`` under ``log``); NaN stays NaN."""
@@ -253,14 +299,16 @@ def fit_stats(train: IrregularDataset) -> FittedStats:
         raise DataError("the training split is empty: nothing to fit statistics on")
     mean, std, lo, hi, count = _nan_stats(train.values)
     never = [v for v, c in zip(train.variables, count) if c == 0]
-    if never:
+    s_mean, s_std, *rest = _nan_stats(train.static) if train.static.shape[1] else (np.zeros(0), np.ones(0), 0, 0,
+                                                                                      np.zeros(0))
+    never_static = [v for v, c in zip(train.static_names, rest[-1]) if c == 0]
+    if never or never_static:
         warnings.warn(
-            f"{len(never)} variable(s) never observed in the training split (kept, always unobserved): "
-            + ", ".join(never),
+            f"{len(never) + len(never_static)} variable(s) never observed in the training split (kept as inputs, "
+            "always unobserved, also in data given later): " + ", ".join([*never, *never_static]),
             RuntimeWarning,
             stacklevel=2,
         )
-    s_mean, s_std, *_ = _nan_stats(train.static) if train.static.shape[1] else (np.zeros(0), np.ones(0))
     z = (train.values - mean.astype(np.float32)) / std.astype(np.float32)
     input_means = _input_means(z)
     log_vars = log_candidates(train.values, list(train.variables))
@@ -289,4 +337,6 @@ def fit_stats(train: IrregularDataset) -> FittedStats:
         log_value_mean=np.asarray(l_mean).tolist(),
         log_value_std=np.asarray(l_std).tolist(),
         log_input_means=log_input_means.tolist(),
+        unseen_variables=never,
+        unseen_static=never_static,
     )

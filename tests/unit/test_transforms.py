@@ -73,3 +73,43 @@ def test_statistics_without_log_parameters_refuse_the_log_transform():
         old.with_value_transform("log")
     with pytest.raises(ValueError, match="value_transform"):
         old.with_value_transform("sqrt")
+
+
+def _with_rare(n, observe_rare: bool, seed=0):
+    """Two variables and two statics; 'rare' and the static 'height' observed only when asked."""
+    rng = np.random.default_rng(seed)
+    series = []
+    for i in range(n):
+        v = np.stack([rng.normal(80, 5, 6), np.full(6, 1e4 if observe_rare else np.nan)], 1).astype(np.float32)
+        static = np.array([rng.normal(60, 9), 175.0 if observe_rare else np.nan], np.float32)
+        series.append(Series(f"s{i}", np.arange(6.0), v, static, i % 2))
+    return IrregularDataset.from_series(series, ["hr", "rare"], ["age", "height"])
+
+
+def test_a_variable_the_training_split_never_observed_stays_unobserved_in_later_data(caplog):
+    """Its statistics are placeholders and its weights never learned: a later observation would
+    enter the network in raw units (a probability moved from 0.55 to 0.33 on one such value)."""
+    from grud.data.batching import EncodedDataset
+    from grud.data.forecast_batching import ForecastDataset
+    from grud.models import preset
+
+    with pytest.warns(RuntimeWarning, match="2 variable\\(s\\) never observed in the training split.*rare, height"):
+        stats = fit_stats(_with_rare(8, observe_rare=False))
+    assert stats.unseen_variables == ["rare"] and stats.unseen_static == ["height"]
+    assert FittedStats.from_dict(stats.to_dict()).unseen_variables == ["rare"]  # travels in the checkpoint
+    later, plain = _with_rare(4, observe_rare=True, seed=1), _with_rare(4, observe_rare=False, seed=1)
+    with caplog.at_level("WARNING", logger="grud"):
+        enc = EncodedDataset(later, stats)
+    assert "ignoring 28 observation(s)" in caplog.text and "rare (24)" in caplog.text and "height (4)" in caplog.text
+    ref = EncodedDataset(plain, stats)
+    for k in ("values", "mask", "delta", "static"):
+        np.testing.assert_array_equal(getattr(enc, k), getattr(ref, k), err_msg=k)
+    net = preset("grud", n_features=2, n_static=2, hidden_size=4).eval()
+    a, b = enc.collate([0, 1, 2, 3]), ref.collate([0, 1, 2, 3])
+    with torch.no_grad():
+        keys = ("values", "mask", "delta", "times", "lengths", "static")
+        torch.testing.assert_close(net(*[a[k] for k in keys])[1], net(*[b[k] for k in keys])[1])
+    fc = ForecastDataset(later, stats, history_hours=3.0, horizon_hours=3.0)
+    assert fc.query_mask[:, 1].sum() == 0 and (fc.static[:, 1] == 0).all()  # never queried, never scored
+    old = {k: v for k, v in stats.to_dict().items() if not k.startswith("unseen")}
+    assert FittedStats.from_dict(old).hide_unseen(later.values, later.static)[2] == {}  # older statistics
