@@ -14,6 +14,7 @@ functions only, so ``import grud`` and ``grud.data`` stay free of Hydra.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -75,12 +76,48 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
             run_dir = o.split("=", 1)[1]
             overrides.remove(o)
     cfg = _compose("train", [o for o in overrides if not o.startswith("hydra")])
-    run_dir = Path(run_dir or Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S"))
+    run_dir = Path(run_dir) if run_dir else _new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     resume_from = resume_checkpoint(plain(cfg), run_dir)  # a mismatch is an error before config.yaml is replaced
     atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-    run_training(plain(cfg), run_dir, resume_from=resume_from)
+    with _run_log(run_dir / "train.log"):
+        run_training(plain(cfg), run_dir, resume_from=resume_from)
     return run_dir
+
+
+def _new_run_dir() -> Path:
+    """``outputs/<date>/<time>`` as the CLI names it; ``<time>-1``, ``-2``, ... when runs start within
+    one second (a loop over seeds), so that no run lands in another's folder."""
+    base = Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
+    path, k = base, 0
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+
+
+@contextmanager
+def _run_log(path: Path):
+    """grud's log lines of the run also go to ``path`` (``train.log``, as the CLI writes it)."""
+    import logging
+
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("grud")
+    before = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+        handler.close()
 
 
 def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc_samples: int = 0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -244,6 +245,36 @@ def resume_checkpoint(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> 
 #: ``run_training(resume_from=...)`` default: resolve ``resume=true`` there (:func:`resume_checkpoint`)
 UNCHECKED = object()
 
+# set by Lightning (DDP relaunch), torchrun and Slurm in every process but the first
+_RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+
+
+def is_first_process() -> bool:
+    """False in the extra processes of a multi-process run (they share the run directory)."""
+    return all(os.environ.get(v, "0") in ("", "0") for v in _RANK_VARIABLES)
+
+
+#: what a run writes into its directory besides config.yaml and train.log (relative paths)
+RUN_RESULTS = ("metrics.json", "failure.json", "metrics.csv", "hparams.yaml", "checkpoints/best.ckpt",
+               "checkpoints/last.ckpt", "plots/history.png", "plots/roc.png", "plots/pr.png",
+               "plots/calibration.png", "plots/forecasts.png", "plots/input_decay.png")
+
+
+def remove_previous_results(run_dir: Path) -> list[str]:
+    """Delete an earlier run's results (:data:`RUN_RESULTS`) from ``run_dir`` before a fresh run
+    writes its own there, so the folder never mixes two runs (e.g. a GRU-D's checkpoints and
+    plots beside a later logreg's metrics). Other files are left alone. Returns what was removed."""
+    removed = []
+    for name in RUN_RESULTS:
+        path = Path(run_dir) / name
+        if path.is_file():
+            path.unlink()
+            removed.append(name)
+    if [r for r in removed if r != "failure.json"]:
+        log.warning("%s held an earlier run's results; replaced by this run's: removed %s", run_dir,
+                    ", ".join(removed))
+    return removed
+
 
 def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_from=UNCHECKED) -> dict:
     """Train per ``cfg`` (plain dict) into ``run_dir``; returns the metrics written to metrics.json.
@@ -259,6 +290,10 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("failure.json", "metrics.json"):  # records of an earlier attempt in this directory:
         (run_dir / stale).unlink(missing_ok=True)     # this run writes one of them
+    if resume_from is UNCHECKED:
+        resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
+    if resume_from is None and is_first_process():  # a fresh run: nothing of an earlier one stays beside it
+        remove_previous_results(run_dir)
     check_numbers(cfg)
     grid = (cfg.get("task") or {}).get("forecast_grid_hours")
     if grid is not None:
@@ -267,8 +302,6 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     task_name = cfg.get("task", {}).get("name", "classification")
     check_model_serves_task(cfg["model"], task_name)
     ckpt_dir = run_dir / "checkpoints"
-    if resume_from is UNCHECKED:
-        resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
     seed = int(cfg.get("seed", 0))
     pl.seed_everything(seed, workers=True, verbose=False)
     data = dict(cfg["data"])

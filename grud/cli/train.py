@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -29,15 +28,6 @@ def record_failure(run_dir, exc: BaseException) -> None:
                           {"status": "failed", "error": describe(exc), "type": type(exc).__name__})
     except OSError as err:  # the run dir itself may be the problem; the error line still tells
         log.error("could not write failure.json: %s", err)
-
-
-# set by Lightning (DDP relaunch), torchrun and Slurm in every process but the first
-_RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
-
-
-def is_first_process() -> bool:
-    """False in the extra processes of a multi-process run (they share the run directory)."""
-    return all(os.environ.get(v, "0") in ("", "0") for v in _RANK_VARIABLES)
 
 
 # the folders of a run directory that grud writes into (never searched deeper: hydra.run.dir may be ".")
@@ -76,7 +66,7 @@ def remove_stale_temporaries(run_dir) -> list[Path]:
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig):
     from grud.cli.files import atomic_write_bytes
-    from grud.cli.pipeline import run_training
+    from grud.cli.pipeline import is_first_process, run_training
     from omegaconf import OmegaConf
 
     keep_freed_memory()  # here, not in main(): joblib / submitit jobs run in their own processes

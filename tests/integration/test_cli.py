@@ -189,6 +189,27 @@ def _with_unit(src: Path, dst: Path, unit_of) -> Path:
     return dst
 
 
+def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a_folder(clinical_export, tmp_path,
+                                                                                        monkeypatch):
+    import grud.api
+
+    common = [*CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
+    out = tmp_path / "run"
+    grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=1"], run_dir=out)
+    assert (out / "plots" / "history.png").exists() and (out / "metrics.csv").exists()
+    assert "[grud][INFO] data: " in (out / "train.log").read_text()  # the API's runs log as the CLI's
+    grud.api.train([*common, "model=logreg", "plots=false"], run_dir=out)  # the same folder, another model
+    assert not (out / "plots" / "history.png").exists() and not (out / "metrics.csv").exists()
+    assert not (out / "hparams.yaml").exists()
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+    # runs started within one second get their own folders (a loop over seeds)
+    monkeypatch.chdir(tmp_path)
+    dirs = [grud.api.train([*common, "model=logreg", "plots=false", f"seed={s}"]) for s in range(3)]
+    assert len({d.resolve() for d in dirs}) == 3
+    for s, d in enumerate(dirs):
+        assert f"seed: {s}" in (d / "config.yaml").read_text() and "validation AUROC" in (d / "train.log").read_text()
+
+
 def test_categorical_static_is_one_hot_with_training_codes_in_models_baselines_and_prediction(clinical_export,
                                                                                               tmp_path):
     import grud.api
