@@ -45,9 +45,10 @@ def _compose(config_name: str, overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from grud.cli.config import CONFIG_MODULE
+    from grud.cli.config import CONFIG_MODULE, check_group_choices
     from grud.errors import ConfigError
 
+    check_group_choices(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):

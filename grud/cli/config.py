@@ -23,6 +23,34 @@ def plain(node):
 PRECHECK_MAX_JOBS = 64
 
 
+def group_options(group: str) -> list[str]:
+    """The config names of ``group`` (``data`` -> ``csv_long``, ``csv_wide``, ``physionet2012``)."""
+    from importlib import resources
+
+    folder = resources.files(CONFIG_MODULE).joinpath(group)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """A ``data=NAME`` override must name a data config: grud-predict and grud-evaluate declare
+    the group optional (training's file type by default), and Hydra silently skips an optional
+    group whose name does not exist, so ``data=csv_wdie`` would read the file as another type."""
+    from grud.errors import ConfigError
+
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if key.lstrip("+~") != "data" or not eq:
+            continue
+        allowed = group_options("data")
+        for name in (v.strip() for v in value.split(",")):  # a sweep lists several
+            if name not in allowed and name not in ("null", ""):
+                import difflib
+
+                close = difflib.get_close_matches(name, allowed, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"data={name}: no such data config{hint}; expected one of {', '.join(allowed)}")
+
+
 def precheck(config_name: str, argv: list[str]) -> None:
     """Compose the config before Hydra runs, so a bad override becomes one ``error:`` line.
 
@@ -43,6 +71,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-") and not a.startswith("hydra.")
                  and not a.startswith("hydra/")]
     hydra_overrides = [a for a in argv if a.startswith("hydra.") or a.startswith("hydra/")]
+    check_group_choices(overrides)
     flagged = any(a in ("-m", "--multirun") for a in argv)
     command_line = _grid_jobs(overrides)
     sampled = command_line is None  # interval(...) sweeps: composed without them, left to the sweeper

@@ -61,3 +61,16 @@ def test_launcher_and_sweeper_configs_compose():
               ["hparams_search=optuna"]):
         cfg = _compose("train", o, hydra_cfg=True)
         assert cfg.hydra.launcher is not None
+
+
+@pytest.mark.parametrize("entry", ["grud-predict", "grud-evaluate", "grud-train"])
+def test_a_misspelt_data_group_is_one_error_line_naming_the_options(entry, tmp_path):
+    """grud-predict / grud-evaluate declare the data group optional, and Hydra skips an optional
+    group that does not exist: the file would be read as training's type without a word."""
+    import subprocess
+
+    proc = subprocess.run([entry, "checkpoint=x.ckpt", "data=csv_wdie", "data.path=x.csv"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == ("error: data=csv_wdie: no such data config (did you mean "
+                                                    "csv_wide?); expected one of csv_long, csv_wide, physionet2012")
