@@ -114,11 +114,19 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
     for k, v in given.items():
         if k in explicit or (k == "kind" and group_chosen) or (k not in opts and v is not None):
             opts[k] = v
-    if (train_reader or {}).get("kind") == "physionet2012" and opts.get("kind") != "physionet2012" \
-            and "static_variables" not in explicit:
+    trained_static = (train_reader or {}).get("static_variables")
+    if (train_reader or {}).get("kind") == "physionet2012":
         from grud.data.readers import PHYSIONET_STATIC
 
-        opts["static_variables"] = list(PHYSIONET_STATIC)  # fixed by that format; a CSV export names them
+        trained_static = list(PHYSIONET_STATIC)  # fixed by that format; a CSV export names them
+        if opts.get("kind") != "physionet2012" and "static_variables" not in explicit:
+            opts["static_variables"] = trained_static
+    if "static_variables" in explicit and trained_static is not None \
+            and sorted(map(str, given.get("static_variables") or [])) != sorted(map(str, trained_static)):
+        raise ConfigError(
+            f"data.static_variables={list(given.get('static_variables') or [])}: the model was trained with "
+            f"static variables {list(trained_static)}, and its inputs are fixed (a static read as a time series, "
+            "or one left out, changes every prediction); drop the override: training's list is the default")
     if opts.get("kind") == "csv_wide" and "variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's columns: absent ones are all-unobserved
     if opts.get("kind") == "csv_long" and "static_variables" not in explicit:

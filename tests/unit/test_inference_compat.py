@@ -106,6 +106,15 @@ def test_switching_the_file_type_at_prediction_keeps_trainings_options():
     named_static = prediction_data_options(trained, {**wide, "kind": "csv_long", "static_variables": ["Age"]},
                                            {"path", "static_variables"}, False)
     assert "allow_missing_variables" not in named_static
+    from grud.errors import ConfigError
+
+    for other in (["Age", "Height"], []):  # a static the model never had, or one left out
+        with pytest.raises(ConfigError, match=r"data.static_variables=.*trained with static variables \['Age'\]"):
+            prediction_data_options(trained, {**wide, "kind": "csv_long", "static_variables": other},
+                                    {"path", "static_variables"}, False)
+    with pytest.raises(ConfigError, match=r"static variables \['Age', 'Gender', 'Height', 'ICUType'\]"):
+        prediction_data_options({"kind": "physionet2012"}, {**wide, "kind": "csv_long", "static_variables": ["Age"]},
+                                {"path", "static_variables", "__group__"}, True)
 
 
 def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path):
