@@ -307,6 +307,9 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     data = dict(cfg["data"])
     data.setdefault("split_seed", seed)
     train, val, test, paths = read_for_run(data)
+    if len(val) == 0:
+        raise DataError("the validation split is empty: early stopping, the best checkpoint and the baselines' "
+                        "regularisation are chosen on it; set data.val_fraction > 0, data.val_ids or data.folds")
     categories = {}
     if data.get("categorical_static"):  # one-hot codes, the categories of the training split only
         from grud.data.categorical import fit_static_categories, one_hot_static

@@ -95,7 +95,8 @@ def split_dataset(
     """Split ``ds`` into (train, val, test).
 
     Explicit id lists win over fractions: with ``val_ids``/``test_ids`` given, those series go
-    there and (unless ``train_ids`` is given) everything else is training data.
+    there and (unless ``train_ids`` is given) everything else is training data. Without
+    ``val_ids``, ``val_fraction`` of the training ids (stratified) validates.
 
     With ``folds`` = K, the series left after the test share are dealt into K stratified folds
     (seeded by ``seed``) and fold ``fold`` is the validation split, in place of ``val_fraction``:
@@ -132,6 +133,8 @@ def split_dataset(
         overlap = set(train) & (set(val) | set(test)) or set(val) & set(test)
         if overlap:
             raise DataError(f"data.train_ids/val_ids/test_ids overlap in {len(overlap)} series")
+        if val_ids is None and val_fraction > 0:  # no validation ids: data.val_fraction of the training ids
+            val, train = _stratified_take(train, labels, val_fraction, rng)
     else:
         test, rest = _stratified_take(everything, labels, test_fraction, rng)
         if folds is not None:

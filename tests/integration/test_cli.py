@@ -210,6 +210,15 @@ def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a
         assert f"seed: {s}" in (d / "config.yaml").read_text() and "validation AUROC" in (d / "train.log").read_text()
 
 
+def test_an_empty_validation_split_is_named_before_training(clinical_export, tmp_path):
+    import grud.api
+    from grud.errors import DataError
+
+    common = [*CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
+    with pytest.raises(DataError, match="the validation split is empty: .*data.val_fraction > 0"):
+        grud.api.train([*common, "model=logreg", "data.val_fraction=0"], run_dir=tmp_path / "run")
+
+
 def test_categorical_static_is_one_hot_with_training_codes_in_models_baselines_and_prediction(clinical_export,
                                                                                               tmp_path):
     import grud.api

@@ -58,6 +58,19 @@ def test_split_is_seeded_stratified_and_disjoint():
         assert abs(part.labels.mean() - rate) < 0.03
 
 
+def test_test_ids_alone_leave_a_validation_share_of_the_rest():
+    """Only data.test_ids: the validation split was empty and training failed on it."""
+    ds = random_dataset(n=50)
+    ids = list(ds.ids)
+    train, val, test = split_dataset(ds, 0.2, 0.0, seed=0, test_ids=ids[:10])
+    assert sorted(test.ids) == sorted(ids[:10]) and len(val) == 8 and len(train) == 32
+    assert not set(val.ids) & set(train.ids) and not set(val.ids) & set(test.ids)
+    train, val, _ = split_dataset(ds, 0.25, 0.0, seed=0, train_ids=ids[10:30], test_ids=ids[:10])
+    assert set(train.ids) | set(val.ids) == set(ids[10:30]) and len(val) == 5
+    train, val, _ = split_dataset(ds, 0.2, 0.0, seed=0, val_ids=ids[:5])  # named validation ids win
+    assert sorted(val.ids) == sorted(ids[:5]) and len(train) == 45
+
+
 def test_split_by_explicit_ids_and_errors():
     ds = random_dataset(20)
     train, val, test = split_dataset(ds, val_ids=["1000", "1001"], test_ids=["1002"])
