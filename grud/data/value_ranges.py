@@ -179,6 +179,7 @@ def drop_out_of_range(
     """
     if not ranges or len(values) == 0:
         return {}
+    _report_unmatched(ranges, names, source)
     V = len(names)
     lo = np.full(V, -np.inf)
     hi = np.full(V, np.inf)
@@ -206,6 +207,26 @@ def drop_out_of_range(
             where, n, int(totals[names.index(name)]), name, ranges[name].describe(),
         )
     return dropped
+
+
+def _report_unmatched(ranges: dict, names: list[str], source: str) -> None:
+    """Warn when the table matches no variable of the file (another naming, e.g. the PhysioNet table on
+    a MIMIC export: nothing is checked), and when a row's name is close to a variable's but not it
+    (a typo: that variable is not checked)."""
+    import difflib
+
+    where = f"{source}: " if source else ""
+    unmatched = [r for r in ranges if r not in set(names)]
+    if len(unmatched) == len(ranges):
+        log.warning("%svalue ranges: none of the table's %d variable names (e.g. %s) is a variable of this data: "
+                    "no value is checked (its names are matched exactly)", where, len(ranges),
+                    ", ".join(map(repr, list(ranges)[:3])))
+        return
+    free = [n for n in names if n not in ranges]
+    near = {r: c[0] for r in unmatched if (c := difflib.get_close_matches(r, free, n=1, cutoff=0.85))}
+    if near:
+        log.warning("%svalue ranges: table row(s) %s match no variable; did you mean %s? (names are matched exactly)",
+                    where, ", ".join(map(repr, near)), ", ".join(map(repr, near.values())))
 
 
 def log_dropped(dropped: Mapping[str, int], source: str = "") -> None:

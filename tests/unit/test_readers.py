@@ -340,6 +340,21 @@ def test_value_ranges_drop_impossible_values_and_log_counts(tmp_path, caplog):
     assert np.count_nonzero(~np.isnan(raw.values)) == 7
 
 
+def test_a_range_table_that_matches_no_variable_or_a_misspelt_row_is_warned(tmp_path, caplog):
+    """The PhysioNet table on MIMIC-style names checked nothing, and a typo row was dropped, silently."""
+    p = write(tmp_path / "d.csv", "id,time,variable,value\n1,0,Heart Rate,80\n1,1,Heart Rate,900\n1,2,SpO2,97\n")
+    caplog.set_level(logging.INFO)
+    read_long_csv(p, value_ranges="physionet2012", cache=False)
+    assert "none of the table's" in caplog.text and "no value is checked" in caplog.text
+    caplog.clear()
+    d = read_long_csv(p, value_ranges={"Heart Rat": (0, 300), "SpO2": (0, 100)}, cache=False)
+    assert "row(s) 'Heart Rat' match no variable; did you mean 'Heart Rate'?" in caplog.text
+    assert np.count_nonzero(~np.isnan(d.values)) == 3  # the typo row checked nothing
+    caplog.clear()
+    read_long_csv(p, value_ranges={"Heart Rate": (0, 300), "Lactate": (0, 30)}, cache=False)
+    assert "match no variable" not in caplog.text and "none of the table" not in caplog.text  # absent: normal
+
+
 def test_value_ranges_from_a_dict_and_an_editable_csv(tmp_path):
     p = write(tmp_path / "d.csv", "id,time,variable,value\n1,0,X,0\n1,1,X,5\n1,2,X,10\n1,3,Y,-1\n")
     d = read_long_csv(p, value_ranges={"X": (0, 10)})
