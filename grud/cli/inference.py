@@ -190,7 +190,7 @@ def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0,
     ``upper`` from the MC-dropout draws (with ``mc_samples``), ``conformal`` = the forecast -+ the
     checkpoint's conformal half-width at ``interval_level`` (:mod:`grud.tasks.forecast_intervals`).
     """
-    id_column = id_column_of(model)
+    id_column = ds.meta.get("id_column") or id_column_of(model)  # the input's, as it was read
     task_overrides = task_overrides or {}
     if int(mc_samples) < 0 or int(mc_samples) == 1:
         raise ConfigError(f"mc_samples: expected 0 (off) or a number of draws >= 2 (a spread needs two), "

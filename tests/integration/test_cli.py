@@ -74,6 +74,14 @@ def test_checkpoint_loads_weights_only_and_reproduces_predictions(trained_run, c
     assert list(a.columns) == ["subject_id", "probability"] and len(a) == 60
     np.testing.assert_array_equal(a["probability"].to_numpy(), b["probability"].to_numpy())
     assert a["probability"].between(0, 1).all()
+    # another export names its id column otherwise: the predictions carry the input's name
+    renamed = pd.read_csv(clinical_export / "events.csv").rename(columns={"subject_id": "HADM"})
+    renamed.to_csv(clinical_export / "renamed.csv", index=False)
+    c = grud.api.predict(trained_run / "checkpoints/best.ckpt",
+                         [f"data.path={clinical_export / 'renamed.csv'}", "data.id_column=HADM"])
+    assert list(c.columns) == ["HADM", "probability"]
+    np.testing.assert_array_equal(c.sort_values("HADM")["probability"].to_numpy(),
+                                  a.sort_values("subject_id")["probability"].to_numpy())
 
 
 def test_predict_cli_defaults_to_training_columns(trained_run, clinical_export, tmp_path):
