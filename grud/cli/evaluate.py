@@ -31,8 +31,9 @@ def run_evaluate(cfg: dict) -> dict:
     model = members[0]
     if model.task == "classification" and not impute:
         # one checkpoint, or the mean probability of several (grud.cli.checkpoint_ensemble)
+        window = {k: v for k, v in task_overrides(cfg).items() if k in ("history_hours", "horizon_hours")}
         frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), need_labels=True,
-                                    progress=False)
+                                    progress=False, task_overrides=window)  # a window key is an error there
         metrics = classification_metrics(frame, ds, model.stats.classes)
         if len(members) > 1:
             metrics["members"] = len(members)  # checkpoints averaged

@@ -201,6 +201,9 @@ def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0,
     if interval != "mc" and (model.task == "classification" or model.baseline is not None):
         raise ConfigError(f"interval={interval}: only a recurrent forecaster's checkpoint has conformal intervals "
                           f"({model.path} is {'the ' + model.baseline + ' baseline' if model.baseline else 'a classifier'})")
+    if task_overrides and model.task == "classification":
+        raise ConfigError(f"task.{next(iter(task_overrides))}: forecast window keys apply to forecasting "
+                          f"checkpoints; {model.path} is a classifier")
     if model.baseline is not None:
         return _baseline_frame(model, ds, id_column, task_overrides)
     module = model.module
@@ -282,8 +285,11 @@ def empty_window_error(history_hours: float, horizon_hours: float | None, ds: Ir
 def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | None = None) -> dict:
     """Test metrics (the ``test/`` keys of metrics.json) of ``model`` on labelled ``ds``."""
     task_overrides = task_overrides or {}
-    if model.task == "classification":
-        return classification_metrics(predict_frame(model, ds, progress=False), ds, model.stats.classes)
+    if model.task == "classification":  # a forecast window key is an error there (predict_frame)
+        window = {k: v for k, v in task_overrides.items() if k in ("history_hours", "horizon_hours",
+                                                                    "forecast_grid_hours")}
+        return classification_metrics(predict_frame(model, ds, progress=False, task_overrides=window), ds,
+                                      model.stats.classes)
     if model.baseline is not None:
         raise ConfigError(f"evaluate(): the {model.baseline} baseline is scored from its prediction frame "
                           f"(grud-evaluate does that: grud.cli.evaluate.forecast_ensemble_metrics)")

@@ -39,6 +39,17 @@ def whole_number(cfg: dict, key: str) -> int:
         raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
 
 
+def batch_size(cfg: dict) -> int:
+    """``batch_size`` (series per prediction batch; null = 256), or a ConfigError naming it."""
+    if cfg.get("batch_size") is None:
+        return 256
+    size = whole_number(cfg, "batch_size")
+    if size < 1:
+        raise ConfigError(f"batch_size: expected a whole number >= 1 (series per prediction batch), "
+                          f"got {cfg.get('batch_size')!r}")
+    return size
+
+
 def run_predict(cfg: dict) -> Path:
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv, output_file
@@ -48,7 +59,7 @@ def run_predict(cfg: dict) -> Path:
     members = load_members(cfg["checkpoint"])
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats),
                                 mc_samples=whole_number(cfg, "mc_samples"),
-                                batch_size=int(cfg.get("batch_size") or 256), task_overrides=task_overrides(cfg),
+                                batch_size=batch_size(cfg), task_overrides=task_overrides(cfg),
                                 interval=str(cfg.get("interval") or "mc"),
                                 interval_level=float(cfg.get("interval_level") or 0.9))
     atomic_write_csv(out, frame, float_format="%.6f")

@@ -100,6 +100,18 @@ def test_predict_cli_defaults_to_training_columns(trained_run, clinical_export, 
     assert list(pred.columns) == ["subject_id", "probability"]
     assert sorted(pred["subject_id"]) == sorted(frame["subject_id"].astype(str).unique())
     assert "NeverSeen" in proc.stderr  # unknown variables are reported, then dropped
+    ckpt = f"checkpoint={trained_run / 'checkpoints/best.ckpt'}"
+    for cmd, extra, line in [
+            ("grud-predict", ["batch_size=0"], "error: batch_size: expected a whole number >= 1"),
+            ("grud-predict", ["batch_size=-5"], "error: batch_size: expected a whole number >= 1"),
+            ("grud-predict", ["task.history_hours=12"], "error: task.history_hours: forecast window keys apply to "
+                                                        "forecasting checkpoints"),
+            ("grud-evaluate", ["task.history_hours=12", f"data.labels={clinical_export / 'labels.csv'}"],
+             "error: task.history_hours: forecast window keys apply")]:
+        bad = run([cmd, ckpt, f"data.path={new}", *extra, f"output={tmp_path / 'bad.out'}"], cwd=tmp_path,
+                  check=False)
+        assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith(line), bad.stderr[-500:]
+        assert not (tmp_path / "bad.out").exists()
 
 
 def test_evaluate_writes_test_keys(trained_run, clinical_export, tmp_path):
