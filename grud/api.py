@@ -163,7 +163,8 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
             raise ConfigError(f"task_overrides: expected task.KEY=HOURS with KEY one of {list(PREDICT_TASK_KEYS)}, "
                               f"got {o!r}")
         try:
-            tasks[key] = float(value) if value not in ("null", "") else None
+            if value not in ("null", ""):  # null: as in training; horizon_hours=inf: to the end of each series
+                tasks[key] = None if key == "horizon_hours" and float(value) == float("inf") else float(value)
         except ValueError:
             raise ConfigError(f"task.{key}: expected a number of hours or null, got {value!r}") from None
     frame, _ = predict_members(members, lambda stats: prediction_data_options(stats.reader, given, explicit, group),

@@ -421,6 +421,13 @@ def test_forecast_keys_that_cannot_apply_are_errors_and_a_baseline_is_scored(cli
     run(["grud-evaluate", f"checkpoint={ckpt}", data[0], f"output={out}"], cwd=tmp_path)
     m = json.loads(out.read_text())
     assert m["test/mse_vs_locf"] == pytest.approx(1.0) and "members" not in m
+    # task.horizon_hours=inf at prediction: to the end of each series (null keeps training's 15 h)
+    rows = {h: len(grud.api.predict(ckpt, [data[0]], task_overrides=[f"task.horizon_hours={h}"]))
+            for h in ("5", "inf", "1000", "null")}
+    assert rows["5"] < rows["inf"] == rows["1000"] and rows["null"] <= rows["inf"]
+    cli = tmp_path / "inf.csv"
+    run(["grud-predict", f"checkpoint={ckpt}", data[0], "task.horizon_hours=inf", f"output={cli}"], cwd=tmp_path)
+    assert len(pd.read_csv(cli)) == rows["inf"]
     for args, line in [(["interval=conformal"], "error: grud-evaluate does not use interval / interval_level"),
                        (["task.history_hours=500"], "nothing to score"),
                        (["mc_samples=3"], "error: grud-evaluate does not use mc_samples"),
