@@ -251,7 +251,9 @@ def _group_keys(jobs: Sequence[Job], group_by: Sequence[str] | None):
             keys.append((None, "?"))
         else:
             varying = [o for o in s if o not in common]
-            keys.append((tuple(sorted(s)), _label(varying or s)))  # one group only: name it in full
+            # one group only: its overrides are the "shared by every job" line; the label names the model
+            model = [o for o in s if _override_key(o) == "model"]
+            keys.append((tuple(sorted(s)), _label(varying) if varying else (model[0] if model else "(all jobs)")))
     return keys, common
 
 

@@ -152,6 +152,22 @@ def test_hyperparameter_grid_gives_one_row_per_combination(tmp_path):
         assert row["test/auroc_std"] == pytest.approx(statistics.stdev(xs))
 
 
+def test_a_sweep_over_seeds_only_names_its_one_group_by_the_model_not_every_shared_override(tmp_path):
+    """The full shared override string (data paths and all) was the group's label, cut off in summary.png."""
+    root = tmp_path / "sweep"
+    shared = ["data=csv_long", "data.path=/a/very/long/path/to/events.csv", "model=gru_mean", "plots=false"]
+    for seed in (0, 1):
+        make_job(root, str(seed), [*shared, f"seed={seed}"], {"seed": seed},
+                 metrics={"status": "ok", "test/auroc": 0.7 + 0.1 * seed})
+    summary, _ = aggregate(root, metrics="test/auroc")
+    assert list(summary["group"]) == ["model=gru_mean"] and summary.attrs["common_overrides"] == shared
+    root2 = tmp_path / "sweep2"
+    for seed in (0, 1):
+        make_job(root2, str(seed), ["plots=false", f"seed={seed}"], {"seed": seed},
+                 metrics={"status": "ok", "test/auroc": 0.7})
+    assert list(aggregate(root2, metrics="test/auroc")[0]["group"]) == ["(all jobs)"]
+
+
 def test_nested_job_folders_are_found_in_natural_order(tmp_path):
     root = tmp_path / "optuna"
     for n in (10, 2, 1):
