@@ -63,4 +63,6 @@ def atomic_write_json(path, obj) -> Path:
 
 
 def atomic_write_csv(path, frame, float_format: str | None = None) -> Path:
-    return atomic_write_bytes(path, frame.to_csv(index=False, float_format=float_format).encode())
+    """``frame`` as CSV (no index), streamed into the temporary file: never the whole text in memory."""
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format=float_format,
+                                                       encoding="utf-8", lineterminator="\n"))

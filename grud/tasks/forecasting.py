@@ -540,9 +540,16 @@ def float32_decimals(x) -> np.ndarray:
 
     The raw truth is stored as float32; widening it as is would print float32 noise in a CSV
     (``94.800003``). The shortest decimal that reads back as the same float32 loses nothing the
-    float32 held (about 1 s per million values). NaN stays NaN.
+    float32 held (about 1 s per million values). NaN stays NaN. Finite values only, a million
+    at a time (the text form takes 64 bytes a value).
     """
-    return np.asarray(x, np.float32).astype(str).astype(np.float64)
+    x32 = np.asarray(x, np.float32).reshape(-1)
+    out = x32.astype(np.float64)
+    finite = np.flatnonzero(np.isfinite(x32))
+    for a in range(0, len(finite), 1 << 20):
+        idx = finite[a:a + (1 << 20)]
+        out[idx] = x32[idx].astype(str).astype(np.float64)
+    return out.reshape(np.shape(x))
 
 
 def forecast_frame(ds, variables, series, times, on_grid, mask, value, prediction, lower=None, upper=None,
@@ -559,23 +566,23 @@ def forecast_frame(ds, variables, series, times, on_grid, mask, value, predictio
     series = np.asarray(series, np.int64)
     F = len(variables)
     mask = np.asarray(mask).reshape(-1, F) > 0
-    pick = mask | (np.asarray(on_grid).reshape(-1, 1) > 0)
     order = np.lexsort((np.asarray(times), series))
-    pick, mask = pick[order], mask[order]
-    q, f = np.nonzero(pick)
-    sel = lambda a: np.asarray(a, np.float64).reshape(-1, F)[order][q, f]  # noqa: E731
+    q, f = np.nonzero((mask | (np.asarray(on_grid).reshape(-1, 1) > 0))[order])
+    rows = order[q]  # each output row's query in the callers' layout, and flat entry below
+    flat = rows * F + f
+    sel = lambda a: np.asarray(a).reshape(-1)[flat].astype(np.float64)  # noqa: E731  (no full copy)
     ids = np.asarray(ds.ids, dtype=object)
     out = {
-        id_column: ids[series[order][q]] if len(q) else np.zeros(0, dtype=object),
-        "time": np.asarray(times, np.float64)[order][q],
+        id_column: ids[series[rows]] if len(q) else np.zeros(0, dtype=object),
+        "time": np.asarray(times, np.float64)[rows],
         "variable": np.asarray(variables, dtype=object)[f] if len(q) else np.zeros(0, dtype=object),
         "prediction": sel(prediction),
-        "value": float32_decimals(np.where(mask[q, f], sel(value), np.nan)),
+        "value": float32_decimals(np.where(mask.reshape(-1)[flat], sel(value), np.nan)),
     }
     if lower is not None and upper is not None:
         out["lower"], out["upper"] = sel(lower), sel(upper)
     if draws is not None:
-        d = np.asarray(draws, np.float64)
+        d = np.asarray(draws)
         for k in range(d.shape[-1]):
             out[f"{DRAW_PREFIX}{k}"] = sel(d[..., k])
     return pd.DataFrame(out)

@@ -389,3 +389,16 @@ def test_variable_errors_of_long_rows_equal_those_of_the_wide_arrays():
     long.add_rows(f, pred[r, f], target[r, f])
     assert long.mse() == pytest.approx(wide.mse()) and long.mae() == pytest.approx(wide.mae())
     np.testing.assert_allclose(long.per_variable_mse(), wide.per_variable_mse())
+
+
+def test_forecast_prediction_batches_stay_within_the_entry_budget_and_keep_every_series_once():
+    from grud.cli.inference import split_by_entries
+
+    counts = np.array([10, 400, 3, 3, 3, 50, 0, 2000])
+    batches = [[0, 1, 2, 3], [4, 5, 6, 7]]
+    out = split_by_entries(batches, counts, n_features=5, budget=4000)
+    assert [i for b in out for i in b] == [0, 1, 2, 3, 4, 5, 6, 7]  # order kept, each once
+    for b in out:
+        assert len(b) == 1 or len(b) * max(max(counts[i], 1) for i in b) * 5 <= 4000
+    assert [7] in out  # over budget alone: its own batch
+    assert split_by_entries(batches, counts, 5, budget=10 ** 9) == batches
