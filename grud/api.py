@@ -133,7 +133,7 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
     """
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv
-    from grud.cli.inference import prediction_data_options
+    from grud.cli.inference import prediction_data_options, window_value
 
     from grud.errors import ConfigError
 
@@ -164,7 +164,7 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
                               f"got {o!r}")
         try:
             if value not in ("null", ""):  # null: as in training; horizon_hours=inf: to the end of each series
-                tasks[key] = None if key == "horizon_hours" and float(value) == float("inf") else float(value)
+                tasks[key] = window_value(key, float(value))
         except ValueError:
             raise ConfigError(f"task.{key}: expected a number of hours or null, got {value!r}") from None
     frame, _ = predict_members(members, lambda stats: prediction_data_options(stats.reader, given, explicit, group),

@@ -37,10 +37,12 @@ def check_group_choices(overrides: list[str]) -> None:
     group whose name does not exist, so ``data=csv_wdie`` would read the file as another type."""
     from grud.errors import ConfigError
 
+    if any(o.startswith("hydra.searchpath") for o in overrides):
+        return  # configs from other folders: Hydra itself knows them
     for o in overrides:
         key, eq, value = o.partition("=")
-        if key.lstrip("+~") != "data" or not eq:
-            continue
+        if key.lstrip("+~") != "data" or not eq or any(c in value for c in "()[]*?'\""):
+            continue  # choice(...), glob(...) and quoted values are Hydra's to parse
         allowed = group_options("data")
         for name in (v.strip() for v in value.split(",")):  # a sweep lists several
             if name not in allowed and name not in ("null", ""):
@@ -71,7 +73,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-") and not a.startswith("hydra.")
                  and not a.startswith("hydra/")]
     hydra_overrides = [a for a in argv if a.startswith("hydra.") or a.startswith("hydra/")]
-    check_group_choices(overrides)
+    check_group_choices(overrides + hydra_overrides)
     flagged = any(a in ("-m", "--multirun") for a in argv)
     command_line = _grid_jobs(overrides)
     sampled = command_line is None  # interval(...) sweeps: composed without them, left to the sweeper

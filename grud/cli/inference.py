@@ -273,6 +273,12 @@ def _baseline_frame(model: LoadedModel, ds, id_column, task_overrides) -> pd.Dat
                                    grid_hours=task_overrides.get("forecast_grid_hours"), id_column=id_column)
 
 
+def window_value(key: str, value):
+    """A ``task.*`` window value given at prediction: ``horizon_hours`` inf is None (to the end of
+    each series); anything else as given."""
+    return None if key == "horizon_hours" and value is not None and float(value) == float("inf") else value
+
+
 def forecast_window(model: LoadedModel, task_overrides: dict | None = None) -> tuple[float, float | None]:
     """(history_hours, horizon_hours) a forecast checkpoint predicts with: the user's ``task.*``
     overrides, else the window it was trained with (a module's attributes, a baseline's state)."""
@@ -317,11 +323,8 @@ def empty_window_error(history_hours: float, horizon_hours: float | None, ds: Ir
 def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | None = None) -> dict:
     """Test metrics (the ``test/`` keys of metrics.json) of ``model`` on labelled ``ds``."""
     task_overrides = task_overrides or {}
-    if model.task == "classification":  # a forecast window key is an error there (predict_frame)
-        window = {k: v for k, v in task_overrides.items() if k in ("history_hours", "horizon_hours",
-                                                                    "forecast_grid_hours")}
-        return classification_metrics(predict_frame(model, ds, progress=False, task_overrides=window), ds,
-                                      model.stats.classes)
+    if model.task == "classification":
+        return classification_metrics(predict_frame(model, ds, progress=False), ds, model.stats.classes)
     if model.baseline is not None:
         raise ConfigError(f"evaluate(): the {model.baseline} baseline is scored from its prediction frame "
                           f"(grud-evaluate does that: grud.cli.evaluate.forecast_ensemble_metrics)")

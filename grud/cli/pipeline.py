@@ -167,6 +167,13 @@ def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
                impute_weight=float(task.get("impute_weight", 0.0)))
 
 
+def is_forecast_baseline(model: dict) -> bool:
+    """``locf`` / ``mean_forecast``: fitted on the training split only, nothing chosen on validation."""
+    from grud.tasks.forecasting import BASELINES
+
+    return model.get("kind") == "baseline" and model.get("name") in BASELINES
+
+
 def check_model_serves_task(model: dict, task_name: str) -> None:
     tasks = model.get("tasks")
     if model.get("kind") == "baseline" and tasks and task_name not in tasks:
@@ -260,6 +267,12 @@ RUN_RESULTS = ("metrics.json", "failure.json", "metrics.csv", "hparams.yaml", "c
                "plots/calibration.png", "plots/forecasts.png", "plots/input_decay.png")
 
 
+def earlier_run_in(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds what a grud run leaves (its record or a checkpoint)."""
+    return any((Path(run_dir) / n).is_file() for n in ("metrics.json", "failure.json", "checkpoints/best.ckpt",
+                                                       "checkpoints/last.ckpt"))
+
+
 def remove_previous_results(run_dir: Path) -> list[str]:
     """Delete an earlier run's results (:data:`RUN_RESULTS`) from ``run_dir`` before a fresh run
     writes its own there, so the folder never mixes two runs (e.g. a GRU-D's checkpoints and
@@ -288,12 +301,11 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     start = time.time()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    earlier = earlier_run_in(run_dir)  # before its records are cleared just below
     for stale in ("failure.json", "metrics.json"):  # records of an earlier attempt in this directory:
         (run_dir / stale).unlink(missing_ok=True)     # this run writes one of them
     if resume_from is UNCHECKED:
         resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
-    if resume_from is None and is_first_process():  # a fresh run: nothing of an earlier one stays beside it
-        remove_previous_results(run_dir)
     check_numbers(cfg)
     grid = (cfg.get("task") or {}).get("forecast_grid_hours")
     if grid is not None:
@@ -307,7 +319,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     data = dict(cfg["data"])
     data.setdefault("split_seed", seed)
     train, val, test, paths = read_for_run(data)
-    if len(val) == 0:
+    if len(val) == 0 and not is_forecast_baseline(cfg["model"]):  # locf / mean_forecast learn nothing
         raise DataError("the validation split is empty: early stopping, the best checkpoint and the baselines' "
                         "regularisation are chosen on it; set data.val_fraction > 0, data.val_ids or data.folds")
     categories = {}
@@ -338,6 +350,9 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     stats.static_categories = categories
     log.info("data: %d train, %d validation, %d test series; %d variables, %d static",
              len(train), len(val), len(test), stats.n_features, stats.n_static)
+    if earlier and resume_from is None and is_first_process():
+        # a fresh run, its config and data checked: nothing of the earlier run stays beside its results
+        remove_previous_results(run_dir)
     metrics: dict = {}
     if cfg["model"].get("kind") == "baseline":
         from grud.cli.baseline_runs import run_baseline

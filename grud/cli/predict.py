@@ -26,8 +26,9 @@ def data_options(cfg: dict, stats) -> dict:
 def task_overrides(cfg: dict) -> dict:
     """The ``task.*`` keys given (null = as in training); ``task.horizon_hours=inf`` is kept as
     None: queries to the end of each series."""
-    return {k: (None if k == "horizon_hours" and v == float("inf") else v)
-            for k, v in (cfg.get("task") or {}).items() if v is not None and k != "name"}
+    from grud.cli.inference import window_value
+
+    return {k: window_value(k, v) for k, v in (cfg.get("task") or {}).items() if v is not None and k != "name"}
 
 
 def whole_number(cfg: dict, key: str) -> int:

@@ -4,44 +4,56 @@ Each job of a sweep catches its own failure, writes ``failure.json`` and returns
 Hydra's sweeper goes on to the next job (:func:`grud.cli.train._train`). Without this
 callback the sweep would then exit 0 whatever its jobs did, and a script running it could
 not tell. After the last job, :class:`SweepStatus` reads the jobs this sweep ran (their
-``.hydra/overrides.yaml`` was written after the sweep started; jobs of an earlier sweep in
-the same folder are not counted) and, if any failed, ends the sweep with one ``error:``
+``.hydra/overrides.yaml`` is new or rewritten since the sweep started; jobs of an earlier sweep
+in the same folder are not counted) and, if any failed, ends the sweep with one ``error:``
 line and exit code 1. The jobs that completed keep their results; ``grud-aggregate`` lists
 both.
 """
 from __future__ import annotations
 
+import logging
 import sys
-import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
 from grud.cli.aggregate import STATUS_OK, find_jobs, read_job
 
+log = logging.getLogger("grud")
+
 #: exit code of a sweep in which at least one job failed
 FAILED_JOBS_EXIT = 1
 
 
-def jobs_not_completed(sweep_dir, since: float) -> tuple[int, list]:
+def _job_stamps(sweep_dir) -> dict:
+    """``{job folder: (mtime_ns, inode) of its .hydra/overrides.yaml}`` under ``sweep_dir``."""
+    root = Path(sweep_dir)
+    stamps = {}
+    if root.is_dir():
+        for job_dir in find_jobs(root):
+            try:
+                st = (job_dir / ".hydra" / "overrides.yaml").stat()
+            except OSError:
+                continue
+            stamps[str(job_dir)] = (st.st_mtime_ns, st.st_ino)
+    return stamps
+
+
+def jobs_not_completed(sweep_dir, before: dict) -> tuple[int, list]:
     """(jobs this sweep ran, those of them that did not complete) in ``sweep_dir``.
 
-    A job belongs to this sweep when its ``.hydra/overrides.yaml`` is not older than ``since``
-    (a time from :func:`time.time`); the second item lists :class:`grud.cli.aggregate.Job`.
+    A job belongs to this sweep when its ``.hydra/overrides.yaml`` is new or was rewritten since
+    ``before`` (:func:`_job_stamps` at the sweep's start): file times are compared with
+    themselves, never with this host's clock (a file server's may differ). The second item
+    lists :class:`grud.cli.aggregate.Job`.
     """
     ran, bad = 0, []
     root = Path(sweep_dir)
-    if not root.is_dir():
-        return 0, []
-    for job_dir in find_jobs(root):
-        overrides = job_dir / ".hydra" / "overrides.yaml"
-        try:
-            if overrides.stat().st_mtime < since:
-                continue
-        except OSError:
-            continue
+    for job_dir, stamp in _job_stamps(root).items():
+        if before.get(job_dir) == stamp:
+            continue  # an earlier sweep's job, untouched
         ran += 1
-        job = read_job(job_dir, root)
+        job = read_job(Path(job_dir), root)
         if job.status != STATUS_OK:
             bad.append(job)
     return ran, bad
@@ -52,21 +64,25 @@ class SweepStatus(Callback):
     multirun in which any job failed, naming the first failure."""
 
     def __init__(self) -> None:
-        self.started = None
+        self.sweep_dir = None
+        self.before: dict = {}
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        self.started = time.time() - 1.0  # file times may be rounded to the second
+        self.sweep_dir = str(config.hydra.sweep.dir)
+        self.before = _job_stamps(self.sweep_dir)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        if self.started is None:
+        if self.sweep_dir is None:
             return
-        sweep_dir = config.hydra.sweep.dir
-        ran, bad = jobs_not_completed(sweep_dir, self.started)
+        ran, bad = jobs_not_completed(self.sweep_dir, self.before)
+        if ran == 0:
+            log.warning("found no job of this sweep under %s (no .hydra/overrides.yaml written): the exit status "
+                        "does not reflect the jobs' outcome", self.sweep_dir)
         if not bad:
             return
         first = bad[0]
         label = " ".join(first.overrides or []) or first.name
         print(f"error: {len(bad)} of {ran} job(s) of the sweep failed, e.g. job {first.name} ({label}): "
-              f"{first.reason}; the others' results stand (grud-aggregate {sweep_dir} lists every job)",
+              f"{first.reason}; the others' results stand (grud-aggregate {self.sweep_dir} lists every job)",
               file=sys.stderr)
         raise SystemExit(FAILED_JOBS_EXIT)

@@ -60,7 +60,7 @@ class GrudDataModule(pl.LightningDataModule):
             replicas, rank = self.trainer.world_size, self.trainer.global_rank
         sampler = BucketBatchSampler(enc.lengths, self.batch_size, shuffle=shuffle, bucket=self.bucket,
                                      seed=self.seed + 104729 * stream, num_replicas=replicas, rank=rank,
-                                     min_batch=2 if shuffle else 1)  # batch norm trains on 2 series or more
+                                     min_batch=min(2, self.batch_size) if shuffle else 1)  # batch norm: >= 2
         if shuffle and self.trainer is not None:
             sampler.set_epoch(self.trainer.current_epoch)
         return torch.utils.data.DataLoader(enc, batch_sampler=sampler, collate_fn=enc.collate,

@@ -321,7 +321,7 @@ class RecurrentNetwork(nn.Module):
         if mask.numel():
             other = (mask != 0) & (mask != 1)  # also NaN: NaN != 0 and NaN != 1
             if other.any():  # padding (steps >= lengths) may hold anything: only real steps count
-                other &= (torch.arange(T, device=mask.device)[None, :] < lengths[:, None])[..., None]
+                other &= (torch.arange(T, device=mask.device)[None, :] < lengths.to(mask.device)[:, None])[..., None]
             if other.any():
                 first = tuple(int(i) for i in other.nonzero()[0])
                 raise DataError(f"mask: expected 0 (unobserved) or 1 (observed) everywhere, got {mask[first].item()} "

@@ -218,6 +218,13 @@ def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a
     grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=1"], run_dir=out)
     assert (out / "plots" / "history.png").exists() and (out / "metrics.csv").exists()
     assert "[grud][INFO] data: " in (out / "train.log").read_text()  # the API's runs log as the CLI's
+    from grud.errors import DataError
+
+    with pytest.raises(DataError, match="file not found"):  # a rerun that fails its checks removes nothing
+        grud.api.train([*common, "model=logreg", "data.path=/no/such/events.csv"], run_dir=out)
+    assert (out / "checkpoints" / "best.ckpt").exists() and (out / "plots" / "history.png").exists()
+    grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=2", "resume=true"], run_dir=out)
+    assert (out / "plots" / "history.png").exists()  # resumed: the run's own results stay
     grud.api.train([*common, "model=logreg", "plots=false"], run_dir=out)  # the same folder, another model
     assert not (out / "plots" / "history.png").exists() and not (out / "metrics.csv").exists()
     assert not (out / "hparams.yaml").exists()
@@ -237,6 +244,10 @@ def test_an_empty_validation_split_is_named_before_training(clinical_export, tmp
     common = [*CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
     with pytest.raises(DataError, match="the validation split is empty: .*data.val_fraction > 0"):
         grud.api.train([*common, "model=logreg", "data.val_fraction=0"], run_dir=tmp_path / "run")
+    # a forecast baseline chooses nothing on validation: it runs without one
+    out = grud.api.train([*common, "model=locf", "task=forecast", "task.history_hours=15", "data.val_fraction=0",
+                          "plots=false"], run_dir=tmp_path / "locf")
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
 
 
 def test_categorical_static_is_one_hot_with_training_codes_in_models_baselines_and_prediction(clinical_export,

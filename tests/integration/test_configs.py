@@ -74,3 +74,13 @@ def test_a_misspelt_data_group_is_one_error_line_naming_the_options(entry, tmp_p
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == ("error: data=csv_wdie: no such data config (did you mean "
                                                     "csv_wide?); expected one of csv_long, csv_wide, physionet2012")
+
+
+def test_sweep_functions_and_search_paths_are_left_to_hydra():
+    from grud.cli.config import check_group_choices
+    from grud.errors import ConfigError
+
+    check_group_choices(["data=choice(csv_long,csv_wide)", "data=glob(csv_*)", "data=csv_long,csv_wide"])
+    check_group_choices(["data=my_export", "hydra.searchpath=[file:///somewhere]"])  # a config of the user's
+    with pytest.raises(ConfigError, match="data=csv_lng: no such data config"):
+        check_group_choices(["data=csv_long,csv_lng"])

@@ -253,6 +253,12 @@ def test_a_mask_that_is_not_zero_or_one_is_refused_at_the_boundary(name, bad):
     with pytest.raises(DataError, match=r"mask: expected 0 \(unobserved\) or 1 \(observed\) everywhere, got "
                                         r".* at index \(1, 0, 2\) \(1 entries are neither\)"):
         run(net, batch)
+    batch = make_batch([3, 2])
+    T = batch["mask"].shape[1]
+    assert int(batch["lengths"][1]) < T
+    if not torch.isnan(torch.tensor(bad)):  # NaN anywhere is the non-finite check's
+        batch["mask"][1, T - 1, 0] = bad  # padding of series 1: may hold anything
+        run(net, batch)
 
 
 def test_shapes_are_checked_with_expected_and_actual():

@@ -204,6 +204,11 @@ def test_no_training_batch_holds_a_single_series_that_batch_norm_cannot_normalis
         assert sorted(i for b in sampler for i in b) == list(range(n)) and len(sizes) == len(sampler)
         assert n == 1 or min(sizes) >= 2
     assert [len(b) for b in dm.val_dataloader().batch_sampler][-1] == (n % 8 or 8)  # evaluation: as cut
+    one = GrudDataModule(ds, ds, None, stats, EncodedDataset, batch_size=1, seed=0)  # legal: no batch norm
+    assert [len(b) for b in one.train_dataloader().batch_sampler] == [1] * n
+    for rank in (0, 1):  # DDP: each replica's batches hold two series or more, and its length says so
+        sampler = BucketBatchSampler(np.arange(n) % 5 + 1, 8, seed=0, num_replicas=2, rank=rank, min_batch=2)
+        assert len(list(sampler)) == len(sampler) and (n == 1 or min(len(b) for b in sampler) >= 2)
     if n == 9:
         task = ClassificationTask({"name": "grud", "hidden_size": 4}, stats.to_dict())
         trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

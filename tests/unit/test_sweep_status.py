@@ -26,13 +26,19 @@ def _job(root, name, overrides, status, age=0.0):
 
 
 def test_only_this_sweeps_jobs_that_did_not_complete_are_counted(tmp_path):
+    from grud.cli.sweep_status import _job_stamps
+
+    _job(tmp_path, "3", ["seed=3"], "failed", age=3600)  # an earlier sweep's job, left as it was
+    _job(tmp_path, "4", ["seed=4"], "ok", age=3600)  # an earlier sweep's job this sweep reruns
+    before = _job_stamps(tmp_path)
     _job(tmp_path, "0", ["seed=0"], "ok")
     _job(tmp_path, "1", ["seed=1"], "failed")
     _job(tmp_path, "2", ["seed=2"], None)  # killed: neither file
-    _job(tmp_path, "3", ["seed=3"], "failed", age=3600)  # an earlier sweep's job
-    ran, bad = jobs_not_completed(tmp_path, since=time.time() - 60)
-    assert ran == 3 and sorted(j.name for j in bad) == ["1", "2"]
-    assert jobs_not_completed(tmp_path / "absent", 0.0) == (0, [])
+    (tmp_path / "4" / ".hydra" / "overrides.yaml").write_text("- seed=4\n")
+    (tmp_path / "4" / "failure.json").write_text(json.dumps({"status": "failed", "error": "x"}))
+    ran, bad = jobs_not_completed(tmp_path, before)
+    assert ran == 4 and sorted(j.name for j in bad) == ["1", "2", "4"]
+    assert jobs_not_completed(tmp_path / "absent", {}) == (0, [])
 
 
 def test_the_callback_exits_1_with_one_error_line_naming_a_failed_job(tmp_path, capsys):
