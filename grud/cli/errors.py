@@ -1,12 +1,25 @@
 """Turning failures into one ``error: ...`` line on stderr and a non-zero exit."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import traceback
 
 from grud.errors import DataError
+
+
+#: ``log.error(..., extra=FILE_ONLY)``: a line for train.log that the console skips (the error
+#: line on stderr already says it; see :class:`NotFileOnly` in conf/hydra/job_logging/grud.yaml)
+FILE_ONLY = {"file_only": True}
+
+
+class NotFileOnly(logging.Filter):
+    """Logging filter of the console handler: drops records logged with :data:`FILE_ONLY`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
 
 
 def debug_enabled() -> bool:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from grud.cli.allocator import keep_freed_memory
 from grud.cli.config import CONFIG_PATH, is_multirun, plain, precheck, run_dir_from_hydra
-from grud.cli.errors import describe, report
+from grud.cli.errors import FILE_ONLY, describe, report
 from grud.cli.files import atomic_write_json
 
 log = logging.getLogger("grud")
@@ -87,6 +87,7 @@ def _train(cfg: DictConfig):
         if is_multirun():
             log.error("job failed: %s", describe(exc))
             return None
+        log.error("run failed: %s", describe(exc), extra=FILE_ONLY)  # train.log; stderr gets the error: line
         raise SystemExit(report(exc))
     return metrics.get(config.get("optimized_metric", ""), None) if config.get("optimized_metric") else None
 

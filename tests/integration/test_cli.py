@@ -130,6 +130,8 @@ def test_missing_file_is_one_error_line(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "nope.csv" in last and "not found" in last
     assert "Traceback" not in proc.stderr
+    assert "run failed:" not in proc.stderr  # said once on stderr, by the error: line ...
+    assert "run failed: " in (tmp_path / "r" / "train.log").read_text()  # ... and kept in the run's log
 
 
 def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
