@@ -8,10 +8,13 @@ from grud.errors import ConfigError, DataError
 
 
 def _check_fraction(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"data.{name}: expected a fraction in [0, 1), got {value}")
-    return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"data.{name}: expected a fraction in [0, 1), got {value!r}") from None
+    if isinstance(value, bool) or not 0.0 <= number < 1.0:
+        raise ConfigError(f"data.{name}: expected a fraction in [0, 1), got {value!r}")
+    return number
 
 
 def _strata(indices: np.ndarray, labels) -> list[np.ndarray]:

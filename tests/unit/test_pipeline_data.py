@@ -297,3 +297,10 @@ def test_a_forecast_with_nothing_after_the_history_names_the_window():
     with pytest.raises(DataError, match=r"after task.history_hours=24 .*spans 5 hours: lower task.history_hours"):
         fit_loss_weights(ds, fit_stats(ds), history_hours=24.0, horizon_hours=24.0)
     assert fit_loss_weights(ds, fit_stats(ds), history_hours=1.0, horizon_hours=24.0) == [1.0]
+
+
+@pytest.mark.parametrize("value", ["abc", None, True, 1.0, -0.1])
+def test_a_split_fraction_that_is_not_a_fraction_names_its_key(value):
+    ds = random_dataset(n=20)
+    with pytest.raises(ConfigError, match=r"data.val_fraction: expected a fraction in \[0, 1\), got "):
+        split_dataset(ds, value, 0.0, seed=0)
