@@ -381,7 +381,7 @@ def _fmt(x: float) -> str:
         return "nan"
     if x == 0 or 0.1 <= abs(x) < 1e4:
         return f"{x:.3f}"
-    return f"{x:.3g}"  # three significant digits: 0.00762, not 0.008
+    return f"{x:#.3g}"  # three significant digits, trailing zeros kept: 0.00762 and 0.0700, not 0.008 or 0.07
 
 
 def _md_cell(text: str) -> str:

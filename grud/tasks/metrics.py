@@ -271,6 +271,10 @@ def bootstrap_distribution(
     if y.shape[0] == 0 or np.unique(y).shape[0] < 2:
         _undefined("bootstrap: fewer than two classes present; the interval is NaN")
         return np.full(int(n_boot), np.nan)
+    # a canonical row order (by label, then probabilities): the same predictions give the same
+    # interval whatever order they come in (a run's batches, a file's rows)
+    order = np.lexsort((*(p.T[::-1] if p.ndim == 2 else (p,)), y))
+    y, p = y[order], p[order]
     rng = np.random.default_rng(seed)
     counts = _stratified_counts(y, int(n_boot), rng)
     if p.ndim == 1 and isinstance(metric, str):

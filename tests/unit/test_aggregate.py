@@ -255,6 +255,7 @@ def test_small_metrics_keep_three_significant_digits_and_coverage_is_not_ranked(
 
     assert _fmt(0.007617) == "0.00762" and _fmt(0.007643) == "0.00764" and _fmt(0.854) == "0.854"
     assert _fmt(4.54e-05) == "4.54e-05" and _fmt(123.4567) == "123.457"
+    assert _fmt(0.07004) == "0.0700" and _fmt(0.05) == "0.0500"  # a std of 0.07004 is not "0.07"
     assert higher_is_better("test/interval_coverage") is None
 
 

@@ -114,6 +114,18 @@ def test_vectorised_bootstrap_equals_metric_on_each_resample(metric, reference):
     assert np.unique(fast).size > 1  # the resamples really differ
 
 
+def test_the_interval_does_not_depend_on_the_order_of_the_rows():
+    """A run's test epoch (batch order) and grud-evaluate (file order) gave different intervals."""
+    y, p = _binary_problem(300, 8)
+    perm = np.random.default_rng(1).permutation(len(y))
+    assert bootstrap_ci(y, p, "auroc", n_boot=200) == bootstrap_ci(y[perm], p[perm], "auroc", n_boot=200)
+    rng = np.random.default_rng(2)
+    yc = rng.integers(0, 3, 90)
+    pc = rng.dirichlet(np.ones(3), 90)
+    order = rng.permutation(90)
+    assert bootstrap_ci(yc, pc, "auroc", n_boot=30) == bootstrap_ci(yc[order], pc[order], "auroc", n_boot=30)
+
+
 def test_bootstrap_keeps_class_sizes():
     y, p = _binary_problem(100, 5)
     prevalence = bootstrap_distribution(y, y.copy(), lambda yy, pp: yy.mean(), n_boot=30)
