@@ -329,6 +329,14 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         categories = fit_static_categories(train, list(data["categorical_static"]))
         train, val, test = (one_hot_static(d, categories) for d in (train, val, test))
     if task_name == "classification":
+        for name, ds in (("training", train), ("validation", val), ("test", test)):
+            lab = ds.labels if ds.labels is not None else np.zeros(0)
+            odd = np.flatnonzero(np.isfinite(lab) & (lab != np.round(lab)))
+            if len(odd):
+                source = data.get("test_labels") if name == "test" and data.get("test_path") else data.get("labels")
+                raise DataError(f"{source or 'the labels'}: classification needs whole-number class codes in "
+                                f"{data.get('label_column', 'the label column')!r}, got {lab[odd[0]]:g} for series "
+                                f"{ds.ids[odd[0]]!r} ({len(odd)} such label(s) in the {name} split)")
         for name, ds in (("training", train), ("validation", val)):
             if not ds.has_labels:
                 raise DataError(f"the {name} split has no labels (classification needs them): "

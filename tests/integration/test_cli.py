@@ -239,6 +239,21 @@ def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a
         assert f"seed: {s}" in (d / "config.yaml").read_text() and "validation AUROC" in (d / "train.log").read_text()
 
 
+def test_a_label_that_is_not_a_class_code_is_an_error_naming_the_file_and_series(clinical_export, tmp_path):
+    """A 2.7 among 0/1 labels made a third class; a 1.5 was silently dropped."""
+    import grud.api
+    from grud.errors import DataError
+
+    labels = pd.read_csv(clinical_export / "labels.csv", dtype={"hospital_expire_flag": float})
+    labels.loc[3, "hospital_expire_flag"] = 2.7
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    sid = labels.loc[3, "subject_id"]
+    with pytest.raises(DataError, match=rf"labels.csv: classification needs whole-number class codes in "
+                                        rf"'hospital_expire_flag', got 2.7 for series '{sid}'"):
+        grud.api.train([*CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
+                        f"data.labels={tmp_path / 'labels.csv'}", "model=logreg"], run_dir=tmp_path / "run")
+
+
 def test_an_empty_validation_split_is_named_before_training(clinical_export, tmp_path):
     import grud.api
     from grud.errors import DataError
