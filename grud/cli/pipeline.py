@@ -249,6 +249,23 @@ def resume_checkpoint(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> 
     return last
 
 
+def check_resumable(module, checkpoint: Path) -> None:
+    """ConfigError naming the weights that differ when ``module`` (built from this run's config)
+    cannot take ``checkpoint``'s weights: a task or head setting changed since the interrupted run
+    (e.g. ``task.impute_weight``, ``task.head.hidden``). Checked before anything is written."""
+    from grud.cli.checkpoint import safe_load
+
+    saved = {k: tuple(v.shape) for k, v in (safe_load(checkpoint).get("state_dict") or {}).items()}
+    own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    differ = sorted(set(saved) ^ set(own)) + sorted(k for k in set(saved) & set(own) if saved[k] != own[k])
+    if differ:
+        shown = ", ".join(f"{k} ({'only in the checkpoint' if k not in own else 'not in the checkpoint' if k not in saved else f'{saved[k]} there, {own[k]} here'})"
+                          for k in differ[:3])
+        raise ConfigError(f"resume=true: {checkpoint} holds other weights than this run's config builds: {shown}"
+                          f"{f' and {len(differ) - 3} more' if len(differ) > 3 else ''}; a task or model setting "
+                          "changed since the interrupted run: resume with its overrides, or use another hydra.run.dir")
+
+
 #: ``run_training(resume_from=...)`` default: resolve ``resume=true`` there (:func:`resume_checkpoint`)
 UNCHECKED = object()
 
@@ -301,9 +318,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     start = time.time()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    earlier = earlier_run_in(run_dir)  # before its records are cleared just below
-    for stale in ("failure.json", "metrics.json"):  # records of an earlier attempt in this directory:
-        (run_dir / stale).unlink(missing_ok=True)     # this run writes one of them
+    earlier = earlier_run_in(run_dir)
     if resume_from is UNCHECKED:
         resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
     check_numbers(cfg)
@@ -358,17 +373,26 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     stats.static_categories = categories
     log.info("data: %d train, %d validation, %d test series; %d variables, %d static",
              len(train), len(val), len(test), stats.n_features, stats.n_static)
-    if earlier and resume_from is None and is_first_process():
-        # a fresh run, its config and data checked: nothing of the earlier run stays beside its results
-        remove_previous_results(run_dir)
+
+    def clear_earlier_records() -> None:
+        """Once the run's config and data passed their checks (a refused run touches nothing)."""
+        if earlier and resume_from is None and is_first_process():  # nothing of an earlier run stays beside it
+            remove_previous_results(run_dir)
+        for stale in ("failure.json", "metrics.json"):  # an earlier attempt's record: this run writes one
+            (run_dir / stale).unlink(missing_ok=True)
+
     metrics: dict = {}
     if cfg["model"].get("kind") == "baseline":
         from grud.cli.baseline_runs import run_baseline
 
+        clear_earlier_records()
         metrics = run_baseline(cfg, run_dir, train, val, test, stats)
         epochs, resumed = 0, None
     else:
         module = build_module(cfg, stats, train)
+        if resume_from is not None:
+            check_resumable(module, resume_from)
+        clear_earlier_records()
         from grud.models.fast import native
 
         log.info("native GRU kernel (grud.models.fast.native): %s", native.status())
