@@ -33,6 +33,8 @@ _GLOB_CHARS = set("*?[")
 def checkpoint_paths(checkpoint) -> list[Path]:
     """``checkpoint`` as a list of files: one path, a list of paths, or glob patterns (sorted matches)."""
     items = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    if checkpoint is None or str(checkpoint) in ("", "???"):  # ??? is Hydra's "not given" (a glob otherwise)
+        raise ConfigError("checkpoint: required, e.g. checkpoint=OUT/checkpoints/best.ckpt")
     if not items:
         raise ConfigError("checkpoint: expected a checkpoint file, a list of them or a glob pattern, got []")
     paths: list[Path] = []

@@ -141,7 +141,7 @@ def read_for_prediction(opts: dict, stats: FittedStats, need_labels: bool = Fals
 
 def read_raw(opts: dict, need_labels: bool = False) -> IrregularDataset:
     """Read the file ``opts`` names with its reader options (no model's statistics involved yet)."""
-    if not opts.get("path"):
+    if not opts.get("path") or str(opts["path"]) == "???":  # ??? is Hydra's "not given"
         raise ConfigError("data.path: the file to predict on is required (data.path=FILE)")
     kind = opts.get("kind") or "csv_long"
     ds = read_dataset(kind, opts["path"], opts.get("labels"), key="data.path",

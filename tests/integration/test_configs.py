@@ -84,3 +84,23 @@ def test_sweep_functions_and_search_paths_are_left_to_hydra():
     check_group_choices(["data=my_export", "hydra.searchpath=[file:///somewhere]"])  # a config of the user's
     with pytest.raises(ConfigError, match="data=csv_lng: no such data config"):
         check_group_choices(["data=csv_long,csv_lng"])
+
+
+@pytest.mark.parametrize("entry", ["grud-predict", "grud-evaluate"])
+def test_a_checkpoint_left_out_is_named_not_read_as_the_pattern_of_three_question_marks(entry, tmp_path):
+    """Hydra's "???" matched a three-letter folder as a glob (error: mc0: expected a checkpoint file ...)."""
+    import subprocess
+
+    (tmp_path / "mc0").mkdir()
+    proc = subprocess.run([entry, "data.path=x.csv"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == "error: checkpoint: required, e.g. checkpoint=OUT/checkpoints/best.ckpt"
+
+
+def test_a_data_path_left_out_is_named():
+    from grud.cli.inference import read_raw
+    from grud.errors import ConfigError
+
+    for given in ("???", "", None):
+        with pytest.raises(ConfigError, match=r"data.path: the file to predict on is required"):
+            read_raw({"kind": "csv_long", "path": given})
