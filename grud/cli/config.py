@@ -46,10 +46,10 @@ def check_group_choices(overrides: list[str]) -> None:
         allowed = group_options("data")
         for name in (v.strip() for v in value.split(",")):  # a sweep lists several
             if name not in allowed and name not in ("null", ""):
-                import difflib
+                from grud.data.text_tables import closest_name
 
-                close = difflib.get_close_matches(name, allowed, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                close = closest_name(name, allowed)
+                hint = f" (did you mean {close}?)" if close else ""
                 raise ConfigError(f"data={name}: no such data config{hint}; expected one of {', '.join(allowed)}")
 
 

@@ -44,7 +44,6 @@ Semantics (all readers):
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 import warnings
@@ -62,6 +61,7 @@ from grud.data.text_tables import (
     FLOAT32_MAX,
     TextTable,
     check_delimiter,
+    closest_name,
     check_finite,
     check_float32_range,
     is_empty_cell,
@@ -757,8 +757,8 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
         log.info("%s: static variable(s) %s never appear in column %r: left unobserved",
                  source, ", ".join(map(repr, absent)), vc)
     elif absent:
-        close = {a: difflib.get_close_matches(a, vnames, n=1, cutoff=0.6) for a in absent}
-        hints = "; ".join(f"{a!r} (did you mean {c[0]!r}?)" if c else repr(a) for a, c in close.items())
+        close = {a: closest_name(a, vnames) for a in absent}
+        hints = "; ".join(f"{a!r} (did you mean {c!r}?)" if c else repr(a) for a, c in close.items())
         raise DataError(f"static variable(s) {hints} never appear in column {vc!r} (data.static_variables); "
                         f"it holds {len(vnames)} variable names, e.g. {', '.join(map(repr, sorted(vnames)[:8]))}",
                         path=source, column=vc)
@@ -797,7 +797,8 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
             log.info("%s: no column for %s: left unobserved", table.path, ", ".join(map(repr, absent)))
         names = [n for n in names if n in table.columns]
         static = [s for s in static if s in table.columns]
-    table.require(names, what="variable column")
+    table.require([n for n in names if n not in static], what="variable column")
+    table.require(static, what="static column (data.static_variables)")
     if not [n for n in names if n not in static] and not static:
         raise DataError("no variable columns besides the id and time columns", path=table.path, line=1)
     frame, nums = _read_value_columns(table, [idc, tc], names, {tc: None, idc: "category"})

@@ -49,6 +49,18 @@ _INK = re.compile(rb"\S")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
+def closest_name(name: str, names) -> str | None:
+    """The name in ``names`` that ``name`` most likely misspells (case ignored first), or None."""
+    import difflib
+
+    names = [str(n) for n in names]
+    lower = {n.lower(): n for n in names}
+    if name.lower() in lower:
+        return lower[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+    return lower[close[0]] if close else None
+
+
 @dataclass
 class TextTable:
     """A decoded delimited file, not yet parsed into columns.
@@ -75,8 +87,10 @@ class TextTable:
         """Raise :class:`DataError` naming the first of ``names`` that is not in the header."""
         for name in names:
             if name not in self.columns:
+                close = closest_name(str(name), [str(c) for c in self.columns])
+                hint = f" (did you mean {close!r}?)" if close else ""
                 raise DataError(
-                    f"missing {what} {name!r}; the header has: {', '.join(map(repr, self.columns))}"
+                    f"missing {what} {name!r}{hint}; the header has: {', '.join(map(repr, self.columns))}"
                     f" (delimiter: {_DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))})",
                     path=self.path,
                     line=1,

@@ -131,6 +131,15 @@ def test_static_variables_take_the_earliest_value_and_leave_the_variables(tmp_pa
     np.testing.assert_array_equal(ds.static[1], [np.nan, np.nan])
 
 
+def test_a_misspelt_static_column_of_a_wide_file_is_named_with_the_close_name(tmp_path):
+    p = write(tmp_path / "w.csv", "id,time,HR,Age\n1,0,80,50\n")
+    with pytest.raises(DataError, match=r"missing static column \(data.static_variables\) 'Agee' \(did you mean "
+                                        r"'Age'\?\)"):
+        read_wide_csv(p, static_variables=["Agee"])
+    with pytest.raises(DataError, match=r"missing variable column 'hr' \(did you mean 'HR'\?\)"):
+        read_wide_csv(p, variables=["hr"])
+
+
 def test_a_static_variable_the_long_file_never_holds_is_an_error_with_the_close_name(tmp_path):
     """A typo in data.static_variables would otherwise train on an all-NaN static feature."""
     text = "id,time,variable,value\n1,0,Age,54\n1,1,HR,70\n2,0,Age,61\n2,0,HR,60\n"
