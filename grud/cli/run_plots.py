@@ -18,7 +18,9 @@ def write_plots(module, run_dir: Path, dm, task_name: str) -> list:
         written.append(plots.plot_history(csv, out / "history.png"))
     if task_name == "classification" and getattr(module, "last_test", None) is not None:
         y, prob = module.last_test
-        written += plots.plot_roc_pr_calibration(y, prob, out)
+        classes = list(module.stats.classes)  # multi-class legends name the label codes, not positions
+        written += plots.plot_roc_pr_calibration(y, prob, out, class_names=[f"class {c}" for c in classes]
+                                                 if len(classes) > 2 else None)
     if task_name == "forecast" and dm.encoded("test") is not None:
         import torch
 

@@ -254,3 +254,21 @@ def test_a_runs_forecast_plot_gets_the_history_before_the_origin():
     h = _history_frame(ds, [0, 1], history_hours=24.0)
     assert h.to_dict("list") == {"id": ["a", "a", "a", "b"], "time": [0.0, 10.0, 10.0, 5.0],
                                  "variable": ["HR", "HR", "MAP", "MAP"], "value": [1.0, 2.0, 3.0, 6.0]}
+
+
+@pytest.mark.parametrize("classes, names", [([1, 3, 5, 7], ["class 1", "class 3", "class 5", "class 7"]),
+                                            ([0, 1], None)])
+def test_a_runs_multiclass_curves_are_named_by_the_label_codes(classes, names, tmp_path, monkeypatch):
+    """Codes 1/3/5/7 were drawn as class 0..3 while predictions said probability_1/3/5/7."""
+    from types import SimpleNamespace
+
+    from grud.cli import run_plots
+    from grud.viz import plots
+
+    seen = {}
+    monkeypatch.setattr(plots, "plot_roc_pr_calibration",
+                        lambda y, p, out, class_names=None, **kw: seen.setdefault("names", class_names) and [] or [])
+    module = SimpleNamespace(last_test=(np.zeros(4), np.full((4, len(classes)), 1 / len(classes))),
+                             stats=SimpleNamespace(classes=classes, variables=[]), network=SimpleNamespace())
+    run_plots.write_plots(module, tmp_path, dm=None, task_name="classification")
+    assert seen["names"] == names
