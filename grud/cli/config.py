@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 CONFIG_MODULE = "grud.conf"
@@ -53,6 +54,26 @@ def check_group_choices(overrides: list[str]) -> None:
                 raise ConfigError(f"data={name}: no such data config{hint}; expected one of {', '.join(allowed)}")
 
 
+def check_parsable(overrides: list[str]) -> None:
+    """Each override must parse in Hydra's grammar; one that does not is named, with the quoting
+    that fixes the usual case (a glob with [ ], or a value with spaces, commas or parentheses)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from grud.errors import ConfigError
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_overrides([o])
+        except OverrideParseException as exc:
+            key, _, value = o.partition("=")
+            reason = re.split(r"\s+See https?://", str(exc))[0].strip()
+            raise ConfigError(f"{o}: Hydra cannot parse this override ({reason}); a value with "
+                              f"[ ], spaces, commas or parentheses must be quoted for Hydra inside the shell's "
+                              f"quotes, e.g. \"{key}='{value}'\"") from None
+
+
 def precheck(config_name: str, argv: list[str]) -> None:
     """Compose the config before Hydra runs, so a bad override becomes one ``error:`` line.
 
@@ -73,6 +94,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-") and not a.startswith("hydra.")
                  and not a.startswith("hydra/")]
     hydra_overrides = [a for a in argv if a.startswith("hydra.") or a.startswith("hydra/")]
+    check_parsable(overrides + hydra_overrides)
     check_group_choices(overrides + hydra_overrides)
     flagged = any(a in ("-m", "--multirun") for a in argv)
     command_line = _grid_jobs(overrides)

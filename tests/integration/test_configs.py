@@ -104,3 +104,13 @@ def test_a_data_path_left_out_is_named():
     for given in ("???", "", None):
         with pytest.raises(ConfigError, match=r"data.path: the file to predict on is required"):
             read_raw({"kind": "csv_long", "path": given})
+
+
+def test_an_override_hydra_cannot_parse_is_named_with_the_quoting_that_fixes_it():
+    from grud.cli.config import check_parsable
+    from grud.errors import ConfigError
+
+    check_parsable(["checkpoint='mc[12]/checkpoints/best.ckpt'", "data.static_variables=[Age,Gender]", "seed=0,1"])
+    with pytest.raises(ConfigError, match=r"^checkpoint=mc\[12\]/x.ckpt: Hydra cannot parse this override "
+                                          r"\(mismatched input .*\); .*e.g. \"checkpoint='mc\[12\]/x.ckpt'\"$"):
+        check_parsable(["seed=0", "checkpoint=mc[12]/x.ckpt"])
