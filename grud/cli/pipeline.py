@@ -321,6 +321,13 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     earlier = earlier_run_in(run_dir)
     if resume_from is UNCHECKED:
         resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
+
+    def clear_records() -> None:  # an earlier attempt's record: this run writes one of them
+        for stale in ("failure.json", "metrics.json"):
+            (run_dir / stale).unlink(missing_ok=True)
+
+    if resume_from is None:
+        clear_records()  # a fresh attempt: the folder never shows an earlier one's status as this one's
     check_numbers(cfg)
     grid = (cfg.get("task") or {}).get("forecast_grid_hours")
     if grid is not None:
@@ -375,11 +382,11 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
              len(train), len(val), len(test), stats.n_features, stats.n_static)
 
     def clear_earlier_records() -> None:
-        """Once the run's config and data passed their checks (a refused run touches nothing)."""
+        """Once the run's config and data passed their checks: an earlier run's results go (a run
+        refused by its checks leaves them), and a resumed run's record too (a refused resume leaves it)."""
         if earlier and resume_from is None and is_first_process():  # nothing of an earlier run stays beside it
             remove_previous_results(run_dir)
-        for stale in ("failure.json", "metrics.json"):  # an earlier attempt's record: this run writes one
-            (run_dir / stale).unlink(missing_ok=True)
+        clear_records()
 
     metrics: dict = {}
     if cfg["model"].get("kind") == "baseline":

@@ -220,19 +220,18 @@ def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a
     grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=1"], run_dir=out)
     assert (out / "plots" / "history.png").exists() and (out / "metrics.csv").exists()
     assert "[grud][INFO] data: " in (out / "train.log").read_text()  # the API's runs log as the CLI's
-    from grud.errors import DataError
-
-    with pytest.raises(DataError, match="file not found"):  # a rerun that fails its checks removes nothing
-        grud.api.train([*common, "model=logreg", "data.path=/no/such/events.csv"], run_dir=out)
-    assert (out / "checkpoints" / "best.ckpt").exists() and (out / "plots" / "history.png").exists()
-    from grud.errors import ConfigError
+    from grud.errors import ConfigError, DataError
 
     before = (out / "metrics.json").read_bytes()
     with pytest.raises(ConfigError, match=r"resume=true: .*last.ckpt holds other weights than this run's config "
                                           r"builds: imputer.proj.bias \(only in the checkpoint\)"):
         grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=2", "resume=true",
                         "task.impute_weight=0"], run_dir=out)
-    assert (out / "metrics.json").read_bytes() == before  # refused before anything was touched
+    assert (out / "metrics.json").read_bytes() == before  # a refused resume touches nothing
+    with pytest.raises(DataError, match="file not found"):  # a fresh rerun that fails its checks ...
+        grud.api.train([*common, "model=logreg", "data.path=/no/such/events.csv"], run_dir=out)
+    assert (out / "checkpoints" / "best.ckpt").exists() and (out / "plots" / "history.png").exists()  # ... keeps
+    assert not (out / "metrics.json").exists()  # the results, but not a status that is not this attempt's
     grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=2", "resume=true"], run_dir=out)
     assert (out / "plots" / "history.png").exists()  # resumed: the run's own results stay
     grud.api.train([*common, "model=logreg", "plots=false"], run_dir=out)  # the same folder, another model
