@@ -36,13 +36,20 @@ READER_KEYS = ("kind", "id_column", "time_column", "variable_column", "value_col
 
 
 def data_hash(paths) -> str:
+    """SHA-256 (first 16 hex digits) of the input files; a folder (PhysioNet stays) counts as its
+    files' relative names and contents, in sorted order."""
     h = hashlib.sha256()
     for p in paths:
         if p is None:
             continue
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        p = Path(p)
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for file in files:
+            if p.is_dir():
+                h.update(str(file.relative_to(p)).encode() + b"\0")
+            with open(file, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
     return h.hexdigest()[:16]
 
 
@@ -187,7 +194,7 @@ def check_model_serves_task(model: dict, task_name: str) -> None:
 _NUMBER_KEYS = (("seed", True, None, False, False), ("optim.lr", False, 0.0, True, False),
                 ("optim.weight_decay", False, 0.0, False, False), ("optim.grad_clip", False, 0.0, False, True),
                 ("trainer.max_epochs", True, -1, False, True), ("data.batch_size", True, 1, False, False),
-                ("early_stopping.patience", True, 0, False, False))
+                ("early_stopping.patience", True, 0, False, False), ("data.grid", False, 0.0, True, True))
 
 
 def check_numbers(cfg: dict) -> None:

@@ -51,10 +51,14 @@ def resolve_path(path, key: str) -> Path:
 
 
 def reader_options(kind: str, options: dict) -> dict:
-    """The subset of ``options`` that the reader of ``kind`` takes (None values dropped)."""
+    """The subset of ``options`` that the reader of ``kind`` takes (None values dropped, except an
+    explicit ``value_ranges: null``, which means none)."""
     if kind not in KINDS:
         raise ConfigError(f"data.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
-    return {k: options[k] for k in _READER_KEYS[kind] if options.get(k) is not None}
+    out = {k: options[k] for k in _READER_KEYS[kind] if options.get(k) is not None}
+    if "value_ranges" in options and options["value_ranges"] is None:
+        out["value_ranges"] = None  # null switches ranges off (the PhysioNet reader's default is its table)
+    return out
 
 
 def read_dataset(kind: str, path, labels=None, *, key: str = "data.path", **options) -> IrregularDataset:

@@ -188,7 +188,8 @@ def test_an_experiments_own_sweep_and_an_optuna_metric_are_checked_up_front():
 @pytest.mark.parametrize("override, message", [("optim.lr=abc", "optim.lr: expected a number > 0, got 'abc'"),
                                                ("trainer.max_epochs=abc", "trainer.max_epochs: expected an integer"),
                                                ("data.batch_size=0", "data.batch_size: expected an integer >= 1"),
-                                               ("early_stopping.patience=null", "early_stopping.patience: expected an integer >= 0, got None")])
+                                               ("early_stopping.patience=null", "early_stopping.patience: expected an integer >= 0, got None"),
+                                               ("data.grid=abc", "data.grid: expected a number > 0")])
 def test_a_number_given_as_text_names_its_key(override, message):
     from grud.cli.pipeline import check_numbers
     from grud.errors import ConfigError
@@ -227,3 +228,33 @@ def test_grud_evaluate_refuses_task_keys_it_would_ignore(task, seed, message):
     check_scoring_options({"task": {"name": "impute", "impute_rate": 0.1}, "seed": 3})
     with pytest.raises(ConfigError, match=message):
         check_scoring_options({"task": task, "seed": seed})
+
+
+def test_the_data_hash_of_a_folder_of_stays_covers_its_files():
+    """A PhysioNet folder made every training run fail at its end (open() on a folder)."""
+    from grud.cli.pipeline import data_hash
+
+    def folder(tmp, texts):
+        tmp.mkdir()
+        for name, text in texts.items():
+            (tmp / name).write_text(text)
+        return tmp
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        a = folder(root / "a", {"1.txt": "Time,Parameter,Value\n", "2.txt": "x"})
+        b = folder(root / "b", {"1.txt": "Time,Parameter,Value\n", "2.txt": "x"})
+        c = folder(root / "c", {"1.txt": "Time,Parameter,Value\n", "2.txt": "y"})
+        assert data_hash([a]) == data_hash([b]) != data_hash([c])
+        assert len(data_hash([a, None])) == 16
+
+
+def test_value_ranges_null_switches_the_physionet_table_off():
+    """The reader options dropped None, so the PhysioNet reader fell back to its own table."""
+    from grud.data.loading import reader_options
+
+    assert reader_options("physionet2012", {"value_ranges": None, "max_hours": 48}) == {"value_ranges": None,
+                                                                                       "max_hours": 48}
+    assert "value_ranges" not in reader_options("physionet2012", {"max_hours": 48})
