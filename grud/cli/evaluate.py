@@ -20,7 +20,7 @@ log = logging.getLogger("grud")
 def run_evaluate(cfg: dict) -> dict:
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import output_file
-    from grud.cli.inference import classification_metrics, evaluate, read_for_prediction
+    from grud.cli.inference import WINDOW_KEYS, classification_metrics, evaluate, read_for_prediction
 
     check_scoring_options(cfg)
     out = output_file(cfg.get("output"), "evaluation.json")  # before any work
@@ -31,7 +31,7 @@ def run_evaluate(cfg: dict) -> dict:
     model = members[0]
     if model.task == "classification" and not impute:
         # one checkpoint, or the mean probability of several (grud.cli.checkpoint_ensemble)
-        window = {k: v for k, v in task_overrides(cfg).items() if k in ("history_hours", "horizon_hours")}
+        window = {k: v for k, v in task_overrides(cfg).items() if k in WINDOW_KEYS}
         frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), need_labels=True,
                                     progress=False, task_overrides=window)  # a window key is an error there
         metrics = classification_metrics(frame, ds, model.stats.classes)

@@ -239,7 +239,7 @@ def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0,
     if model.baseline is not None:
         return _baseline_frame(model, ds, id_column, task_overrides)
     module = model.module
-    for key in ("history_hours", "forecast_grid_hours", "horizon_hours"):
+    for key in WINDOW_KEYS:
         if key in task_overrides and hasattr(module, key):
             setattr(module, key, task_overrides[key])
     extra = {} if model.task == "classification" else {"keep_draws": keep_draws, "interval": interval,
@@ -271,6 +271,10 @@ def _baseline_frame(model: LoadedModel, ds, id_column, task_overrides) -> pd.Dat
     history, horizon = forecast_window(model, task_overrides)
     return forecast_baseline_frame(model.baseline, ds, model.stats, history, horizon,
                                    grid_hours=task_overrides.get("forecast_grid_hours"), id_column=id_column)
+
+
+#: the ``task.*`` keys that set a forecast window at prediction (grud.api.PREDICT_TASK_KEYS, the same)
+WINDOW_KEYS = ("history_hours", "horizon_hours", "forecast_grid_hours")
 
 
 def window_value(key: str, value):

@@ -43,9 +43,9 @@ def data_hash(paths) -> str:
         if p is None:
             continue
         p = Path(p)
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        for file in files:
-            if p.is_dir():
+        folder = p.is_dir()
+        for file in sorted(f for f in p.rglob("*") if f.is_file()) if folder else [p]:
+            if folder:
                 h.update(str(file.relative_to(p)).encode() + b"\0")
             with open(file, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -256,13 +256,15 @@ def resume_checkpoint(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> 
     return last
 
 
-def check_resumable(module, checkpoint: Path) -> None:
-    """ConfigError naming the weights that differ when ``module`` (built from this run's config)
-    cannot take ``checkpoint``'s weights: a task or head setting changed since the interrupted run
-    (e.g. ``task.impute_weight``, ``task.head.hidden``). Checked before anything is written."""
+def check_resumable(module, checkpoint: Path) -> int:
+    """The epoch ``checkpoint`` holds, or a ConfigError naming the weights that differ when
+    ``module`` (built from this run's config) cannot take its weights: a task or head setting
+    changed since the interrupted run (e.g. ``task.impute_weight``, ``task.head.hidden``).
+    Checked before anything is written."""
     from grud.cli.checkpoint import safe_load
 
-    saved = {k: tuple(v.shape) for k, v in (safe_load(checkpoint).get("state_dict") or {}).items()}
+    loaded = safe_load(checkpoint)
+    saved = {k: tuple(v.shape) for k, v in (loaded.get("state_dict") or {}).items()}
     own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     differ = sorted(set(saved) ^ set(own)) + sorted(k for k in set(saved) & set(own) if saved[k] != own[k])
     if differ:
@@ -271,6 +273,7 @@ def check_resumable(module, checkpoint: Path) -> None:
         raise ConfigError(f"resume=true: {checkpoint} holds other weights than this run's config builds: {shown}"
                           f"{f' and {len(differ) - 3} more' if len(differ) > 3 else ''}; a task or model setting "
                           "changed since the interrupted run: resume with its overrides, or use another hydra.run.dir")
+    return int(loaded["epoch"])
 
 
 #: ``run_training(resume_from=...)`` default: resolve ``resume=true`` there (:func:`resume_checkpoint`)
@@ -285,16 +288,33 @@ def is_first_process() -> bool:
     return all(os.environ.get(v, "0") in ("", "0") for v in _RANK_VARIABLES)
 
 
+#: a run's status record: metrics.json when it completed, failure.json when it failed
+RUN_RECORDS = ("metrics.json", "failure.json")
 #: what a run writes into its directory besides config.yaml and train.log (relative paths)
-RUN_RESULTS = ("metrics.json", "failure.json", "metrics.csv", "hparams.yaml", "checkpoints/best.ckpt",
-               "checkpoints/last.ckpt", "plots/history.png", "plots/roc.png", "plots/pr.png",
-               "plots/calibration.png", "plots/forecasts.png", "plots/input_decay.png")
+RUN_RESULTS = (*RUN_RECORDS, "checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.csv", "hparams.yaml",
+               "plots/history.png", "plots/roc.png", "plots/pr.png", "plots/calibration.png",
+               "plots/forecasts.png", "plots/input_decay.png")
 
 
 def earlier_run_in(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds what a grud run leaves (its record or a checkpoint)."""
-    return any((Path(run_dir) / n).is_file() for n in ("metrics.json", "failure.json", "checkpoints/best.ckpt",
-                                                       "checkpoints/last.ckpt"))
+    return any((Path(run_dir) / n).is_file() for n in RUN_RESULTS[:4])
+
+
+def clear_records(run_dir: Path) -> None:
+    """Remove an earlier attempt's status record (:data:`RUN_RECORDS`): this run writes its own."""
+    for name in RUN_RECORDS:
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def clear_earlier_run(run_dir: Path, resumed: bool, earlier: bool) -> None:
+    """Once a run passed its config and data checks (a refused run leaves the folder as it was): a
+    resumed run removes the earlier attempt's record, a fresh one an earlier run's results (only
+    the first process of a multi-process run; ``earlier`` from :func:`earlier_run_in` at its start)."""
+    if resumed:
+        clear_records(run_dir)
+    elif earlier and is_first_process():
+        remove_previous_results(run_dir)
 
 
 def remove_previous_results(run_dir: Path) -> list[str]:
@@ -328,13 +348,8 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     earlier = earlier_run_in(run_dir)
     if resume_from is UNCHECKED:
         resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
-
-    def clear_records() -> None:  # an earlier attempt's record: this run writes one of them
-        for stale in ("failure.json", "metrics.json"):
-            (run_dir / stale).unlink(missing_ok=True)
-
     if resume_from is None:
-        clear_records()  # a fresh attempt: the folder never shows an earlier one's status as this one's
+        clear_records(run_dir)  # a fresh attempt: the folder never shows an earlier one's status as this one's
     check_numbers(cfg)
     grid = (cfg.get("task") or {}).get("forecast_grid_hours")
     if grid is not None:
@@ -387,26 +402,17 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     stats.static_categories = categories
     log.info("data: %d train, %d validation, %d test series; %d variables, %d static",
              len(train), len(val), len(test), stats.n_features, stats.n_static)
-
-    def clear_earlier_records() -> None:
-        """Once the run's config and data passed their checks: an earlier run's results go (a run
-        refused by its checks leaves them), and a resumed run's record too (a refused resume leaves it)."""
-        if earlier and resume_from is None and is_first_process():  # nothing of an earlier run stays beside it
-            remove_previous_results(run_dir)
-        clear_records()
-
     metrics: dict = {}
     if cfg["model"].get("kind") == "baseline":
         from grud.cli.baseline_runs import run_baseline
 
-        clear_earlier_records()
+        clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier)
         metrics = run_baseline(cfg, run_dir, train, val, test, stats)
         epochs, resumed = 0, None
     else:
         module = build_module(cfg, stats, train)
-        if resume_from is not None:
-            check_resumable(module, resume_from)
-        clear_earlier_records()
+        resumed = None if resume_from is None else check_resumable(module, resume_from)
+        clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier)
         from grud.models.fast import native
 
         log.info("native GRU kernel (grud.models.fast.native): %s", native.status())
@@ -423,11 +429,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         dm = GrudDataModule(train, val, test, stats, module.encode_dataset, batch_size=int(data.get("batch_size", 64)),
                             bucket=bool(data.get("bucket", True)), num_workers=int(data.get("num_workers", 0)),
                             seed=seed, train_streams=members)
-        resumed = None
-        if resume_from is not None:
-            from grud.cli.checkpoint import safe_load
-
-            resumed = int(safe_load(resume_from)["epoch"])
+        if resumed is not None:
             log.info("resuming from %s (epoch %d)", resume_from, resumed)
         trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed)
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None,

@@ -29,6 +29,21 @@ from grud.errors import ConfigError, DataError
 log = logging.getLogger("grud")
 
 
+def _hide_columns(arr: np.ndarray, unseen: list, names: list, hidden: dict) -> np.ndarray:
+    """``arr`` with the columns ``unseen`` names set to NaN (a copy, only when one holds a value);
+    ``hidden`` gets ``{name: values hidden}``. Shape: arr (N, len(names))."""
+    cols = [names.index(v) for v in unseen if v in names]
+    if not cols or not len(arr):
+        return arr
+    counts = np.isfinite(arr[:, cols]).sum(0)
+    if not counts.any():
+        return arr
+    arr = arr.copy()
+    arr[:, cols] = np.nan
+    hidden.update({names[c]: int(k) for c, k in zip(cols, counts) if k})
+    return arr
+
+
 @dataclass
 class FittedStats:
     """Training-split statistics. All fields are plain python values (checkpoint-safe).
@@ -138,22 +153,9 @@ class FittedStats:
         Shape:
             values (N, F), static (n, S) in the order of ``variables`` / ``static_names``.
         """
-        hidden = {}
-        for names, unseen, name_list in (("values", self.unseen_variables, self.variables),
-                                         ("static", self.unseen_static, self.static_names)):
-            if not unseen:
-                continue
-            arr = values if names == "values" else static
-            cols = [name_list.index(v) for v in unseen if v in name_list]
-            counts = np.isfinite(arr[:, cols]).sum(0) if len(arr) and cols else np.zeros(len(cols), int)
-            if counts.any():
-                arr = arr.copy()
-                arr[:, cols] = np.nan
-                hidden.update({name_list[c]: int(k) for c, k in zip(cols, counts) if k})
-                if names == "values":
-                    values = arr
-                else:
-                    static = arr
+        hidden: dict = {}
+        values = _hide_columns(values, self.unseen_variables, self.variables, hidden)
+        static = _hide_columns(static, self.unseen_static, self.static_names, hidden)
         return values, static, hidden
 
     def normalise_values(self, values: np.ndarray) -> np.ndarray:
@@ -299,9 +301,8 @@ def fit_stats(train: IrregularDataset) -> FittedStats:
         raise DataError("the training split is empty: nothing to fit statistics on")
     mean, std, lo, hi, count = _nan_stats(train.values)
     never = [v for v, c in zip(train.variables, count) if c == 0]
-    s_mean, s_std, *rest = _nan_stats(train.static) if train.static.shape[1] else (np.zeros(0), np.ones(0), 0, 0,
-                                                                                      np.zeros(0))
-    never_static = [v for v, c in zip(train.static_names, rest[-1]) if c == 0]
+    s_mean, s_std, _, _, s_count = _nan_stats(train.static)  # (S,) each; S may be 0
+    never_static = [v for v, c in zip(train.static_names, s_count) if c == 0]
     if never or never_static:
         warnings.warn(
             f"{len(never) + len(never_static)} variable(s) never observed in the training split (kept as inputs, "

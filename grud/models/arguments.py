@@ -13,7 +13,7 @@ import numpy as np
 
 from grud.errors import ConfigError
 
-__all__ = ["integer", "probability", "boolean", "one_of", "periods_list"]
+__all__ = ["integer", "probability", "boolean", "one_of", "finite_or_none", "periods_list"]
 
 
 def integer(key: str, value, minimum: int) -> int:
@@ -45,6 +45,14 @@ def one_of(key: str, value, allowed: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
     return value
+
+
+def finite_or_none(key: str, value) -> float | None:
+    """A finite number, or None (e.g. ``forget_bias``: None keeps torch's initialisation)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                              or not np.isfinite(value)):
+        raise ConfigError(f"{key}: expected a finite number or null, got {value!r}")
+    return None if value is None else float(value)
 
 
 def periods_list(key: str, periods, integral: bool) -> list:

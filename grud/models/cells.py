@@ -277,10 +277,7 @@ class LSTMCell(_GatedCell):
     n_gates = 4
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float | None = 1.0):
-        if forget_bias is not None and (isinstance(forget_bias, bool) or not math.isfinite(float(forget_bias))):
-            raise ConfigError(f"{type(self).__name__} forget_bias: expected a finite number or None, "
-                              f"got {forget_bias!r}")
-        self.forget_bias = None if forget_bias is None else float(forget_bias)
+        self.forget_bias = arguments.finite_or_none(f"{type(self).__name__} forget_bias", forget_bias)
         super().__init__(input_size, hidden_size)
 
     def reset_parameters(self) -> None:

@@ -12,7 +12,6 @@ Shape:
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -93,10 +92,7 @@ def check_hparams(**hp) -> dict:
     out["num_layers"] = _int("num_layers", out["num_layers"], 1)
     for name in ("dropout", "input_dropout", "recurrent_dropout"):
         out[name] = _prob(name, out[name])
-    fb = out["forget_bias"]
-    if fb is not None and (isinstance(fb, bool) or not isinstance(fb, numbers.Real) or not np.isfinite(fb)):
-        raise ConfigError(f"{_key('forget_bias')}: expected a finite number or null, got {fb!r}")
-    out["forget_bias"] = None if fb is None else float(fb)
+    out["forget_bias"] = arguments.finite_or_none(_key("forget_bias"), out["forget_bias"])
     for name in ("bidirectional", "input_decay", "hidden_decay", "mask_in_gates", "fast", "static_input",
                  "static_state"):
         out[name] = _bool(name, out[name])

@@ -22,6 +22,7 @@ from grud.data import masking
 from grud.data.batching import EncodedDataset
 from grud.data.transforms import FittedStats, check_value_transform
 from grud.errors import ConfigError
+from grud.models import arguments
 from grud.models.heads import ClassificationHead
 from grud.tasks import metrics as M
 from grud.tasks.base import TaskModule
@@ -85,21 +86,15 @@ class ClassificationTask(TaskModule):
             raise ConfigError(f"unknown task.head key(s) {', '.join(map(repr, unknown))}; allowed: "
                               f"{', '.join(defaults)}")
         head = {**defaults, **(head or {})}
-        for key, ok in (("hidden", isinstance(head["hidden"], int) and not isinstance(head["hidden"], bool)
-                         and head["hidden"] >= 0),
-                        ("batch_norm", isinstance(head["batch_norm"], bool)),
-                        ("dropout", isinstance(head["dropout"], (int, float)) and not isinstance(head["dropout"], bool)
-                         and 0.0 <= head["dropout"] < 1.0)):
-            if not ok:
-                expected = {"hidden": "a width >= 0 (0 = a linear head)", "batch_norm": "true or false",
-                            "dropout": "a probability in [0, 1)"}[key]
-                raise ConfigError(f"task.head.{key}: expected {expected}, got {head[key]!r}")
+        hidden = head["hidden"]
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+            raise ConfigError(f"task.head.hidden: expected a width >= 0 (0 = a linear head), got {hidden!r}")
+        head["batch_norm"] = arguments.boolean("task.head.batch_norm", head["batch_norm"])
+        head["dropout"] = arguments.probability("task.head.dropout", head["dropout"])
         self.pool = str(head.pop("pool"))
         if self.pool not in ("last", "last_mean", "last_max"):
             raise ConfigError(f"task.head.pool: expected last, last_mean or last_max, got {self.pool!r}")
-        self.summary = head.pop("summary")
-        if not isinstance(self.summary, bool):
-            raise ConfigError(f"task.head.summary: expected true or false, got {self.summary!r}")
+        self.summary = arguments.boolean("task.head.summary", head.pop("summary"))
         width = self.network.output_size * (1 if self.pool == "last" else 2)
         if self.summary:  # last, mean, min, max and log1p(count) of every variable's observed values
             width += len(STATISTICS) * self.stats.n_features
