@@ -225,6 +225,13 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    @property
+    def sampler(self) -> "BucketBatchSampler":
+        """Itself, where torch's ``BatchSampler`` keeps the index sampler it wraps: Lightning sets
+        the epoch of ``batch_sampler.sampler`` at the start of every epoch (``set_epoch``), not of
+        the batch sampler, so without this the order would be drawn once and repeated every epoch."""
+        return self
+
     def _batches(self) -> list:
         n = len(self.lengths)
         rng = np.random.default_rng(self.seed + 7919 * self.epoch)

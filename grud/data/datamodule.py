@@ -63,8 +63,12 @@ class GrudDataModule(pl.LightningDataModule):
                                      min_batch=min(2, self.batch_size) if shuffle else 1)  # batch norm: >= 2
         if shuffle and self.trainer is not None:
             sampler.set_epoch(self.trainer.current_epoch)
+        # the loader's own generator seeds its workers: creating an iterator then draws nothing from
+        # the global generator that dropout uses, so a checkpoint's random state is the one the next
+        # epoch starts from (resume=true repeats an uninterrupted run)
+        generator = torch.Generator().manual_seed(self.seed + 104729 * stream)
         return torch.utils.data.DataLoader(enc, batch_sampler=sampler, collate_fn=enc.collate,
-                                           num_workers=self.num_workers,
+                                           num_workers=self.num_workers, generator=generator,
                                            persistent_workers=self.num_workers > 0)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):

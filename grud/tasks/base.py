@@ -104,10 +104,21 @@ class TaskModule(pl.LightningModule):
         self._eval_losses: dict = {}  # stage -> [sum of loss * batch size, total batch size]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Name the task in the checkpoint (plain strings), so it reloads as the right class."""
+        """Name the task in the checkpoint (plain strings), so it reloads as the right class, and
+        keep the random state (dropout, ``task.augment_missing``) so ``resume=true`` repeats the
+        uninterrupted run: a checkpoint is written at the end of an epoch, and nothing draws from
+        the generator between that point and the next epoch's first batch."""
         import grud
 
         checkpoint["grud"] = {"task": self.name, "version": grud.__version__}
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A resumed run restores the saved random state when its first epoch starts (after
+        Lightning's sanity check), see :meth:`on_save_checkpoint`. Older checkpoints have none."""
+        self._resume_rng_state = checkpoint.get("rng_state")
 
     # ------------------------------------------------------------------ shared pieces
     def build_network(self) -> nn.Module:
@@ -167,6 +178,12 @@ class TaskModule(pl.LightningModule):
     # evaluation losses are summed here and logged once per epoch.
     def on_train_epoch_start(self) -> None:
         self._running.clear()  # a window never spans two epochs
+        saved = getattr(self, "_resume_rng_state", None)
+        if saved is not None:
+            self._resume_rng_state = None
+            torch.set_rng_state(saved["torch"])
+            if "cuda" in saved and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(saved["cuda"])
 
     def log_running(self, name: str, value: torch.Tensor, batch_size: int, prog_bar: bool = False) -> None:
         """Log the batch-size-weighted mean of ``value`` over the training steps since it was last

@@ -346,6 +346,7 @@ class ForecastTask(TaskModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Half-widths of another layout (levels, groups: an older grud) or none at all (written before
         conformal intervals) leave the module uncalibrated: point forecasts still load."""
+        super().on_load_checkpoint(checkpoint)
         meta = checkpoint.get("grud") or {}
         hw, layout = meta.get("interval_halfwidth"), meta.get("interval_layout") or {}
         if hw is None:

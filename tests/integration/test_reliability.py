@@ -143,6 +143,12 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_same_run(resumed, reference)
     assert ref["resumed_from_epoch"] is None
     assert f"resuming from {out / 'checkpoints' / 'last.ckpt'} (epoch {killed_at})" in resumed["proc"].stderr
     assert m["n_train"] == ref["n_train"] and m["data_hash"] == ref["data_hash"]
+    # the same run, not only as long: weights (dropout's random state travels in last.ckpt) and results
+    weights, ref_weights = (safe_load(r / "checkpoints" / "last.ckpt")["state_dict"] for r in (out, reference))
+    assert weights.keys() == ref_weights.keys()
+    differ = [k for k in weights if not torch.equal(weights[k], ref_weights[k])]
+    assert not differ, f"the resumed run ended with other weights than the uninterrupted one: {differ}"
+    assert m["test/auroc"] == ref["test/auroc"] and m["val/auroc"] == ref["val/auroc"]
 
 
 def test_resume_leaves_no_temporary_or_truncated_file(resumed):

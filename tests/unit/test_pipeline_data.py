@@ -217,6 +217,40 @@ def test_no_training_batch_holds_a_single_series_that_batch_norm_cannot_normalis
         assert trainer.current_epoch == 1
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_trainer_reshuffles_the_training_batches_every_epoch(streams):
+    """Lightning sets the epoch of ``batch_sampler.sampler``, not of the batch sampler: without it
+    every epoch repeated the first one's order (and a resumed run drew another order than an
+    uninterrupted one)."""
+    import pytorch_lightning as pl
+
+    from grud.data.datamodule import GrudDataModule
+    from grud.tasks.classification import ClassificationTask
+
+    class Recording(ClassificationTask):
+        def training_step(self, batch, batch_idx):
+            for k, b in enumerate(batch if isinstance(batch, list) else [batch]):
+                seen.setdefault((self.current_epoch, k), []).append(b["index"].tolist())
+            return super().training_step(batch, batch_idx)
+
+    seen: dict = {}
+    ds = random_dataset(n=40)
+    stats = fit_stats(ds)
+    dm = GrudDataModule(ds, None, None, stats, EncodedDataset, batch_size=8, seed=0, train_streams=streams)
+    task = Recording({"name": "grud", "hidden_size": 4}, stats.to_dict(), optim={"scheduler": "none"},
+                     ensemble=streams)
+    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(task, datamodule=dm)
+    for k in range(streams):
+        orders = [seen[(epoch, k)] for epoch in range(3)]
+        for order in orders:
+            assert sorted(i for b in order for i in b) == list(range(40))  # every series once per epoch
+        assert orders[0] != orders[1] and orders[1] != orders[2] and orders[0] != orders[2]
+        first = list(BucketBatchSampler(dm.encoded("train").lengths, 8, seed=0 + 104729 * k, min_batch=2))
+        assert orders[0] == first  # epoch 0 is the sampler's order for epoch 0
+
+
 def test_train_streams_serve_each_ensemble_member_its_own_order_of_the_whole_split():
     from grud.data.datamodule import GrudDataModule
 
