@@ -67,8 +67,8 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
     """
     from omegaconf import OmegaConf
 
-    from grud.cli.files import atomic_write_bytes
     from grud.cli.pipeline import resume_checkpoint, run_training
+    from grud.cli.train import record_failure
     from grud.cli.config import plain
 
     overrides = _override_list(overrides, "overrides")
@@ -79,10 +79,14 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
     cfg = _compose("train", [o for o in overrides if not o.startswith("hydra")])
     run_dir = Path(run_dir) if run_dir else _new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    resume_from = resume_checkpoint(plain(cfg), run_dir)  # a mismatch is an error before config.yaml is replaced
-    atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     with _run_log(run_dir / "train.log"):
-        run_training(plain(cfg), run_dir, resume_from=resume_from)
+        try:
+            resume_from = resume_checkpoint(plain(cfg), run_dir)
+            run_training(plain(cfg), run_dir, resume_from=resume_from,
+                         config_text=OmegaConf.to_yaml(cfg, resolve=True).encode())
+        except Exception as exc:  # the run directory records it as the CLI's does (grud-aggregate lists it)
+            record_failure(run_dir, exc)
+            raise
     return run_dir
 
 

@@ -307,14 +307,20 @@ def clear_records(run_dir: Path) -> None:
         (Path(run_dir) / name).unlink(missing_ok=True)
 
 
-def clear_earlier_run(run_dir: Path, resumed: bool, earlier: bool) -> None:
-    """Once a run passed its config and data checks (a refused run leaves the folder as it was): a
-    resumed run removes the earlier attempt's record, a fresh one an earlier run's results (only
-    the first process of a multi-process run; ``earlier`` from :func:`earlier_run_in` at its start)."""
+def clear_earlier_run(run_dir: Path, resumed: bool, earlier: bool, config_text: bytes | None = None) -> None:
+    """Once a run passed its config and data checks (a refused run leaves the folder as it was, its
+    ``config.yaml`` included, so that file always describes the checkpoints beside it): a resumed
+    run removes the earlier attempt's record, a fresh one an earlier run's results (only the first
+    process of a multi-process run; ``earlier`` from :func:`earlier_run_in` at its start); then
+    ``config_text`` (the composed config) is written as ``config.yaml``."""
     if resumed:
         clear_records(run_dir)
     elif earlier and is_first_process():
         remove_previous_results(run_dir)
+    if config_text is not None and is_first_process():
+        from grud.cli.files import atomic_write_bytes
+
+        atomic_write_bytes(Path(run_dir) / "config.yaml", config_text)
 
 
 def remove_previous_results(run_dir: Path) -> list[str]:
@@ -333,12 +339,14 @@ def remove_previous_results(run_dir: Path) -> list[str]:
     return removed
 
 
-def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_from=UNCHECKED) -> dict:
+def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_from=UNCHECKED,
+                 config_text: bytes | None = None) -> dict:
     """Train per ``cfg`` (plain dict) into ``run_dir``; returns the metrics written to metrics.json.
 
     ``fresh_if_none``: with ``resume=true`` and no ``last.ckpt``, start from scratch (sweeps).
-    ``resume_from``: what :func:`resume_checkpoint` gave a caller that checked before writing
-    ``config.yaml`` (a path or None); by default it is checked here.
+    ``resume_from``: what :func:`resume_checkpoint` gave a caller that checked it already (a path
+    or None); by default it is checked here. ``config_text``: the composed config, written as
+    ``config.yaml`` once the config and data checks pass (a refused run leaves the earlier one).
     """
     import pytorch_lightning as pl
 
@@ -348,8 +356,6 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     earlier = earlier_run_in(run_dir)
     if resume_from is UNCHECKED:
         resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
-    if resume_from is None:
-        clear_records(run_dir)  # a fresh attempt: the folder never shows an earlier one's status as this one's
     check_numbers(cfg)
     grid = (cfg.get("task") or {}).get("forecast_grid_hours")
     if grid is not None:
@@ -402,17 +408,23 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     stats.static_categories = categories
     log.info("data: %d train, %d validation, %d test series; %d variables, %d static",
              len(train), len(val), len(test), stats.n_features, stats.n_static)
+    log.info("variables: %s; static: %s", ", ".join(train.variables) or "none",
+             ", ".join(train.static_names) or "none")
+    from grud.data.suspect_variables import suspect_variable_warnings
+
+    for message in suspect_variable_warnings(train):
+        log.warning(message)
     metrics: dict = {}
     if cfg["model"].get("kind") == "baseline":
         from grud.cli.baseline_runs import run_baseline
 
-        clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier)
+        clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
         metrics = run_baseline(cfg, run_dir, train, val, test, stats)
         epochs, resumed = 0, None
     else:
         module = build_module(cfg, stats, train)
         resumed = None if resume_from is None else check_resumable(module, resume_from)
-        clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier)
+        clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
         from grud.models.fast import native
 
         log.info("native GRU kernel (grud.models.fast.native): %s", native.status())

@@ -65,7 +65,6 @@ def remove_stale_temporaries(run_dir) -> list[Path]:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig):
-    from grud.cli.files import atomic_write_bytes
     from grud.cli.pipeline import is_first_process, run_training
     from omegaconf import OmegaConf
 
@@ -77,9 +76,9 @@ def _train(cfg: DictConfig):
     try:
         from grud.cli.pipeline import resume_checkpoint
 
-        resume_from = resume_checkpoint(config, run_dir, fresh_if_none=is_multirun())  # before config.yaml is replaced
-        atomic_write_bytes(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
-        metrics = run_training(config, run_dir, resume_from=resume_from)
+        resume_from = resume_checkpoint(config, run_dir, fresh_if_none=is_multirun())
+        metrics = run_training(config, run_dir, resume_from=resume_from,
+                               config_text=OmegaConf.to_yaml(cfg, resolve=True).encode())
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded per job so a sweep goes on; a single run exits with error:

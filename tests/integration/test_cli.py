@@ -222,16 +222,25 @@ def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a
     assert "[grud][INFO] data: " in (out / "train.log").read_text()  # the API's runs log as the CLI's
     from grud.errors import ConfigError, DataError
 
-    before = (out / "metrics.json").read_bytes()
+    from grud.cli.aggregate import read_job
+
+    (out / ".hydra").mkdir()
+    (out / ".hydra" / "overrides.yaml").write_text("- model=gru_mean\n")  # for read_job, as a sweep job has
+    kept = {n: (out / n).read_bytes() for n in ("metrics.json", "config.yaml", "checkpoints/best.ckpt")}
     with pytest.raises(ConfigError, match=r"resume=true: .*last.ckpt holds other weights than this run's config "
                                           r"builds: imputer.proj.bias \(only in the checkpoint\)"):
         grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=2", "resume=true",
                         "task.impute_weight=0"], run_dir=out)
-    assert (out / "metrics.json").read_bytes() == before  # a refused resume touches nothing
-    with pytest.raises(DataError, match="file not found"):  # a fresh rerun that fails its checks ...
-        grud.api.train([*common, "model=logreg", "data.path=/no/such/events.csv"], run_dir=out)
-    assert (out / "checkpoints" / "best.ckpt").exists() and (out / "plots" / "history.png").exists()  # ... keeps
-    assert not (out / "metrics.json").exists()  # the results, but not a status that is not this attempt's
+    assert {n: (out / n).read_bytes() for n in kept} == kept  # a refused resume touches nothing ...
+    assert read_job(out).status == "failed"  # ... but records its failure (newer than metrics.json)
+    (out / "failure.json").unlink()
+    for bad in ("data.path=/no/such/events.csv", "data.static_variables=[Agee]"):  # a fresh rerun refused
+        with pytest.raises((DataError, ConfigError)):
+            grud.api.train([*common, "model=logreg", bad], run_dir=out)
+        # the earlier run stays whole: config.yaml still describes the checkpoints beside it
+        assert {n: (out / n).read_bytes() for n in kept} == kept and (out / "plots" / "history.png").exists()
+        job = read_job(out)
+        assert job.status == "failed" and ("file not found" in job.reason or "Agee" in job.reason)
     grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=2", "resume=true"], run_dir=out)
     assert (out / "plots" / "history.png").exists()  # resumed: the run's own results stay
     grud.api.train([*common, "model=logreg", "plots=false"], run_dir=out)  # the same folder, another model

@@ -135,11 +135,14 @@ def test_an_unlabelled_test_file_is_an_error_before_training(export, tmp_path):
 
     test_csv = make_long_csv(tmp_path / "test.csv", n_series=10, seed=5)
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "metrics.json").write_text('{"status": "ok"}')  # an earlier attempt's, now stale
+    (tmp_path / "r" / "metrics.json").write_text('{"status": "ok"}')  # an earlier run's
     with pytest.raises(DataError, match=r"test split has no labels .*needs data.test_labels=FILE"):
         _train(export, tmp_path / "r", ["model=grud", *SMALL, f"data.test_path={test_csv}"])
     assert not (tmp_path / "r" / "checkpoints" / "best.ckpt").exists()
-    assert not (tmp_path / "r" / "metrics.json").exists()  # the directory shows this attempt, not the last
+    assert not (tmp_path / "r" / "config.yaml").exists()  # written only once the checks pass
+    # the earlier run's record stays; this attempt's failure is the newer record
+    assert json.loads((tmp_path / "r" / "failure.json").read_text())["type"] == "DataError"
+    assert (tmp_path / "r" / "failure.json").stat().st_mtime_ns >= (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
 
 
 def test_last_ckpt_holds_the_final_epoch_and_metrics_csv_one_validation_row_per_epoch(export, tmp_path):

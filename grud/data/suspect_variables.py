@@ -1,0 +1,75 @@
+"""Time-varying variables that look like something else: an outcome, a static feature or a row id.
+
+A wide CSV makes every column a variable unless ``data.variables`` lists them, so an export's
+outcome column under another name than ``data.label_column`` (``expired`` beside a labels file's
+``hospitaldischargestatus``), or its row-id column (eICU's ``vitalperiodicid``), silently becomes
+a model input: the outcome one leaks the label (test AUROC 1.0). These checks run on the training
+split and only warn: both patterns can be genuine.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from grud.data.dataset import IrregularDataset
+
+#: a pattern counts only when at least this many series (constant per series) or observations
+#: (a new value on every row) show it
+MIN_SERIES = 20
+MIN_OBSERVATIONS = 200
+
+
+def constant_per_series(ds: IrregularDataset, min_series: int = MIN_SERIES) -> list[str]:
+    """Variables that hold a single value within every series observing them twice or more (at
+    least ``min_series`` such series), yet more than one value across series: one value per
+    series is what an outcome or a static feature looks like, not a measurement over time.
+    A variable constant over the whole data (a flag such as PhysioNet's ``MechVent``) is not one."""
+    names = []
+    series = np.repeat(np.arange(len(ds)), np.diff(ds.offsets))
+    for f, name in enumerate(ds.variables):
+        col = ds.values[:, f]
+        seen = np.isfinite(col)
+        if seen.sum() < 2:
+            continue
+        s, v = series[seen], col[seen]
+        counts = np.bincount(s, minlength=len(ds))
+        lo = np.full(len(ds), np.inf)
+        hi = np.full(len(ds), -np.inf)
+        np.minimum.at(lo, s, v)
+        np.maximum.at(hi, s, v)
+        repeated = counts >= 2
+        if repeated.sum() >= min_series and np.all(lo[repeated] == hi[repeated]) \
+                and np.unique(v).size > 1:
+            names.append(name)
+    return names
+
+
+def distinct_on_every_row(ds: IrregularDataset, min_observations: int = MIN_OBSERVATIONS) -> list[str]:
+    """Variables whose observed values (at least ``min_observations``) are whole numbers, all
+    different, or from a million up and never decreasing over time within a series (values are
+    kept as float32, so large consecutive ids can round onto each other): what a row-id column
+    looks like, not a measurement."""
+    names = []
+    series = np.repeat(np.arange(len(ds)), np.diff(ds.offsets))
+    for f, name in enumerate(ds.variables):
+        col = ds.values[:, f]
+        seen = np.isfinite(col)
+        v = col[seen]
+        if v.size < min_observations or not np.all(v == np.round(v)):
+            continue
+        same_series = series[seen][1:] == series[seen][:-1]  # rows are in time order within a series
+        rising = bool(np.all(np.diff(v)[same_series] >= 0)) and same_series.any()
+        if np.unique(v).size == v.size or (np.abs(v).min() >= 1e6 and rising):
+            names.append(name)
+    return names
+
+
+def suspect_variable_warnings(ds: IrregularDataset) -> list[str]:
+    """One message per suspect variable of ``ds`` (the training split), naming what to do."""
+    out = [f"variable {name!r} holds one value per series (in every series that observes it twice or more), "
+           f"like an outcome or a static feature: if it is the outcome, drop it from the file or list the inputs "
+           f"in data.variables (wide files); if it is static, give it in data.static_variables"
+           for name in constant_per_series(ds)]
+    out += [f"variable {name!r} holds a different whole number on every row, like a row id: if it is one, drop it "
+            f"from the file or list the inputs in data.variables (wide files)"
+            for name in distinct_on_every_row(ds)]
+    return out
