@@ -443,6 +443,7 @@ class _LabelSource:
 
     def _dedupe(self, ids, values, lines, where) -> tuple[np.ndarray, np.ndarray]:
         keep = ~np.isnan(values)
+        self.blank_ids = set(ids[~keep]) - set(ids[keep])  # in the file, but with an empty label cell
         ids, values = ids[keep], values[keep]
         rows = np.flatnonzero(keep)
         if len(ids) == 0:
@@ -476,9 +477,12 @@ class _LabelSource:
         matched = int((pos >= 0).sum())
         meta["labels"] = self.label
         seen = set(np.asarray(ids, dtype=object)[pos >= 0]) if matched else set()
+        blank = getattr(self, "blank_ids", set())
         meta["label_match"] = {
             "what": self.what, "column": self.label_column, "matched": matched, "series": len(ids), "label_rows": len(lab_ids),
-            "series_example": next((str(i) for i, q in zip(ids, pos) if q < 0), ids[0] if ids else None),
+            "blank": sum(1 for i, q in zip(ids, pos) if q < 0 and i in blank),
+            "series_example": next((str(i) for i, q in zip(ids, pos) if q < 0 and i not in blank),
+                                   ids[0] if ids else None),
             "label_example": next((str(i) for i in lab_ids if str(i) not in seen), None),
         }
         log_label_match(meta)
@@ -492,16 +496,18 @@ def log_label_match(meta: dict) -> None:
         return
     name, what = meta.get("labels"), m["what"]
     unmatched_rows = m["label_rows"] - m["matched"]
-    if m["matched"] == 0:
+    blank = m.get("blank", 0)  # series whose id is in the file with an empty label cell
+    blank_note = f"; {blank} series with an empty label cell" if blank else ""
+    if m["matched"] == 0 and m["series"] > blank:
         log.warning("%s: no %s id matches a series id (series ids look like %r, %s ids like %r): check the id columns",
                     name, what, m["series_example"], what, m["label_example"])
-    elif unmatched_rows and m["matched"] < m["series"]:
-        log.warning("%s: %d of %d series labelled; %d %s row(s) match no series (an unlabelled series id: %r, an "
+    elif unmatched_rows and m["matched"] + blank < m["series"]:
+        log.warning("%s: %d of %d series labelled%s; %d %s row(s) match no series (an unlabelled series id: %r, an "
                     "unmatched %s id: %r): check that the ids are written alike", name, m["matched"], m["series"],
-                    unmatched_rows, what, m["series_example"], what, m["label_example"])
+                    blank_note, unmatched_rows, what, m["series_example"], what, m["label_example"])
     else:
-        log.info("%s: %d of %d series labelled; %d %s row(s) match no series",
-                 name, m["matched"], m["series"], unmatched_rows, what)
+        log.info("%s: %d of %d series labelled%s; %d %s row(s) match no series",
+                 name, m["matched"], m["series"], blank_note, unmatched_rows, what)
 
 
 def missing_labels_reason(ds) -> str:
@@ -746,6 +752,7 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
     series, id_list = _series_codes(ids)
     _check_span(series, hours, id_list, opts, table, lines, tc)
+    _warn_long_numeric_hours(frame[tc], series, hours, len(id_list), opts, table.path, tc)
     vcodes, vnames = pd.factorize(var)
     vnames = [str(v) for v in vnames]
     source = table.path
@@ -754,8 +761,8 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     static = opts["static_variables"]
     absent = [s for s in static if s not in vnames]
     if absent and opts.get("allow_missing_variables"):
-        log.info("%s: static variable(s) %s never appear in column %r: left unobserved",
-                 source, ", ".join(map(repr, absent)), vc)
+        log.warning("%s: static variable(s) %s never appear in column %r: left unobserved in every series",
+                    source, ", ".join(map(repr, absent)), vc)
     elif absent:
         close = {a: closest_name(a, vnames) for a in absent}
         hints = "; ".join(f"{a!r} (did you mean {c!r}?)" if c else repr(a) for a, c in close.items())
@@ -794,7 +801,8 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     if opts.get("allow_missing_variables"):
         absent = [n for n in names if n not in table.columns]
         if absent:
-            log.info("%s: no column for %s: left unobserved", table.path, ", ".join(map(repr, absent)))
+            log.warning("%s: no column for %s: left unobserved in every series", table.path,
+                        ", ".join(map(repr, absent)))
         names = [n for n in names if n in table.columns]
         static = [s for s in static if s in table.columns]
     table.require([n for n in names if n not in static], what="variable column")
@@ -816,6 +824,7 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
     series, id_list = _series_codes(ids)
     _check_span(series, hours, id_list, opts, table, lines, tc)
+    _warn_long_numeric_hours(frame[tc], series, hours, len(id_list), opts, table.path, tc)
     del frame, ids, lines
     t0 = _earliest(series, hours, len(id_list))
     R, K = V.shape
@@ -862,6 +871,32 @@ def _check_span(series: np.ndarray, hours: np.ndarray, ids: list, opts: dict, ta
             f"(now {opts.get('time_unit')!r}) or set max_hours",
             path=table.path, line=int(lines[i]), column=column,
         )
+
+
+#: a median series span above this many hours, from plain numbers read as hours, is warned about
+LONG_SPAN_HOURS = 1000.0
+
+
+def _warn_long_numeric_hours(col: pd.Series, series: np.ndarray, hours: np.ndarray, n: int, opts: dict, path,
+                             column: str) -> None:
+    """Warn when plain numbers read as hours (``time_unit`` h) make the median series span more
+    than :data:`LONG_SPAN_HOURS` hours (six weeks): minute or second offsets (eICU's
+    ``*offset`` columns) given without ``time_unit`` look like that, and would train on a time axis
+    60 or 3,600 times too long."""
+    if opts.get("time_unit") != "h" or not len(hours):
+        return
+    if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
+        if np.isnan(pd.to_numeric(col.iloc[:1].astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)).any():
+            return  # date-time or H:MM text: its hours are real
+    lo = _earliest(series, hours, n)
+    hi = np.full(n, -np.inf)
+    np.maximum.at(hi, series, hours)
+    seen = np.isfinite(lo)
+    span = float(np.median(hi[seen] - lo[seen])) if seen.any() else 0.0
+    if span > LONG_SPAN_HOURS:
+        log.warning("%s, column %r: its numbers, read as hours (time_unit h), make the median series span %.0f hours "
+                    "(%.0f days); if they are minutes or seconds, set data.time_unit=min or s", path, column, span,
+                    span / 24)
 
 
 def _earliest(series: np.ndarray, hours: np.ndarray, n: int) -> np.ndarray:

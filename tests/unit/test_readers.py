@@ -701,6 +701,18 @@ def test_label_matching_is_logged_from_the_cache_and_named_in_the_error(tmp_path
     with caplog.at_level(logging.WARNING):
         read_wide_csv(data, labels=partial, cache=False)
     assert "2 of 3 series labelled; 1 labels row(s) match no series (an unlabelled series id: '2'" in caplog.text
+    # an id that is in the labels file with an empty cell is not an id written otherwise: no id hint
+    blank = write(tmp_path / "lab3.csv", "id,label\n1,1\n2,\n3,1\n9,0\n")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        read_wide_csv(data, labels=blank, cache=False)
+    assert "2 of 3 series labelled; 1 series with an empty label cell; 1 labels row(s) match no series" in caplog.text
+    assert "written alike" not in caplog.text and "WARNING" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # a blank beside a real mismatch: the example is the mismatch
+        read_wide_csv(write(tmp_path / "w4.csv", "id,time,HR\n1,0,80\n2,0,70\n3,0,75\n4,0,1\n"), labels=blank,
+                      cache=False)
+    assert "an unlabelled series id: '4'" in caplog.text
 
 
 def test_prediction_reads_a_wide_file_without_a_training_column_as_unobserved(tmp_path):
@@ -712,3 +724,21 @@ def test_prediction_reads_a_wide_file_without_a_training_column_as_unobserved(tm
     assert ds.variables == ["HR"] and ds.static_names == ["Age"]
     aligned = ds.align(["HR", "SBP"], ["Age", "Height"])
     assert np.isnan(aligned.values[:, 1]).all() and np.isnan(aligned.static[:, 1]).all()
+
+
+def test_minute_offsets_read_as_hours_are_warned_about(tmp_path, caplog):
+    """eICU-style minute offsets without time_unit made series span months of 'hours', silently."""
+    rows = "".join(f"{i},{t},{80 + t % 7}\n" for i in range(5) for t in range(0, 4320 * 2, 360))
+    p = write(tmp_path / "offsets.csv", "stay,offset,HR\n" + rows)
+    with caplog.at_level(logging.WARNING):
+        read_wide_csv(p, id_column="stay", time_column="offset", cache=False)
+    assert "make the median series span 8280 hours (345 days); if they are minutes or seconds, set " \
+           "data.time_unit=min" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        ds = read_wide_csv(p, id_column="stay", time_column="offset", time_unit="min", cache=False)
+    assert ds.times.max() == 8280 / 60 and "median series span" not in caplog.text
+    days = write(tmp_path / "dates.csv", "stay,when,HR\n1,2024-01-01,80\n1,2024-06-01,81\n")
+    with caplog.at_level(logging.WARNING):
+        read_wide_csv(days, id_column="stay", time_column="when", cache=False)  # real dates: real hours
+    assert "median series span" not in caplog.text
