@@ -74,6 +74,21 @@ def test_checkpoint_loads_weights_only_and_reproduces_predictions(trained_run, c
     assert list(a.columns) == ["subject_id", "probability"] and len(a) == 60
     np.testing.assert_array_equal(a["probability"].to_numpy(), b["probability"].to_numpy())
     assert a["probability"].between(0, 1).all()
+    # each probability belongs to its series: on the run's own test split, the reloaded model's
+    # predictions joined to the labels by id give the test epoch's AUROC and Brier score
+    import yaml
+    from sklearn.metrics import roc_auc_score
+
+    from grud.cli.pipeline import read_for_run
+
+    cfg = yaml.safe_load((trained_run / "config.yaml").read_text())
+    test_ids = read_for_run({**cfg["data"], "split_seed": cfg["seed"]})[2].ids
+    labels = pd.read_csv(clinical_export / "labels.csv", dtype={"subject_id": str}).set_index("subject_id")
+    on_test = a.assign(subject_id=a["subject_id"].astype(str)).set_index("subject_id").loc[test_ids]
+    y, p = labels.loc[test_ids, "hospital_expire_flag"].to_numpy(), on_test["probability"].to_numpy()
+    m = json.loads((trained_run / "metrics.json").read_text())
+    assert len(set(y)) == 2 and roc_auc_score(y, p) == pytest.approx(m["test/auroc"], abs=1e-6)
+    assert np.mean((p - y) ** 2) == pytest.approx(m["test/brier"], abs=1e-6)
     # another export names its id column otherwise: the predictions carry the input's name
     renamed = pd.read_csv(clinical_export / "events.csv").rename(columns={"subject_id": "HADM"})
     renamed.to_csv(clinical_export / "renamed.csv", index=False)
@@ -121,6 +136,20 @@ def test_evaluate_writes_test_keys(trained_run, clinical_export, tmp_path):
          f"output={out}"], cwd=tmp_path)
     m = json.loads(out.read_text())
     assert {"test/auroc", "test/auprc", "test/brier", "test/accuracy"} <= set(m)
+    # the scores of the checkpoint's predictions on every labelled series of the file
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    import grud.api
+
+    pred = grud.api.predict(trained_run / "checkpoints/best.ckpt", [f"data.path={clinical_export / 'events.csv'}"])
+    labels = pd.read_csv(clinical_export / "labels.csv", dtype={"subject_id": str}).set_index("subject_id")
+    y = labels.loc[pred["subject_id"].astype(str), "hospital_expire_flag"].to_numpy()
+    p = pred["probability"].to_numpy()
+    assert m["test/n"] == len(y) == 60
+    assert m["test/auroc"] == pytest.approx(roc_auc_score(y, p), abs=1e-6)
+    assert m["test/auprc"] == pytest.approx(average_precision_score(y, p), abs=1e-3)
+    assert m["test/brier"] == pytest.approx(np.mean((p - y) ** 2), abs=1e-6)
+    assert m["test/accuracy"] == pytest.approx(np.mean((p >= 0.5) == y), abs=1e-9)
 
 
 def test_missing_file_is_one_error_line(tmp_path):

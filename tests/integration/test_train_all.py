@@ -145,6 +145,26 @@ def test_an_unlabelled_test_file_is_an_error_before_training(export, tmp_path):
     assert (tmp_path / "r" / "failure.json").stat().st_mtime_ns >= (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
 
 
+def test_the_checkpoints_statistics_come_from_the_training_split_alone(export, tmp_path):
+    """Fitting the normaliser on train + validation + test instead of the training split passed
+    every test: the checkpoint's statistics are now compared with the run's own training split."""
+    import numpy as np
+    import yaml
+
+    from grud.cli.checkpoint import safe_load
+    from grud.cli.pipeline import read_for_run
+
+    run = _train(export, tmp_path / "r", ["model=gru_mean", *SMALL])
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    train, val, test, _ = read_for_run({**cfg["data"], "split_seed": cfg["seed"]})
+    stats = safe_load(run / "checkpoints" / "best.ckpt")["hyper_parameters"]["stats"]
+    assert stats["n_train"] == len(train) and len(val) and len(test)
+    np.testing.assert_allclose(stats["value_mean"], np.nanmean(train.values, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(stats["static_mean"], np.nanmean(train.static, axis=0), rtol=1e-5)
+    everything = np.concatenate([train.values, val.values, test.values])
+    assert not np.allclose(stats["value_mean"], np.nanmean(everything, axis=0), rtol=1e-5)
+
+
 def test_last_ckpt_holds_the_final_epoch_and_metrics_csv_one_validation_row_per_epoch(export, tmp_path):
     """resume=true continues from last.ckpt: it must be the last epoch's, not the best one's."""
     import pandas as pd

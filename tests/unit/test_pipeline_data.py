@@ -27,21 +27,19 @@ def random_dataset(n=50, F=3, seed=0, labels=True):
     return IrregularDataset.from_series(series, [f"v{j}" for j in range(F)], ["Age"])
 
 
-def test_stats_come_from_the_training_split_only():
+def test_fitted_stats_are_the_datasets_own_and_survive_a_round_trip():
+    """fit_stats of a split: its nan-means and stds, its size (the pipeline passes the training
+    split: tests/integration/test_train_all.py checks that end to end)."""
     ds = random_dataset(80)
     train, val, test = split_dataset(ds, 0.25, 0.25, seed=1)
-    shifted = IrregularDataset(val.ids, val.variables, val.static_names, val.times, val.values + 1000.0,
-                               val.offsets, val.static, val.labels)
     s1 = fit_stats(train)
-    expected = np.nanmean(train.values, axis=0)
-    np.testing.assert_allclose(s1.value_mean, expected, rtol=1e-5)
+    np.testing.assert_allclose(s1.value_mean, np.nanmean(train.values, axis=0), rtol=1e-5)
     np.testing.assert_allclose(s1.value_std, np.nanstd(train.values, axis=0), rtol=1e-4)
-    assert not np.allclose(s1.value_mean, np.nanmean(shifted.values, axis=0))
+    np.testing.assert_allclose(s1.static_mean, np.nanmean(train.static, axis=0), rtol=1e-5)
+    assert s1.n_train == len(train)
     # statistics are plain containers and survive a round trip
     s2 = FittedStats.from_dict(s1.to_dict())
     assert s2 == s1 and all(isinstance(v, list) for v in (s2.value_mean, s2.input_means))
-    # training means in normalised space are ~0 (the z-score centre)
-    np.testing.assert_allclose(s1.input_means, 0.0, atol=1e-5)
 
 
 def test_split_is_seeded_stratified_and_disjoint():
@@ -53,6 +51,9 @@ def test_split_is_seeded_stratified_and_disjoint():
     ids = [set(x.ids) for x in a]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
     assert sum(map(len, ids)) == 200
+    # the shares are of the whole data set (val_fraction is not taken of what the test split left)
+    for n, expected in zip(map(len, a), (120, 40, 40)):
+        assert abs(n - expected) <= 2, [len(x) for x in a]
     rate = ds.labels.mean()
     for part in a:
         assert abs(part.labels.mean() - rate) < 0.03
@@ -145,6 +146,10 @@ def test_collate_pads_masks_and_never_passes_nan():
         np.testing.assert_array_equal(b["mask"][i, :L].numpy(), observed.astype(np.float32))
         z = (ds[i].values - np.array(stats.value_mean)) / np.array(stats.value_std)
         np.testing.assert_allclose(b["values"][i, :L].numpy()[observed], z[observed], rtol=1e-5, atol=1e-5)
+    # static features are z-scores of the training statistics too (missing ones 0, the mean)
+    zs = (ds.static - np.array(stats.static_mean)) / np.array(stats.static_std)
+    np.testing.assert_allclose(b["static"].numpy(), np.nan_to_num(zs), rtol=1e-5, atol=1e-5)
+    assert np.abs(zs).max() < 10 and ds.static.std() > 5  # a scale to check: Age ~ N(60, 10)
     assert b["target"].dtype == torch.float32
 
 
