@@ -10,6 +10,7 @@ import json
 import logging
 from pathlib import Path
 
+from grud.cli.config import explicit_overrides
 from grud.cli.entry import hydra_entry
 from grud.cli.predict import data_options, task_overrides
 from grud.errors import ConfigError
@@ -29,6 +30,11 @@ def run_evaluate(cfg: dict) -> dict:
     if len(members) > 1 and impute:
         raise ConfigError("task.name=impute scores one checkpoint at a time: give checkpoint a single file")
     model = members[0]
+    if (model.task != "classification" or impute) and "labels" in explicit_overrides("data") \
+            and (cfg.get("data") or {}).get("labels") is not None:
+        log.warning("data.labels=%s is not read: %s scores the observed values, not labels", cfg["data"]["labels"],
+                    "imputation" if impute else "a forecaster")
+        cfg = {**cfg, "data": {**cfg["data"], "labels": None}}
     if model.task == "classification" and not impute:
         # one checkpoint, or the mean probability of several (grud.cli.checkpoint_ensemble)
         window = {k: v for k, v in task_overrides(cfg).items() if k in WINDOW_KEYS}

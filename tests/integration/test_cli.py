@@ -413,7 +413,12 @@ def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinic
     # the ensemble is scored like one checkpoint: the first member's min-max scale, its LOCF
     ev, ev0 = tmp_path / "eval.json", tmp_path / "eval0.json"
     run(["grud-evaluate", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", *data, f"output={ev}"], cwd=tmp_path)
-    run(["grud-evaluate", f"checkpoint={ckpts[0]}", *data, f"output={ev0}"], cwd=tmp_path)
+    # labels mean nothing to a forecaster: named, they are not read (a file without the training's
+    # label column failed on it)
+    (tmp_path / "other_labels.csv").write_text("subject_id,outcome\n1,0\n")
+    proc = run(["grud-evaluate", f"checkpoint={ckpts[0]}", data[0], f"data.labels={tmp_path / 'other_labels.csv'}",
+                f"output={ev0}"], cwd=tmp_path)
+    assert "other_labels.csv is not read: a forecaster scores the observed values, not labels" in proc.stderr
     m, m0 = json.loads(ev.read_text()), json.loads(ev0.read_text())
     stats = load_model(ckpts[0]).stats
     lo, hi = (pd.Series(np.asarray(v, np.float64), index=stats.variables) for v in (stats.value_min, stats.value_max))

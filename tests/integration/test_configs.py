@@ -56,11 +56,38 @@ def test_predict_and_evaluate_configs_compose(name):
     assert cfg.data.path == "y.csv" and cfg.data.kind == "csv_wide"
 
 
-def test_launcher_and_sweeper_configs_compose():
-    for o in (["hydra/launcher=joblib"], ["hydra/launcher=submitit_local"], ["hydra/launcher=slurm"],
-              ["hparams_search=optuna"]):
-        cfg = _compose("train", o, hydra_cfg=True)
-        assert cfg.hydra.launcher is not None
+@pytest.mark.parametrize("override, node, cls", [
+    ("hydra/launcher=joblib", "launcher", "JoblibLauncher"),
+    ("hydra/launcher=submitit_local", "launcher", "LocalLauncher"),
+    ("hydra/launcher=slurm", "launcher", "SlurmLauncher"),
+    ("hparams_search=optuna", "sweeper", "OptunaSweeper"),
+])
+def test_launcher_and_sweeper_configs_compose(override, node, cls):
+    """Each option selects its plugin: a launcher or sweeper that composed but still named Hydra's
+    basic one would run a "cluster" sweep locally, one job after another, without a word."""
+    from hydra.plugins.launcher import Launcher
+    from hydra.plugins.sweeper import Sweeper
+    from hydra.types import RunMode
+    from hydra.utils import get_class
+
+    cfg = _compose("train", [override], hydra_cfg=True)
+    target = cfg.hydra[node]._target_
+    assert target.rsplit(".", 1)[-1] == cls
+    assert issubclass(get_class(target), Launcher if node == "launcher" else Sweeper)
+    if override == "hydra/launcher=slurm":  # conf/hydra/launcher/slurm.yaml's resources reach the launcher
+        assert cfg.hydra.launcher.timeout_min == 120 and cfg.hydra.launcher.mem_gb == 16
+    if override == "hparams_search=optuna":
+        assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.mode == RunMode.MULTIRUN
+
+
+def test_console_job_logging_writes_no_log_file():
+    """hydra/job_logging=grud_console (the default of grud-predict / grud-evaluate) logs to stderr only."""
+    cfg = _compose("train", ["hydra/job_logging=grud_console"], hydra_cfg=True)
+    logging_cfg = cfg.hydra.job_logging
+    assert list(logging_cfg.handlers) == ["console"]
+    assert list(logging_cfg.root.handlers) == ["console"]
+    assert logging_cfg.handlers.console.stream == "ext://sys.stderr"
+    assert "file" in _compose("train", [], hydra_cfg=True).hydra.job_logging.handlers  # training's default does
 
 
 @pytest.mark.parametrize("entry", ["grud-predict", "grud-evaluate", "grud-train"])

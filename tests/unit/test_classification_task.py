@@ -216,6 +216,28 @@ def test_the_loss_takes_a_mask_and_unlabelled_series_carry_none(n_classes):
         task.loss(logits, target[:4])
 
 
+def test_binary_class_weights_weigh_each_series_by_its_own_class():
+    """class_weight=[w0, w1] multiplies the loss of a positive series by w1, of a negative one by w0.
+
+    Guards against the weights being swapped (the minority class down- instead of up-weighted).
+    """
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(), class_weight=[1.0, 3.0])
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(6, generator=g)
+    target = torch.tensor([1, 0, -1, 0, 1, 1])
+    labelled = target >= 0
+    x, y = logits[labelled].double(), target[labelled].double()
+    per_series = -(y * torch.log(torch.sigmoid(x)) + (1 - y) * torch.log(1 - torch.sigmoid(x)))
+    weight = torch.where(y == 1, 3.0, 1.0).double()
+    expected = (weight * per_series).mean()  # the mean over the labelled series
+    torch.testing.assert_close(task.loss(logits, target).double(), expected, rtol=1e-5, atol=1e-6)
+    unweighted = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats())
+    positives = torch.tensor([1, 1, 1])
+    torch.testing.assert_close(task.loss(logits[:3], positives), 3 * unweighted.loss(logits[:3], positives))
+    negatives = torch.tensor([0, 0, 0])
+    torch.testing.assert_close(task.loss(logits[:3], negatives), unweighted.loss(logits[:3], negatives))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"impute_weight": float("nan")}, r"task.impute_weight: expected a number >= 0 \(0 = off\), got nan"),
     ({"impute_weight": "0.1"}, r"task.impute_weight: expected a number >= 0"),

@@ -118,6 +118,27 @@ def test_grid_queries_have_truth_only_where_an_observation_falls_on_the_grid():
     assert fd.query_on_grid.all()
 
 
+def test_since_last_counts_from_the_last_history_observation_or_from_time_zero(data):
+    """since_last is the query time minus the variable's last time before the horizon; a variable the
+    series never observed before the horizon counts from the series' time 0 (the GRU-D convention),
+    so its since_last is the query time itself, not the time since the horizon."""
+    _, ds, stats = data
+    fd = ForecastDataset(ds, stats, H, HZ)
+    b = fd.collate(range(len(ds)))
+    never_seen = 0
+    for i, s in enumerate(ds):
+        n_q = int(b["query_lengths"][i])
+        assert n_q == fd.query_counts[i]
+        for f in range(len(VARIABLES)):
+            seen = s.times[(s.times < H) & np.isfinite(s.values[:, f])]
+            start = seen[-1] if len(seen) else 0.0
+            never_seen += n_q * (len(seen) == 0)
+            qt = b["query_times"][i, :n_q].numpy()
+            np.testing.assert_allclose(b["since_last"][i, :n_q, f].numpy(), qt - start, rtol=1e-6)
+        assert (b["since_last"][i, n_q:] == 0).all()  # padded queries
+    assert never_seen > 0  # the case is exercised (series 0 has no history)
+
+
 @pytest.mark.parametrize("kw", [dict(history_hours=-1), dict(horizon_hours=0),
                                 dict(forecast_grid_hours=0.0), dict(horizon_hours=None, forecast_grid_hours=1.0),
                                 dict(decoder={"hidden": 0}), dict(decoder={"width": 3}),
@@ -180,6 +201,33 @@ def test_locf_baseline_equals_a_slow_reference(data):
     assert mean["test/mse"] != pytest.approx(got["test/mse"])
     with pytest.raises(ConfigError):
         forecast_baseline_metrics("nope", train, test, stats, H, HZ)
+
+
+def test_mean_forecast_baseline_equals_a_slow_reference(data):
+    """mean_forecast predicts the mean of the series' history observations, and the training mean
+    for a variable the series never observed before the horizon (never 0 or NaN)."""
+    train, test, stats = data
+    train_mean = [np.nanmean(train.values[:, f]) for f in range(len(VARIABLES))]
+    expected, sq = [], {f: [] for f in range(len(VARIABLES))}
+    lo, hi = np.array(stats.value_min), np.array(stats.value_max)
+    fell_back = 0
+    for s in test:
+        guesses = []
+        for f in range(len(VARIABLES)):
+            past = [x for t, x in zip(s.times, s.values[:, f]) if t < H and np.isfinite(x)]
+            guesses.append(np.mean(past) if past else train_mean[f])
+            fell_back += not past
+        for t, row in zip(s.times, s.values):
+            if H <= t <= H + HZ:
+                for f, x in enumerate(row):
+                    if np.isfinite(x):
+                        expected.append(guesses[f])
+                        sq[f].append(((guesses[f] - x) / (hi[f] - lo[f])) ** 2)
+    assert fell_back > 0  # the training-mean fallback is exercised (series 0 has no history)
+    frame = forecast_baseline_frame("mean_forecast", test, stats, H, HZ)
+    np.testing.assert_allclose(frame["prediction"].to_numpy(np.float64), expected, rtol=1e-5)
+    got = forecast_baseline_metrics("mean_forecast", train, test, stats, H, HZ)
+    assert got["test/mse"] == pytest.approx(np.mean([np.mean(v) for v in sq.values() if v]), rel=1e-5)
 
 
 # ---------------------------------------------------------------------------- loss weights

@@ -66,6 +66,41 @@ def test_backward_direction_starts_at_the_last_real_step():
     torch.testing.assert_close(out_r[0].flip(0), out[0, :, 3:])
 
 
+def _hours_until_next_observation(times, mask, L):
+    """The backward direction's delta, by a loop: for step k of a series of length L, the hours
+    until the variable is next observed after k (until the last step if never again); 0 at L - 1."""
+    delta = torch.zeros(L, mask.shape[-1])
+    for k in range(L):
+        for d in range(mask.shape[-1]):
+            later = [j for j in range(k + 1, L) if mask[j, d] > 0]
+            delta[k, d] = times[later[0] if later else L - 1] - times[k]
+    return delta
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_grud_backward_direction_decays_by_the_time_until_the_next_observation(fast):
+    """The backward GRU-D direction reads time backwards: its delta is the time to the *next*
+    observation. Reusing the forward delta (time since the previous one) reversed went unnoticed."""
+    torch.manual_seed(0)
+    H = 3
+    bi = RecurrentLayer("grud", F, H, F, bidirectional=True, fast=fast).eval()
+    with torch.no_grad():  # a strong hidden decay, so that a wrong delta shows
+        bi.cells[1].decay_weight.uniform_(0.3, 1.0)
+    uni = RecurrentLayer("grud", F, H, F, fast=fast).eval()
+    uni.cells[0].load_state_dict(bi.cells[1].state_dict())
+    values, mask, delta, times, lengths = _batch([5, 7, 3], T=7, seed=5)
+    times = times * 3.0  # gaps of 1.5 to 4.5 hours
+    delta = time_deltas(times, mask, lengths=lengths)
+    out, last = bi(values, lengths, mask, delta, times)
+    for i, L in enumerate(lengths.tolist()):
+        back_delta = _hours_until_next_observation(times[i], mask[i], L)
+        reversed_series = (values[i : i + 1, :L].flip(1), torch.tensor([L]), mask[i : i + 1, :L].flip(1),
+                           back_delta.flip(0)[None])
+        out_r, last_r = uni(*reversed_series)
+        torch.testing.assert_close(out[i, :L, H:], out_r[0].flip(0), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(last[i, H:], last_r[0], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_input_dropout_uses_one_mask_per_sequence_for_every_step(fast):
     torch.manual_seed(0)

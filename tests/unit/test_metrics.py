@@ -143,6 +143,22 @@ def test_bootstrap_ci_contains_estimate_and_narrows_with_n():
     assert widths[1] < 0.5 * widths[0]  # ~ 1/sqrt(20) expected
 
 
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_bootstrap_ci_is_the_percentile_interval_of_the_bootstrap_distribution(alpha):
+    """The (1 - alpha) interval cuts alpha / 2 off each tail of the resampled metric.
+
+    A version cut alpha off each tail (a 90 % interval reported as 95 %) still contained
+    the estimate; only the tails' sizes reveal it.
+    """
+    y, p = _binary_problem(300, 9, ties=False)
+    values = bootstrap_distribution(y, p, "auroc", n_boot=400, seed=3)
+    low, high = bootstrap_ci(y, p, "auroc", n_boot=400, alpha=alpha, seed=3)
+    np.testing.assert_allclose([low, high], np.quantile(values, [alpha / 2, 1 - alpha / 2]), rtol=0, atol=1e-12)
+    # the share of resamples left out on each side is alpha / 2 (up to one resample)
+    assert abs(np.mean(values < low) - alpha / 2) <= 1.5 / values.size
+    assert abs(np.mean(values > high) - alpha / 2) <= 1.5 / values.size
+
+
 def test_bootstrap_ci_multiclass_and_degenerate():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 120)
