@@ -34,6 +34,9 @@ def resolve_path(path, key: str) -> Path:
     """Find ``path`` as given, else under ``$GRUD_DATA_ROOT``, else under the source checkout."""
     if path is None or str(path) == "":
         raise ConfigError(f"{key}: a file path is required (e.g. {key}=PATH)")
+    if isinstance(path, (list, tuple)):
+        raise ConfigError(f"{key}: expected one file, got a list of {len(path)} ({', '.join(map(str, path))}); "
+                          "measurements from several tables go into one long file (id, time, variable, value)")
     p = Path(os.path.expanduser(str(path)))
     if p.exists() or p.is_absolute():
         if not p.exists():
@@ -71,8 +74,14 @@ def read_dataset(kind: str, path, labels=None, *, key: str = "data.path", **opti
         opts["static_variables"] = [str(v) for v in opts["static_variables"]]
     if "variables" in opts and opts["variables"] is not None:
         opts["variables"] = [str(v) for v in opts["variables"]]
-    if kind == "physionet2012":
-        return read_physionet2012(path, outcomes=labels, **opts)
-    if kind == "csv_long":
-        return read_long_csv(path, labels=labels, **opts)
-    return read_wide_csv(path, labels=labels, **opts)
+    reader = {"physionet2012": read_physionet2012, "csv_long": read_long_csv, "csv_wide": read_wide_csv}[kind]
+    label_arg = {"outcomes": labels} if kind == "physionet2012" else {"labels": labels}
+    try:
+        return reader(path, **label_arg, **opts)
+    except ConfigError as exc:  # a reader option's message names it as the group's key (data.time_unit)
+        group = key.rsplit(".", 1)[0] + "." if "." in key else ""
+        said = str(exc)
+        named = next((k for k in opts if said.startswith(f"{k}:")), None)
+        if not group or named is None or exc.path is not None:
+            raise
+        raise ConfigError(group + said) from exc
