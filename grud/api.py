@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -133,7 +134,9 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
     probabilities (classification) or forecasts are averaged (``grud.cli.checkpoint_ensemble``). ``data_overrides``
     are ``data.*`` overrides as on the command line (``data.path=X``); data options not given
     default to those of training. ``interval`` / ``interval_level``: as ``grud-predict``'s keys
-    (``interval="conformal"`` for calibrated forecast intervals).
+    (``interval="conformal"`` for calibrated forecast intervals). The id column comes back as
+    ``pd.read_csv`` reads the output file: integers when every id is a whole number written
+    without leading zeros, else text.
     """
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv
@@ -176,6 +179,19 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
                                interval=interval, interval_level=interval_level)
     if output is not None:
         atomic_write_csv(Path(output), frame, float_format="%.6f")
+    return _ids_as_read_back(frame)
+
+
+def _ids_as_read_back(frame: pd.DataFrame) -> pd.DataFrame:
+    """The id column (the first) as ``pd.read_csv`` reads the written file back: int64 when every
+    id is a whole number without leading zeros (``141000``), else text (``p001``, ``007``), so the
+    frame merges with the user's own tables as the CSV does."""
+    if not len(frame.columns) or not len(frame):
+        return frame
+    col = frame.columns[0]
+    ids = frame[col].astype(str)
+    if ids.str.fullmatch(r"-?(0|[1-9][0-9]{0,17})").all():
+        return frame.assign(**{col: ids.astype(np.int64)})
     return frame
 
 
