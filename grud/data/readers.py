@@ -675,11 +675,14 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
                     path=table.path, line=int(lines[i]), column=column)
 
 
-def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[str], fixed_types: dict) -> tuple[pd.DataFrame, dict]:
+def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[str], fixed_types: dict,
+                        variable_column: str | None = None, static: tuple = ()) -> tuple[pd.DataFrame, dict]:
     """Read ``fixed`` columns (strings / given types) and ``value_columns`` as float64.
 
     Tries pandas' typed parser first; if a value does not parse, re-reads the value columns
-    as text to name the first bad line. Returns the frame and ``{column: float64 array}``.
+    as text to name the first bad line (and, in a long file, its ``variable_column`` entry,
+    saying so when it is one of the ``static`` variables, whose codes must be numbers too).
+    Returns the frame and ``{column: float64 array}``.
     """
     dtypes = dict(fixed_types)
     dtypes.update({c: "float64" for c in value_columns})
@@ -691,7 +694,17 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         pass
     frame = table.read_columns(fixed + value_columns, dict(fixed_types))
     lines = table.line_of(np.arange(len(frame)))
-    nums = {c: parse_numbers(frame[c], table.path, c, lines) for c in value_columns}
+    try:
+        nums = {c: parse_numbers(frame[c], table.path, c, lines) for c in value_columns}
+    except DataError as exc:
+        if variable_column is None or exc.line is None:
+            raise
+        row = int(np.searchsorted(lines, exc.line))
+        name = str(frame[variable_column].iloc[row]).strip()
+        what = (f"static variable {name!r}: static values, categorical codes included, must be numbers "
+                f"(1, 2, ...; recode text such as 'Female' before reading)" if name in static
+                else f"variable {name!r}")
+        raise DataError(f"{exc.reason} ({what})", path=exc.path, line=exc.line, column=exc.column) from None
     return frame, nums
 
 
@@ -737,7 +750,8 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     del raw
     idc, tc, vc, valc = opts["id_column"], opts["time_column"], opts["variable_column"], opts["value_column"]
     table.require([idc, tc, vc, valc])
-    frame, nums = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None, idc: "category", vc: "category"})
+    frame, nums = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None, idc: "category", vc: "category"},
+                                      variable_column=vc, static=tuple(opts["static_variables"]))
     table.data = b""  # parsed: free the file's bytes
     value = nums[valc]
     keep = _drop_blank_rows(frame, [idc, tc, vc], np.isnan(value))

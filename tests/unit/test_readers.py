@@ -742,3 +742,17 @@ def test_minute_offsets_read_as_hours_are_warned_about(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         read_wide_csv(days, id_column="stay", time_column="when", cache=False)  # real dates: real hours
     assert "median series span" not in caplog.text
+
+
+def test_a_text_value_in_a_long_file_names_its_variable_and_a_static_ones_rule(tmp_path):
+    """eICU-style statics as text ('Female') said only 'column value: expected a number'."""
+    p = write(tmp_path / "l.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender,Female\n2,0,HR,high\n")
+    with pytest.raises(DataError, match=r"l\.csv, line 3, column 'value': expected a number, got 'Female' "
+                                        r"\(static variable 'Gender': static values, categorical codes included, "
+                                        r"must be numbers"):
+        read_long_csv(p, static_variables=["Gender"], cache=False)
+    with pytest.raises(DataError, match=r"line 3, column 'value': expected a number, got 'Female' \(variable 'Gender'\)"):
+        read_long_csv(p, cache=False)
+    fixed = write(tmp_path / "l2.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender,1\n2,0,HR,high\n")
+    with pytest.raises(DataError, match=r"line 4, column 'value': expected a number, got 'high' \(variable 'HR'\)"):
+        read_long_csv(fixed, static_variables=["Gender"], cache=False)
