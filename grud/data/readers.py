@@ -694,11 +694,16 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         pass
     frame = table.read_columns(fixed + value_columns, dict(fixed_types))
     lines = table.line_of(np.arange(len(frame)))
-    try:
-        nums = {c: parse_numbers(frame[c], table.path, c, lines) for c in value_columns}
-    except DataError as exc:
+    nums, errors = {}, []
+    for c in value_columns:
+        try:
+            nums[c] = parse_numbers(frame[c], table.path, c, lines)
+        except DataError as exc:
+            errors.append(exc)
+    if errors:  # the first bad cell of the file, by line (then by column), not of the first bad column
+        exc = min(errors, key=lambda e: (e.line if e.line is not None else np.inf))
         if variable_column is None or exc.line is None:
-            raise
+            raise exc
         row = int(np.searchsorted(lines, exc.line))
         name = str(frame[variable_column].iloc[row]).strip()
         what = (f"static variable {name!r}: static values, categorical codes included, must be numbers "

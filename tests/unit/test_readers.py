@@ -756,3 +756,10 @@ def test_a_text_value_in_a_long_file_names_its_variable_and_a_static_ones_rule(t
     fixed = write(tmp_path / "l2.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender,1\n2,0,HR,high\n")
     with pytest.raises(DataError, match=r"line 4, column 'value': expected a number, got 'high' \(variable 'HR'\)"):
         read_long_csv(fixed, static_variables=["Gender"], cache=False)
+
+
+def test_a_wide_files_first_bad_cell_is_the_first_by_line(tmp_path):
+    """A bad cell on line 15 of the first column was named before one on line 2 of a later column."""
+    p = write(tmp_path / "w.csv", "id,time,HR,Gender\n1,0,80,Female\n1,1,x,\n")
+    with pytest.raises(DataError, match=r"line 2, column 'Gender': expected a number, got 'Female'"):
+        read_wide_csv(p, cache=False)
