@@ -244,7 +244,8 @@ def _group_keys(jobs: Sequence[Job], group_by: Sequence[str] | None):
     stripped = [None if job.overrides is None else [o for o in job.overrides if _override_key(o) not in SEED_KEYS]
                 for job in jobs]
     known = [s for s in stripped if s is not None]
-    common = [o for o in known[0] if all(o in s for s in known[1:])] if len(known) > 1 else []
+    # one job: all its overrides are shared (the label names its model, not the whole command line)
+    common = [o for o in known[0] if all(o in s for s in known[1:])] if known else []
     keys = []
     for s in stripped:
         if s is None:

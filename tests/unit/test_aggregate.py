@@ -272,3 +272,15 @@ def test_jobs_of_the_grid_that_never_started_are_counted(tmp_path):
     from grud.cli.aggregate import summary_markdown
 
     assert "5 never started (the sweep's grid has 6)" in summary_markdown(summary, _)
+
+
+def test_a_single_run_is_named_by_its_model_and_its_overrides_are_shared(tmp_path):
+    """One job's group label was its whole command line (every data.* key of a CSV run)."""
+    overrides = ["data=csv_long", "data.path=events.csv", "data.time_unit=min", "model=gru_mean",
+                 "trainer.max_epochs=2"]
+    make_job(tmp_path, "run", overrides, {"model": {"name": "gru_mean"}},
+             metrics={"status": "ok", "test/auroc": 0.7, "test/auprc": 0.4, "test/brier": 0.2})
+    assert main([str(tmp_path / "run")]) == 0
+    assert list(read_summary(tmp_path / "run" / "summary.csv").index) == ["model=gru_mean"]
+    text = (tmp_path / "run" / "summary.md").read_text()
+    assert f"Shared by every job: `{' '.join(overrides)}`." in text
