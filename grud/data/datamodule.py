@@ -91,4 +91,12 @@ class GrudDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def predict_dataloader(self):
-        return self._loader("predict", shuffle=False)
+        """Batches in the order of the series (a plain batch sampler): ``Trainer.predict`` rebuilds
+        the loader around its own index sampler, which a length-bucketing sampler cannot take.
+        Each batch carries ``index``, the series' positions, to join predictions back."""
+        enc = self.encoded("predict")
+        if enc is None:
+            return []
+        return torch.utils.data.DataLoader(enc, batch_size=self.batch_size, shuffle=False, collate_fn=enc.collate,
+                                           num_workers=self.num_workers,
+                                           persistent_workers=self.num_workers > 0)

@@ -256,6 +256,27 @@ def test_a_trainer_reshuffles_the_training_batches_every_epoch(streams):
         assert orders[0] == first  # epoch 0 is the sampler's order for epoch 0
 
 
+def test_trainer_predict_serves_every_series_once_with_its_index():
+    """Trainer.predict rebuilt the predict loader around its own sampler, which the bucketing batch
+    sampler took as its lengths: a TypeError for every library user calling it."""
+    import pytorch_lightning as pl
+
+    from grud.data.datamodule import GrudDataModule
+    from grud.tasks.classification import ClassificationTask
+
+    ds = random_dataset(n=40)
+    stats = fit_stats(ds)
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, stats.to_dict()).eval()
+    dm = GrudDataModule(None, None, None, stats, task.encode_dataset, batch_size=16, predict=ds)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    parts = trainer.predict(task, datamodule=dm)
+    frame = task.predictions_frame(parts, ds)
+    assert list(frame["id"]) == ds.ids  # every series once, in the dataset's order
+    with torch.no_grad():  # each probability is its own series' (one batch of all 40, no other order)
+        whole = task.probabilities(task(task.encode_dataset(ds, stats).collate(list(range(40))))[0]).numpy()
+    np.testing.assert_allclose(frame["probability"].to_numpy(), whole, rtol=1e-5, atol=1e-6)
+
+
 def test_train_streams_serve_each_ensemble_member_its_own_order_of_the_whole_split():
     from grud.data.datamodule import GrudDataModule
 
