@@ -140,9 +140,6 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
         # validation, checkpoints and the final model use the exponential moving average of the weights
         callbacks.insert(0, WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(float(ema))))
     trainer_args = dict(cfg.get("trainer", {}))
-    grad_clip = cfg.get("optim", {}).get("grad_clip")
-    if grad_clip:
-        trainer_args.setdefault("gradient_clip_val", float(grad_clip))
     from grud.cli.run_logger import RunCSVLogger
 
     logger = RunCSVLogger(run_dir, keep_until_epoch=resumed_epoch)

@@ -226,6 +226,15 @@ class TaskModule(pl.LightningModule):
                 "lower optim.lr or set optim.grad_clip (best.ckpt, if an earlier epoch wrote one, is kept)"
             )
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip the gradients' norm at ``optim.grad_clip`` (None = off) when the Trainer sets no
+        ``gradient_clip_val`` of its own (which wins), so the setting holds under any Trainer,
+        not only the CLI's."""
+        if gradient_clip_val is None and self.optim.get("grad_clip"):
+            gradient_clip_val, gradient_clip_algorithm = float(self.optim["grad_clip"]), "norm"
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)
+
     def configure_optimizers(self):
         o = self.optim
         lr = float(o["lr"])

@@ -254,3 +254,30 @@ def test_task_arguments_are_config_errors_naming_the_key(kwargs, message):
 
     with pytest.raises(ConfigError, match=message):
         ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(), **kwargs)
+
+
+@pytest.mark.parametrize("trainer_clip, expected", [(None, 1e-6), (1e-3, 1e-3)])
+def test_optim_grad_clip_holds_under_any_trainer_and_the_trainers_own_value_wins(trainer_clip, expected):
+    """optim.grad_clip was applied only by the CLI's Trainer: a library user's Trainer ignored it."""
+    import pytorch_lightning as pl
+
+    from grud.data.batching import EncodedDataset
+    from grud.data.datamodule import GrudDataModule
+
+    rng = np.random.default_rng(0)
+    series = [Series(str(i), np.arange(4.0), rng.normal(size=(4, 2)).astype(np.float32),
+                     np.zeros(0, np.float32), i % 2) for i in range(32)]
+    ds = IrregularDataset.from_series(series, ["a", "b"], [])
+    stats = fit_stats(ds)
+    pl.seed_everything(0, verbose=False)
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, stats.to_dict(), head={"batch_norm": False},
+                              optim={"name": "sgd", "lr": 1.0, "weight_decay": 0.0, "scheduler": "none",
+                                     "grad_clip": 1e-6})
+    before = torch.cat([p.detach().flatten().clone() for p in task.parameters()])
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         gradient_clip_val=trainer_clip)
+    trainer.fit(task, datamodule=GrudDataModule(ds, None, None, stats, EncodedDataset, batch_size=32))
+    after = torch.cat([p.detach().flatten() for p in task.parameters()])
+    # SGD's first step moves the weights by lr x the (clipped) gradient: its norm is the clip value
+    assert float((after - before).norm()) == pytest.approx(expected, rel=1e-2)  # unclipped: about 0.4
