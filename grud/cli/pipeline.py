@@ -215,6 +215,11 @@ def check_numbers(cfg: dict) -> None:
             kind = "an integer" if integer else "a number"
             bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
             raise ConfigError(f"{key}: expected {kind}{bound}{' or null' if nullable else ''}, got {node!r}")
+    task = cfg.get("task") or {}
+    if (cfg.get("data") or {}).get("batch_size") == 1 and task.get("name", "classification") == "classification" \
+            and (cfg.get("model") or {}).get("kind") != "baseline" and (task.get("head") or {}).get("batch_norm", True):
+        raise ConfigError("data.batch_size=1: the classification head's batch norm cannot normalise a batch of one "
+                          "series; use data.batch_size >= 2, or task.head.batch_norm=false")
 
 
 #: model keys that must match between a run's config and the checkpoint it resumes

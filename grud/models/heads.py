@@ -62,6 +62,11 @@ class ClassificationHead(nn.Module):
                 got = None if static is None else tuple(static.shape)
                 raise ValueError(f"static: expected (B, S) = ({last.shape[0]}, {self.n_static}), got {got}")
             last = torch.cat([last, static], dim=-1)
+        if self.training and last.shape[0] == 1 and isinstance(self.net[0], nn.BatchNorm1d):
+            from grud.errors import ConfigError
+
+            raise ConfigError("task.head.batch_norm: a training batch of one series cannot be batch-normalised "
+                              "(its variance is undefined): use data.batch_size >= 2, or task.head.batch_norm=false")
         out = self.net(last)
         return out.squeeze(-1) if self.n_outputs == 1 else out
 

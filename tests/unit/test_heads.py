@@ -39,3 +39,24 @@ def test_the_head_checks_widths_with_expected_and_actual():
     with pytest.raises(ValueError, match=r"head hidden: expected a width >= 0"):
         ClassificationHead(6, 2, 1, hidden=-3)
     assert head(torch.zeros(4, 6), torch.zeros(4, 2)).shape == (4,)
+
+
+def test_a_training_batch_of_one_is_a_config_error_naming_the_keys():
+    """data.batch_size=1 passed the checks and then failed inside torch's BatchNorm1d mid-epoch."""
+    import pytest
+    import torch
+
+    from grud.cli.pipeline import check_numbers
+    from grud.errors import ConfigError
+
+    head = ClassificationHead(4, 1, 1)
+    with pytest.raises(ConfigError, match=r"task\.head\.batch_norm: a training batch of one series .*"
+                                          r"data\.batch_size >= 2, or task\.head\.batch_norm=false"):
+        head(torch.zeros(1, 4), torch.zeros(1, 1))
+    assert head.eval()(torch.zeros(1, 4), torch.zeros(1, 1)).shape == (1,)  # predicting one series is fine
+    assert ClassificationHead(4, 1, 1, batch_norm=False)(torch.zeros(1, 4), torch.zeros(1, 1)).shape == (1,)
+    with pytest.raises(ConfigError, match=r"data\.batch_size=1: the classification head's batch norm"):
+        check_numbers({"data": {"batch_size": 1}, "model": {"name": "grud"}, "task": {"name": "classification"}})
+    check_numbers({"data": {"batch_size": 1}, "model": {"name": "grud"},  # legal without batch norm,
+                   "task": {"name": "classification", "head": {"batch_norm": False}}})
+    check_numbers({"data": {"batch_size": 1}, "model": {"name": "grud"}, "task": {"name": "forecast"}})  # or no head
