@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from grud.errors import DataError
+
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +78,50 @@ class IrregularDataset:
         self.variables = [str(v) for v in variables]
         self.static_names = [str(s) for s in static_names]
         n, F, S = len(self.ids), len(self.variables), len(self.static_names)
-        self.times = np.ascontiguousarray(times, dtype=np.float64).reshape(-1)
-        self.values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1, F)
+        self.times = np.ascontiguousarray(times, dtype=np.float64)
+        self.values = np.ascontiguousarray(values, dtype=np.float32)
+        if self.times.ndim != 1:
+            raise ValueError(f"times: expected shape (N,), got {self.times.shape}")
+        if self.values.shape != (self.times.shape[0], F) and not (self.values.size == 0 and self.times.size == 0):
+            raise ValueError(f"values: expected shape (N, F) = ({self.times.shape[0]}, {F}) (a row per time, a column "
+                             f"per variable), got {self.values.shape}")
+        self.values = self.values.reshape(-1, F)
         self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         if self.offsets.shape != (n + 1,):
             raise ValueError(f"offsets: expected shape ({n + 1},), got {self.offsets.shape}")
-        if self.values.shape[0] != self.times.shape[0] or self.offsets[-1] != self.times.shape[0]:
-            raise ValueError(
-                f"times has {self.times.shape[0]} rows, values {self.values.shape[0]}, "
-                f"offsets end at {self.offsets[-1]}: expected all equal"
-            )
+        if self.offsets[0] != 0 or self.offsets[-1] != self.times.shape[0] or np.any(np.diff(self.offsets) < 0):
+            raise ValueError(f"offsets: expected ascending from 0 to the {self.times.shape[0]} rows of times, got "
+                             f"{self.offsets[0]} .. {self.offsets[-1]}")
         if static is None:
             static = np.zeros((n, S), dtype=np.float32)
-        self.static = np.ascontiguousarray(static, dtype=np.float32).reshape(n, S)
-        self.labels = None if labels is None else np.asarray(labels, dtype=np.float64).reshape(n)
+        self.static = np.ascontiguousarray(static, dtype=np.float32)
+        if self.static.shape != (n, S) and not (self.static.size == 0 and n * S == 0):
+            raise ValueError(f"static: expected shape (n, S) = ({n}, {S}), got {self.static.shape}")
+        self.static = self.static.reshape(n, S)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.float64)
+        if self.labels is not None and self.labels.shape != (n,):
+            raise ValueError(f"labels: expected shape (n,) = ({n},), got {self.labels.shape}")
         self.meta = dict(meta or {})
+        self._check_content()
+
+    def _check_content(self) -> None:
+        """Times finite and ascending within each series (an unsorted series would decay by negative
+        deltas; the readers also merge equal times into one step), values and static finite or NaN
+        (missing)."""
+        if not np.isfinite(self.times).all():
+            row = int(np.flatnonzero(~np.isfinite(self.times))[0])
+            i = int(np.searchsorted(self.offsets, row, side="right")) - 1
+            raise DataError(f"times: expected finite hours, got {self.times[row]} at row {row} (series {self.ids[i]!r})")
+        series = np.repeat(np.arange(len(self.ids)), np.diff(self.offsets))
+        bad = np.flatnonzero((series[1:] == series[:-1]) & (np.diff(self.times) < 0))
+        if len(bad):
+            row = int(bad[0]) + 1
+            i = int(series[row])
+            raise DataError(f"times: expected ascending times within each series (sort each series' rows by time), "
+                            f"got {self.times[row - 1]:g} then {self.times[row]:g} in series {self.ids[i]!r}")
+        for name, arr in (("values", self.values), ("static", self.static)):
+            if np.isinf(arr).any():
+                raise DataError(f"{name}: expected finite numbers or NaN (missing), got an infinite value")
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -143,6 +174,10 @@ class IrregularDataset:
         lengths = np.array([len(s.times) for s in series], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         times = np.concatenate([np.asarray(s.times, np.float64) for s in series]) if series else np.zeros(0)
+        for s in series:
+            shape = np.shape(s.values)
+            if shape != (len(s.times), F) and not (len(s.times) == 0 and np.size(s.values) == 0):
+                raise ValueError(f"series {s.id!r}: values: expected shape (T, F) = ({len(s.times)}, {F}), got {shape}")
         values = (
             np.concatenate([np.asarray(s.values, np.float32).reshape(-1, F) for s in series])
             if series

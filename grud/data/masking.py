@@ -237,6 +237,15 @@ def _check_times(times, lengths, mask, fn: str):
                 f"{fn}: lengths: expected values in [0, {T}] (the padded length), got {bad[0][1]} "
                 f"for series {bad[0][0]}"
             )
+    t = _np(times.detach()) if _is_torch(times) else np.asarray(times)
+    real = np.ones(t.shape, dtype=bool)  # padding after a series' length may hold anything
+    if lengths is not None:
+        real = np.arange(T) < np.asarray(_np(lengths) if _is_torch(lengths) else lengths)[..., None]
+    t = np.broadcast_to(t, np.broadcast_shapes(t.shape, real.shape))  # shared (T,) times: per series
+    bad = np.argwhere(~np.isfinite(t) & np.broadcast_to(real, t.shape))
+    if len(bad):
+        where = tuple(int(i) for i in bad[0])
+        raise ConfigError(f"{fn}: times: expected finite hours at every real step, got {t[where]} at index {where}")
     return times, lengths
 
 
@@ -251,7 +260,8 @@ def time_deltas(times, mask, *, lengths=None):
 
     Args:
         times: step times in hours; ascending within a series for the result to mean anything
-            (not checked: padding after a series' end may hold anything).
+            (not checked), finite at every real step (checked: a NaN time is a ConfigError naming
+            its index; padding after a series' length may hold anything).
         mask: 1 (or True) where observed; any nonzero counts as observed.
         lengths: optional number of real steps of each series; steps at or after a series'
             length get delta 0.

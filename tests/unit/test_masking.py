@@ -326,3 +326,17 @@ def test_empirical_mean_warns_and_gives_nan_for_a_never_observed_variable():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         masking.empirical_mean(values, np.ones_like(values))  # no warning when all are observed
+
+
+def test_a_non_finite_time_at_a_real_step_is_named_padding_may_hold_anything():
+    """A NaN time gave NaN deltas silently; the network later blamed `delta`."""
+    mask = np.ones((2, 3, 1))
+    with pytest.raises(ConfigError, match=r"time_deltas: times: expected finite hours at every real step, got nan "
+                                          r"at index \(1, 1\)"):
+        masking.time_deltas(np.array([[0.0, 1, 2], [0, np.nan, 2]]), mask)
+    with pytest.raises(ConfigError, match=r"got inf at index \(1, 2\)"):  # shared (T,) times, per series
+        masking.time_deltas(torch.tensor([0.0, 1, np.inf]), torch.ones(2, 3, 1), lengths=torch.tensor([2, 3]))
+    padded = masking.time_deltas(np.array([[0.0, 1, np.nan], [0, 1, 2]]), mask, lengths=np.array([2, 3]))
+    np.testing.assert_array_equal(padded[:, :, 0], [[0, 1, 0], [0, 1, 1]])
+    with pytest.raises(ConfigError, match=r"forward_fill_and_deltas: times: expected finite hours"):
+        masking.forward_fill_and_deltas(np.ones((1, 2, 1)), np.ones((1, 2, 1)), np.array([[0.0, np.nan]]))
