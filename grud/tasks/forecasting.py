@@ -105,7 +105,7 @@ class QueryDecoder(nn.Module):
                              f"{tuple(since_last.shape)} and {tuple(lead_times.shape)}")
         x = last_state if not self.n_static else torch.cat([last_state, static], -1)
         ctx = self.in_context(self.dropout(self.context(x).view(B, F, self.context_size)))  # (B, F, hidden)
-        base = (last_values * last_mask)[:, None, :].expand(B, Q, F)
+        base = (last_values * last_mask)[:, None, :].expand(B, Q, F).to(ctx.dtype)
         if only is None:
             b, q, f = (i.reshape(-1) for i in torch.meshgrid(
                 torch.arange(B, device=x.device), torch.arange(Q, device=x.device),
@@ -121,7 +121,7 @@ class QueryDecoder(nn.Module):
             last_mask[b, f],
             history_means[b, f],
             torch.log1p(history_counts[b, f]),
-        ], -1)  # (N, 6)
+        ], -1).to(ctx.dtype)  # (N, 6); batches arrive in float32, the decoder may run in float64
         h = torch.relu(ctx[b, f] + self.in_query(feats))
         for layer in self.hidden:
             h = torch.relu(layer(self.dropout(h)))

@@ -450,3 +450,18 @@ def test_forecast_prediction_batches_stay_within_the_entry_budget_and_keep_every
         assert len(b) == 1 or len(b) * max(max(counts[i], 1) for i in b) * 5 <= 4000
     assert [7] in out  # over budget alone: its own batch
     assert split_by_entries(batches, counts, 5, budget=10 ** 9) == batches
+
+
+def test_a_float64_forecaster_predicts_and_trains_like_the_float32_one(data):
+    """ForecastTask.double() failed in the decoder (float32 batch features against float64 weights);
+    ClassificationTask.double() worked."""
+    train, test, stats = data
+    single = make_task(stats).eval()
+    double = make_task(stats).eval().double()
+    batch = single.encode_dataset(test, stats).collate(list(range(len(test))))
+    with torch.no_grad():
+        p32, p64 = single.predict_step(batch, 0)["prediction"], double.predict_step(batch, 0)["prediction"]
+    assert p64.dtype == torch.float64
+    torch.testing.assert_close(p64.float(), p32, rtol=1e-4, atol=1e-4)
+    loss = double.train().training_step(double.encode_dataset(train, stats).collate(list(range(8))), 0)
+    assert loss.dtype == torch.float64 and torch.isfinite(loss)
