@@ -316,7 +316,7 @@ class RecurrentNetwork(nn.Module):
                 raise DataError(f"static: expected shape (B, S) with B = {B}, got {got}")
         if mask.numel():
             other = (mask != 0) & (mask != 1)  # also NaN: NaN != 0 and NaN != 1
-            if other.any():  # padding (steps >= lengths) may hold anything: only real steps count
+            if other.any():  # padding (steps >= lengths) may hold any finite value: only real steps count
                 other &= (torch.arange(T, device=mask.device)[None, :] < lengths.to(mask.device)[:, None])[..., None]
             if other.any():
                 first = tuple(int(i) for i in other.nonzero()[0])

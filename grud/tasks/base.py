@@ -54,15 +54,21 @@ class NonFiniteLossError(RuntimeError):
     """Raised when the training loss becomes NaN or infinite."""
 
 
-def masked_next_step_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_next_step_mse(pred: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+                         lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error of ``pred[:, t]`` against ``values[:, t+1]`` over observed entries only.
 
     Shape:
-        pred, values, mask: (B, T, F) -> scalar. Padded steps have mask 0 and never count.
+        pred, values, mask: (B, T, F); lengths (B,) -> scalar. Steps at or after a series' length
+        never count, whatever their mask holds (grud's own batches pad with mask 0).
     """
     if values.shape[1] < 2:
         return pred.sum() * 0.0
-    return masked_mse_loss(pred[:, :-1], values[:, 1:], mask[:, 1:])
+    target_mask = mask[:, 1:]
+    if lengths is not None:
+        steps = torch.arange(1, values.shape[1], device=mask.device)
+        target_mask = target_mask * (steps[None, :] < lengths.to(mask.device)[:, None])[..., None].to(mask.dtype)
+    return masked_mse_loss(pred[:, :-1], values[:, 1:], target_mask)
 
 
 class TaskModule(pl.LightningModule):
@@ -165,7 +171,7 @@ class TaskModule(pl.LightningModule):
         imputer = self.imputer if imputer is None else imputer
         if imputer is None or self.impute_weight <= 0:
             return outputs.new_zeros(())
-        loss = masked_next_step_mse(imputer(outputs), batch["values"], batch["mask"])
+        loss = masked_next_step_mse(imputer(outputs), batch["values"], batch["mask"], batch.get("lengths"))
         if log:
             self.log_running("train/impute_mse", loss, outputs.shape[0])
         return self.impute_weight * loss

@@ -281,3 +281,20 @@ def test_optim_grad_clip_holds_under_any_trainer_and_the_trainers_own_value_wins
     after = torch.cat([p.detach().flatten() for p in task.parameters()])
     # SGD's first step moves the weights by lr x the (clipped) gradient: its norm is the clip value
     assert float((after - before).norm()) == pytest.approx(expected, rel=1e-2)  # unclipped: about 0.4
+
+
+def test_the_imputation_loss_ignores_padded_steps_whatever_their_mask():
+    """A library batch padded with mask 1 raised the auxiliary loss from 1.6 to 14.8."""
+    from grud.tasks.base import masked_next_step_mse
+
+    g = torch.Generator().manual_seed(0)
+    pred, values = torch.randn(2, 5, 3, generator=g), torch.randn(2, 5, 3, generator=g)
+    lengths = torch.tensor([5, 3])
+    clean = torch.ones(2, 5, 3)
+    clean[1, 3:] = 0  # grud's own padding
+    dirty_values, dirty_mask = values.clone(), torch.ones(2, 5, 3)
+    dirty_values[1, 3:] = 100.0
+    loss = masked_next_step_mse(pred, values, clean)
+    assert masked_next_step_mse(pred, dirty_values, dirty_mask, lengths) == loss
+    expected = torch.cat([((pred[0, :4] - values[0, 1:]) ** 2).reshape(-1), ((pred[1, :2] - values[1, 1:3]) ** 2).reshape(-1)])
+    torch.testing.assert_close(loss, expected.mean())
