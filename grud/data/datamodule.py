@@ -21,8 +21,10 @@ class GrudDataModule(pl.LightningDataModule):
 
     Args:
         train, val, test: the splits (val/test may be empty or None).
-        stats: statistics fitted on ``train``.
-        encode: ``encode(ds, stats) -> dataset with .collate`` (the task's encoder).
+        stats: statistics fitted on ``train`` (fit them on the training split only).
+        encode: ``encode(ds, stats) -> dataset with .collate`` (the task's ``encode_dataset``;
+            ``ClassificationTask`` encodes with its own statistics, those it was built with, and
+            ignores ``stats``; ``ForecastTask`` uses ``stats``).
         batch_size: series per batch.
         bucket: batch series of similar length together (less padding).
         num_workers: DataLoader worker processes (0 = in the main process).

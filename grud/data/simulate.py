@@ -120,7 +120,9 @@ def simulate_missing(values, rate, mechanism="mcar", seed=0, mask=None, driver=N
         the shape of ``values``, the dtype of the given ``mask`` (else of
         ``observed_mask(values)``), and are numpy or torch (same device) like ``values``.
         ``mcar``, ``mar`` and ``mnar`` hide exactly ``round(rate * n_observed)`` entries;
-        ``block`` is within about ``block_length / 2`` entries of it.
+        ``block`` is within about ``block_length / 2`` entries of it. Entries are drawn over the
+        whole array, not per series: a series' only observation of a variable (or of anything)
+        may be hidden, leaving nothing to impute from there.
 
     Raises:
         ConfigError: bad rate, mechanism, seed, driver or block_length, mask of another shape,

@@ -10,6 +10,7 @@ random fraction of the observed entries of every training batch, recomputing del
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -27,6 +28,8 @@ from grud.models.heads import ClassificationHead
 from grud.tasks import metrics as M
 from grud.tasks.base import TaskModule
 from grud.tasks.summary_features import STATISTICS, batch_summary
+
+log = logging.getLogger("grud")
 
 
 class ClassificationTask(TaskModule):
@@ -258,6 +261,12 @@ class ClassificationTask(TaskModule):
         """One step of every member; ``batch`` is one batch for all, or a list with one per member
         (:attr:`train_streams`: each member then trains on its own order of the data)."""
         members = self.members
+        if len(members) > 1 and not isinstance(batch, (list, tuple)) and not getattr(self, "_warned_streams", False):
+            self._warned_streams = True
+            log.warning("task ensemble of %d members, but the training loader serves one batch per step: every "
+                        "member trains on the same order; build the datamodule with train_streams=%d "
+                        "(GrudDataModule(..., train_streams=task.train_streams)) for one order each",
+                        len(members), self.train_streams)
         batches = list(batch) if isinstance(batch, (list, tuple)) else [batch] * len(members)
         if len(batches) != len(members):
             raise ValueError(f"training batch: expected one batch per ensemble member ({len(members)}), "

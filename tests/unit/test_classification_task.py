@@ -298,3 +298,24 @@ def test_the_imputation_loss_ignores_padded_steps_whatever_their_mask():
     assert masked_next_step_mse(pred, dirty_values, dirty_mask, lengths) == loss
     expected = torch.cat([((pred[0, :4] - values[0, 1:]) ** 2).reshape(-1), ((pred[1, :2] - values[1, 1:3]) ** 2).reshape(-1)])
     torch.testing.assert_close(loss, expected.mean())
+
+
+def test_an_ensemble_fed_one_batch_per_step_warns_once_that_members_share_an_order(caplog):
+    """ensemble=K with a datamodule of one training stream trained every member on the same order, silently."""
+    import logging
+
+    stats = tiny_stats()
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, stats, ensemble=3)
+    task.log_running = lambda *a, **k: None  # no trainer attached
+    batch = tiny_batch()
+    with caplog.at_level(logging.WARNING, logger="grud"):
+        task.training_step(batch, 0)
+        task.training_step(batch, 1)
+    said = [r.getMessage() for r in caplog.records if "train_streams=3" in r.getMessage()]
+    assert len(said) == 1 and "every member trains on the same order" in said[0]
+    caplog.clear()
+    streams = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, stats, ensemble=3)
+    streams.log_running = lambda *a, **k: None
+    with caplog.at_level(logging.WARNING, logger="grud"):
+        streams.training_step([batch] * 3, 0)  # one batch per member: nothing to say
+    assert not caplog.records
