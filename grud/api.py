@@ -135,8 +135,8 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
     are ``data.*`` overrides as on the command line (``data.path=X``); data options not given
     default to those of training. ``interval`` / ``interval_level``: as ``grud-predict``'s keys
     (``interval="conformal"`` for calibrated forecast intervals). The id column comes back as
-    ``pd.read_csv`` reads the output file: integers when every id is a whole number written
-    without leading zeros, else text.
+    integers when every id is a whole number written without leading zeros (as ``pd.read_csv``
+    reads the output file), else as text exactly as written.
     """
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv
@@ -183,9 +183,10 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
 
 
 def _ids_as_read_back(frame: pd.DataFrame) -> pd.DataFrame:
-    """The id column (the first) as ``pd.read_csv`` reads the written file back: int64 when every
-    id is a whole number without leading zeros (``141000``), else text (``p001``, ``007``), so the
-    frame merges with the user's own tables as the CSV does."""
+    """The id column (the first): int64 when every id is a whole number without leading zeros
+    (``141000``; as ``pd.read_csv`` reads the written file back, so the frame merges with the
+    user's own tables as the CSV does), else text exactly as written (``p001``; ``007`` too, which
+    read_csv would turn into 7)."""
     if not len(frame.columns) or not len(frame):
         return frame
     col = frame.columns[0]

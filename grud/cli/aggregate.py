@@ -134,7 +134,9 @@ def read_job(job_dir, sweep_dir=None, need_config: bool = False) -> Job:
 
     A job whose files cannot be read is returned with status ``"invalid"`` and the reason
     (naming the file and line), so that one broken job does not hide the rest of a sweep.
-    When a job has both ``metrics.json`` and ``failure.json`` the newer one counts.
+    When a job has both ``metrics.json`` and ``failure.json`` the newer one counts; when both are
+    older than the job's ``.hydra/overrides.yaml`` (a later attempt started and left none) the job
+    is incomplete.
     """
     job_dir = Path(job_dir)
     name = job_dir.relative_to(sweep_dir).as_posix() if sweep_dir is not None else job_dir.name
@@ -164,7 +166,14 @@ def read_job(job_dir, sweep_dir=None, need_config: bool = False) -> Job:
             job.status = STATUS_INCOMPLETE
             job.reason = "neither metrics.json nor failure.json (crashed, killed or still running)"
             return job
-        newest = max(candidates, key=lambda p: p.stat().st_mtime)
+        # the newest record counts (a tie goes to the failure); none newer than the overrides Hydra
+        # wrote when this attempt started means the attempt has none yet: killed, interrupted or running
+        newest = max(candidates, key=lambda p: (p.stat().st_mtime_ns, p == fail_path))
+        if newest.stat().st_mtime_ns < ov_path.stat().st_mtime_ns:
+            job.status = STATUS_INCOMPLETE
+            job.reason = (f"{newest.name} is an earlier attempt's: the latest attempt, started after it, left no "
+                          f"record (killed, interrupted or still running)")
+            return job
         record = _load_json(newest)
         status = str(record.get("status", STATUS_OK if newest == ok_path else STATUS_FAILED))
         if newest == ok_path and status == STATUS_OK:

@@ -62,7 +62,8 @@ class ClassificationHead(nn.Module):
                 got = None if static is None else tuple(static.shape)
                 raise ValueError(f"static: expected (B, S) = ({last.shape[0]}, {self.n_static}), got {got}")
             last = torch.cat([last, static], dim=-1)
-        if self.training and last.shape[0] == 1 and isinstance(self.net[0], nn.BatchNorm1d):
+        if last.shape[0] == 1 and isinstance(self.net[0], nn.BatchNorm1d) and self.net[0].training:
+            # (MC dropout at prediction keeps the batch norm in eval mode: a single series is fine)
             from grud.errors import ConfigError
 
             raise ConfigError("task.head.batch_norm: a training batch of one series cannot be batch-normalised "

@@ -185,11 +185,14 @@ class TaskModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._running.clear()  # a window never spans two epochs
         saved = getattr(self, "_resume_rng_state", None)
-        if saved is not None:
-            self._resume_rng_state = None
+        self._resume_rng_state = None
+        # only a resumed fit (Trainer.fit(ckpt_path=...)): a model loaded with load_from_checkpoint and
+        # trained afresh keeps the seed its user set
+        if saved is not None and getattr(self.trainer, "ckpt_path", None):
             torch.set_rng_state(saved["torch"])
-            if "cuda" in saved and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(saved["cuda"])
+            cuda = saved.get("cuda")
+            if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
 
     def log_running(self, name: str, value: torch.Tensor, batch_size: int, prog_bar: bool = False) -> None:
         """Log the batch-size-weighted mean of ``value`` over the training steps since it was last
@@ -232,14 +235,18 @@ class TaskModule(pl.LightningModule):
                 "lower optim.lr or set optim.grad_clip (best.ckpt, if an earlier epoch wrote one, is kept)"
             )
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        """Clip the gradients' norm at ``optim.grad_clip`` (None = off) when the Trainer sets no
-        ``gradient_clip_val`` of its own (which wins), so the setting holds under any Trainer,
-        not only the CLI's."""
+    def clip_setting(self, gradient_clip_val=None, gradient_clip_algorithm=None) -> tuple:
+        """``(value, algorithm)`` to clip with: the Trainer's ``gradient_clip_val`` if it sets one,
+        else ``optim.grad_clip`` (None = off), so the setting holds under any Trainer, not only the
+        CLI's; the Trainer's algorithm, by default the norm."""
         if gradient_clip_val is None and self.optim.get("grad_clip"):
-            gradient_clip_val, gradient_clip_algorithm = float(self.optim["grad_clip"]), "norm"
-        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
-                            gradient_clip_algorithm=gradient_clip_algorithm)
+            gradient_clip_val = float(self.optim["grad_clip"])
+        return gradient_clip_val, gradient_clip_algorithm or "norm"
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip at :meth:`clip_setting`."""
+        value, algorithm = self.clip_setting(gradient_clip_val, gradient_clip_algorithm)
+        self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm)
 
     def configure_optimizers(self):
         o = self.optim

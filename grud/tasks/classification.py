@@ -220,15 +220,17 @@ class ClassificationTask(TaskModule):
         return torch.sigmoid(logits) if self.n_classes == 2 else torch.softmax(logits, -1)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        """Clip each ensemble member's gradient on its own (a single model: Lightning's clipping)."""
-        if not self.extra_members or not gradient_clip_val:
+        """Clip each ensemble member's gradient on its own at :meth:`clip_setting` (a single model:
+        Lightning's clipping)."""
+        value, algorithm = self.clip_setting(gradient_clip_val, gradient_clip_algorithm)
+        if not self.extra_members or not value:
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         for member in self.members:
             params = [p for part in member if part is not None for p in part.parameters()]
-            if gradient_clip_algorithm in (None, "norm"):
-                torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
+            if algorithm == "norm":
+                torch.nn.utils.clip_grad_norm_(params, float(value))
             else:
-                torch.nn.utils.clip_grad_value_(params, float(gradient_clip_val))
+                torch.nn.utils.clip_grad_value_(params, float(value))
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Cross-entropy over the labelled series (class-weighted with ``class_weight``).

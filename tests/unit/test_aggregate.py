@@ -284,3 +284,26 @@ def test_a_single_run_is_named_by_its_model_and_its_overrides_are_shared(tmp_pat
     assert list(read_summary(tmp_path / "run" / "summary.csv").index) == ["model=gru_mean"]
     text = (tmp_path / "run" / "summary.md").read_text()
     assert f"Shared by every job: `{' '.join(overrides)}`." in text
+
+
+def test_a_later_attempt_without_a_record_is_incomplete_not_the_earlier_result(tmp_path):
+    """A rerun killed (or interrupted) before it wrote a record left the earlier metrics.json, read as
+    the new attempt's result under its new overrides."""
+    import os
+
+    from grud.cli.aggregate import read_job
+
+    job = make_job(tmp_path, "0", ["model=grud"], {"model": {"name": "grud"}},
+                   metrics={"status": "ok", "test/auroc": 0.8})
+    ov, rec = job / ".hydra" / "overrides.yaml", job / "metrics.json"
+    t = rec.stat().st_mtime_ns
+    os.utime(ov, ns=(t - 10**9, t - 10**9))
+    assert read_job(job).status == "ok"
+    os.utime(ov, ns=(t + 10**9, t + 10**9))  # Hydra rewrote the overrides: a new attempt started
+    got = read_job(job)
+    assert got.status == "incomplete" and "metrics.json is an earlier attempt's" in got.reason
+    (job / "failure.json").write_text(json.dumps({"status": "failed", "error": "boom"}))
+    t = rec.stat().st_mtime_ns
+    for p in (ov, rec, job / "failure.json"):  # one timestamp for all (a coarse file system): the failure counts
+        os.utime(p, ns=(t, t))
+    assert read_job(job).status == "failed"

@@ -168,6 +168,22 @@ def test_each_member_trains_as_it_would_alone():
         torch.testing.assert_close(a, p.grad)
     norm = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in task.extra_members[0].parameters()]))
     assert abs(float(norm) - 1.0) < 1e-4
+    # the same with optim.grad_clip under a Trainer that sets no clipping of its own (grud-train's)
+    task.optim["grad_clip"] = 1.0
+    for p in task.parameters():
+        p.grad = torch.ones_like(p) * 1e-4
+    for p in task.extra_members[0].parameters():
+        p.grad = torch.ones_like(p) * 100.0
+    task.configure_gradient_clipping(None, gradient_clip_val=None, gradient_clip_algorithm=None)
+    for a, p in zip(before, task.network.parameters()):
+        torch.testing.assert_close(a, p.grad)
+    norm = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in task.extra_members[0].parameters()]))
+    assert abs(float(norm) - 1.0) < 1e-4
+    # by value when the Trainer says so (+trainer.gradient_clip_algorithm=value)
+    for p in task.extra_members[0].parameters():
+        p.grad = torch.full_like(p, -100.0)
+    task.configure_gradient_clipping(None, gradient_clip_val=None, gradient_clip_algorithm="value")
+    assert all(bool((p.grad == -1.0).all()) for p in task.extra_members[0].parameters())
 
 
 @pytest.mark.parametrize("name", ["grud", "bilstm", "gru_mean"])
@@ -319,3 +335,45 @@ def test_an_ensemble_fed_one_batch_per_step_warns_once_that_members_share_an_ord
     with caplog.at_level(logging.WARNING, logger="grud"):
         streams.training_step([batch] * 3, 0)  # one batch per member: nothing to say
     assert not caplog.records
+
+
+def test_a_loaded_model_trained_afresh_keeps_its_users_seed(tmp_path):
+    """The checkpoint's random state (for resume=true) was also restored after load_from_checkpoint:
+    fine-tuning with seed 1 or 2 drew the same dropout masks."""
+    import pytorch_lightning as pl
+
+    from grud.data.batching import EncodedDataset
+    from grud.data.datamodule import GrudDataModule
+
+    class Probe(ClassificationTask):
+        def on_train_epoch_start(self):
+            super().on_train_epoch_start()
+            states.append(torch.get_rng_state().clone())
+
+    rng = np.random.default_rng(0)
+    ds = IrregularDataset.from_series([Series(str(i), np.arange(3.0), rng.normal(size=(3, 2)).astype(np.float32),
+                                              np.zeros(0, np.float32), i % 2) for i in range(16)], ["a", "b"], [])
+    stats = fit_stats(ds)
+
+    def fit(task, ckpt_path=None):
+        trainer = pl.Trainer(max_epochs=1 if ckpt_path is None else 2, logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                             enable_checkpointing=False)
+        trainer.fit(task, datamodule=GrudDataModule(ds, None, None, stats, EncodedDataset, batch_size=8),
+                    ckpt_path=ckpt_path)
+        return trainer
+
+    states: list = []
+    fit(Probe({"name": "gru_mean", "hidden_size": 4}, stats.to_dict(), optim={"scheduler": "none"})) \
+        .save_checkpoint(tmp_path / "m.ckpt")
+    saved = torch.load(tmp_path / "m.ckpt", weights_only=True)["rng_state"]["torch"]
+    states.clear()
+    for seed in (1, 2):
+        pl.seed_everything(seed, verbose=False)
+        fit(Probe.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True))
+    assert not torch.equal(states[0], states[1]) and not torch.equal(states[0], saved)
+    states.clear()  # a resumed fit (ckpt_path) starts its next epoch from the saved state, whatever the seed
+    pl.seed_everything(3, verbose=False)
+    fit(Probe({"name": "gru_mean", "hidden_size": 4}, stats.to_dict(), optim={"scheduler": "none"}),
+        ckpt_path=tmp_path / "m.ckpt")
+    assert torch.equal(states[0], saved)

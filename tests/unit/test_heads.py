@@ -54,6 +54,9 @@ def test_a_training_batch_of_one_is_a_config_error_naming_the_keys():
                                           r"data\.batch_size >= 2, or task\.head\.batch_norm=false"):
         head(torch.zeros(1, 4), torch.zeros(1, 1))
     assert head.eval()(torch.zeros(1, 4), torch.zeros(1, 1)).shape == (1,)  # predicting one series is fine
+    head.train()
+    head.net[0].eval()  # MC dropout at prediction: dropout on, batch norm in eval mode
+    assert head(torch.zeros(1, 4), torch.zeros(1, 1)).shape == (1,)
     assert ClassificationHead(4, 1, 1, batch_norm=False)(torch.zeros(1, 4), torch.zeros(1, 1)).shape == (1,)
     with pytest.raises(ConfigError, match=r"data\.batch_size=1: the classification head's batch norm"):
         check_numbers({"data": {"batch_size": 1}, "model": {"name": "grud"}, "task": {"name": "classification"}})
