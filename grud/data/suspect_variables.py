@@ -23,22 +23,21 @@ def constant_per_series(ds: IrregularDataset, min_series: int = MIN_SERIES) -> l
     least ``min_series`` such series), yet more than one value across series: one value per
     series is what an outcome or a static feature looks like, not a measurement over time.
     A variable constant over the whole data (a flag such as PhysioNet's ``MechVent``) is not one."""
+    nonempty = np.diff(ds.offsets) > 0
+    starts, ends = ds.offsets[:-1][nonempty], ds.offsets[1:][nonempty]  # a series' rows are contiguous
+    if not len(starts):
+        return []
+    by_variable = np.ascontiguousarray(ds.values.T)  # (F, N): reductions along a row are fast
+    with np.errstate(invalid="ignore"):  # a series that never observes a variable gives NaN
+        lo = np.fmin.reduceat(by_variable, starts, axis=1)  # (F, series with rows), NaN ignored
+        hi = np.fmax.reduceat(by_variable, starts, axis=1)
+    seen = np.cumsum(np.isfinite(by_variable), axis=1, dtype=np.int64)
+    counts = seen[:, ends - 1] - np.where(starts > 0, seen[:, np.maximum(starts - 1, 0)], 0)
     names = []
-    series = np.repeat(np.arange(len(ds)), np.diff(ds.offsets))
     for f, name in enumerate(ds.variables):
-        col = ds.values[:, f]
-        seen = np.isfinite(col)
-        if seen.sum() < 2:
-            continue
-        s, v = series[seen], col[seen]
-        counts = np.bincount(s, minlength=len(ds))
-        lo = np.full(len(ds), np.inf)
-        hi = np.full(len(ds), -np.inf)
-        np.minimum.at(lo, s, v)
-        np.maximum.at(hi, s, v)
-        repeated = counts >= 2
-        if repeated.sum() >= min_series and np.all(lo[repeated] == hi[repeated]) \
-                and np.unique(v).size > 1:
+        repeated = counts[f] >= 2
+        if repeated.sum() >= min_series and np.all(lo[f, repeated] == hi[f, repeated]) \
+                and np.nanmin(lo[f]) < np.nanmax(hi[f]):
             names.append(name)
     return names
 
