@@ -53,7 +53,9 @@ from grud.errors import DataError
 
 __all__ = ["aggregate", "find_jobs", "read_job", "Job", "summary_markdown", "write_summary", "main"]
 
-SEED_KEYS = ("seed",)
+#: overrides that do not make a group: the seed (pooled into mean ± std) and resume (a job resumed
+#: after an interruption is the same job as one that ran through)
+SEED_KEYS = ("seed", "resume")
 # the readable default table, in this order, for whichever of these a sweep reports
 PREFERRED_METRICS = ("test/auroc", "test/auprc", "test/brier", "test/mse", "test/mae", "test/mse_vs_locf")
 # name parts (after the last "/") where larger is better / smaller is better

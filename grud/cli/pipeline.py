@@ -426,6 +426,9 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     else:
         module = build_module(cfg, stats, train)
         resumed = None if resume_from is None else check_resumable(module, resume_from)
+        # the Trainer checks its own arguments (trainer.*, ema_decay): built before anything is replaced
+        # (its logger and checkpoints write nothing until fit)
+        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed)
         clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
         from grud.models.fast import native
 
@@ -445,7 +448,6 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
                             seed=seed, train_streams=members)
         if resumed is not None:
             log.info("resuming from %s (epoch %d)", resume_from, resumed)
-        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed)
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None,
                     weights_only=True)
         epochs = int(trainer.current_epoch)

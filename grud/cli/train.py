@@ -81,6 +81,14 @@ def _train(cfg: DictConfig):
                                config_text=OmegaConf.to_yaml(cfg, resolve=True).encode())
     except KeyboardInterrupt:
         raise
+    except SystemExit as exc:
+        if exc.code is None and type(exc).__name__ == "SIGTERMException":  # Lightning's, after a SIGTERM
+            # (kill, Slurm, docker stop): no record, as for a killed job (grud-aggregate: incomplete);
+            # the run or sweep stops with 128 + 15, not Lightning's code-less exit (0)
+            print(f"error: terminated by SIGTERM during training of {run_dir}; resume=true continues from "
+                  "checkpoints/last.ckpt", file=sys.stderr, flush=True)
+            raise SystemExit(143) from None
+        raise
     except Exception as exc:  # recorded per job so a sweep goes on; a single run exits with error:
         record_failure(run_dir, exc)
         if is_multirun():

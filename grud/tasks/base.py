@@ -50,6 +50,28 @@ def rebuilding_saved():
         _REBUILDING_SAVED.reset(token)
 
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("plateau", "cosine", "none")
+
+
+def check_optim(optim: dict) -> None:
+    """ConfigError naming the key for an optimiser setting :meth:`TaskModule.configure_optimizers`
+    cannot use (learning rate, optimiser or scheduler name)."""
+    try:
+        lr = float(optim["lr"])
+    except (TypeError, ValueError):
+        lr = float("nan")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"optim.lr: expected a positive learning rate, got {optim['lr']}")
+    name = str(optim.get("name", "adam")).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optim.name: expected {', '.join(OPTIMIZERS[:-1])} or {OPTIMIZERS[-1]}, got {name!r}")
+    sched = str(optim.get("scheduler") or "none").lower()
+    if sched not in SCHEDULERS:
+        raise ConfigError(f"optim.scheduler: expected {', '.join(SCHEDULERS[:-1])} or {SCHEDULERS[-1]}, "
+                          f"got {sched!r}")
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised when the training loss becomes NaN or infinite."""
 
@@ -97,6 +119,7 @@ class TaskModule(pl.LightningModule):
             raise ConfigError(f"unknown optim key(s) {', '.join(map(repr, unknown))}; allowed: "
                               f"{', '.join(DEFAULT_OPTIM)}")
         self.optim = {**DEFAULT_OPTIM, **(optim or {})}
+        check_optim(self.optim)  # here, not first in configure_optimizers: before a run replaces anything
         if model.get("name") is None:
             raise ConfigError("model.name: a model preset name is required")
         self.model_spec = dict(model)
@@ -250,9 +273,8 @@ class TaskModule(pl.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim
+        check_optim(o)
         lr = float(o["lr"])
-        if not (math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"optim.lr: expected a positive learning rate, got {o['lr']}")
         name = str(o.get("name", "adam")).lower()
         if name == "adam":
             opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=float(o["weight_decay"]), **_adam_kernel())

@@ -263,13 +263,16 @@ def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a
     assert {n: (out / n).read_bytes() for n in kept} == kept  # a refused resume touches nothing ...
     assert read_job(out).status == "failed"  # ... but records its failure (newer than metrics.json)
     (out / "failure.json").unlink()
-    for bad in ("data.path=/no/such/events.csv", "data.static_variables=[Agee]"):  # a fresh rerun refused
-        with pytest.raises((DataError, ConfigError)):
-            grud.api.train([*common, "model=logreg", bad], run_dir=out)
+    for model, bad, said in (("logreg", "data.path=/no/such/events.csv", "file not found"),
+                             ("logreg", "data.static_variables=[Agee]", "Agee"),
+                             ("gru_mean", "optim.name=adamm", "optim.name"),  # checked by the task,
+                             ("gru_mean", "ema_decay=1.5", "ema_decay")):  # and by the Trainer's build
+        with pytest.raises((DataError, ConfigError)):  # a fresh rerun refused by its checks
+            grud.api.train([*common, f"model={model}", *(TINY_TRAIN if model != "logreg" else []), bad], run_dir=out)
         # the earlier run stays whole: config.yaml still describes the checkpoints beside it
         assert {n: (out / n).read_bytes() for n in kept} == kept and (out / "plots" / "history.png").exists()
         job = read_job(out)
-        assert job.status == "failed" and ("file not found" in job.reason or "Agee" in job.reason)
+        assert job.status == "failed" and said in job.reason
     grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=2", "resume=true"], run_dir=out)
     assert (out / "plots" / "history.png").exists()  # resumed: the run's own results stay
     grud.api.train([*common, "model=logreg", "plots=false"], run_dir=out)  # the same folder, another model

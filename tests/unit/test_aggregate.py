@@ -307,3 +307,13 @@ def test_a_later_attempt_without_a_record_is_incomplete_not_the_earlier_result(t
     for p in (ov, rec, job / "failure.json"):  # one timestamp for all (a coarse file system): the failure counts
         os.utime(p, ns=(t, t))
     assert read_job(job).status == "failed"
+
+
+def test_a_resumed_job_groups_with_the_jobs_that_ran_through(tmp_path):
+    """`model=grud resume=True` made its own row beside `model=grud`."""
+    for n, (seed, extra) in enumerate([(0, []), (1, ["resume=True"])]):
+        make_job(tmp_path, str(n), ["model=grud", f"seed={seed}", *extra], {"model": {"name": "grud"}},
+                 metrics={"status": "ok", "test/auroc": 0.8 + 0.01 * n, "test/auprc": 0.4, "test/brier": 0.1})
+    assert main([str(tmp_path)]) == 0
+    table = read_summary(tmp_path / "summary.csv")
+    assert list(table.index) == ["model=grud"] and table.loc["model=grud", "n"] == 2
