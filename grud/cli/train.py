@@ -88,6 +88,10 @@ def _train(cfg: DictConfig):
             print(f"error: terminated by SIGTERM during training of {run_dir}; resume=true continues from "
                   "checkpoints/last.ckpt", file=sys.stderr, flush=True)
             raise SystemExit(143) from None
+        if isinstance(exc.__context__, KeyboardInterrupt):  # Lightning's exit(1) after a Ctrl-C in fit
+            print(f"error: interrupted (Ctrl-C) during training of {run_dir}; resume=true continues from "
+                  "checkpoints/last.ckpt", file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
         raise
     except Exception as exc:  # recorded per job so a sweep goes on; a single run exits with error:
         record_failure(run_dir, exc)

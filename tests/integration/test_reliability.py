@@ -307,9 +307,12 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(export, tmp_path):
         assert metrics_of(sweep / str(i))["status"] == "ok"
 
 
-def test_sigterm_during_training_exits_143_with_one_error_line_and_no_record(export, tmp_path):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGTERM, 143, "terminated by SIGTERM"),
+                                             (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
+def test_a_signal_during_training_exits_non_zero_with_one_error_line_and_no_record(export, tmp_path, sig, code, said):
     """Lightning ends a run on SIGTERM (kill, Slurm, docker stop) with a code-less SystemExit: the run
-    exited 0, so `grud-train ... && next step` went on as if it had finished."""
+    exited 0, so `grud-train ... && next step` went on as if it had finished; Ctrl-C exited 1, as a
+    failed job does."""
     d, env = export
     out = tmp_path / "term"
     proc = subprocess.Popen(train_cmd(d, out, "trainer.max_epochs=300"), cwd=d, env=env,
@@ -318,10 +321,10 @@ def test_sigterm_during_training_exits_143_with_one_error_line_and_no_record(exp
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be terminated"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 143
-    assert err.strip().splitlines()[-1] == (f"error: terminated by SIGTERM during training of {out}; resume=true "
+    assert proc.returncode == code
+    assert err.strip().splitlines()[-1] == (f"error: {said} during training of {out}; resume=true "
                                             "continues from checkpoints/last.ckpt")
     assert "Traceback" not in err
     assert not (out / "metrics.json").exists() and not (out / "failure.json").exists()  # incomplete, resumable
