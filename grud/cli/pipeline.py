@@ -147,6 +147,27 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
                       plugins=[SafeCheckpointIO()], use_distributed_sampler=False, **trainer_args)
 
 
+#: the keys of each task group (conf/task/<name>.yaml); another one is an error, not ignored
+TASK_KEYS = {
+    "classification": ("name", "head", "class_weight", "impute_weight", "value_transform", "augment_missing",
+                       "ensemble"),
+    "forecast": ("name", "history_hours", "horizon_hours", "forecast_grid_hours", "decoder", "loss_weight_power",
+                 "impute_weight"),
+}
+
+
+def check_task_keys(task: dict, allowed, where: str) -> None:
+    """ConfigError for a ``task.*`` key ``where`` does not read (``+task.value_transform=log`` on a
+    forecaster was accepted and did nothing), suggesting the closest allowed key."""
+    from grud.data.text_tables import closest_name
+
+    for key in task:
+        if key not in allowed:
+            close = closest_name(key, list(allowed))
+            raise ConfigError(f"task.{key}: not a key of {where}{f' (did you mean task.{close}?)' if close else ''}; "
+                              f"its keys: {', '.join(k for k in allowed if k != 'name')}")
+
+
 def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
     """The task's Lightning module from plain config sections."""
     from grud.tasks.registry import task_class
@@ -154,6 +175,7 @@ def build_module(cfg: dict, stats: FittedStats, train: IrregularDataset):
     task = dict(cfg.get("task", {}))
     name = task.pop("name", "classification")
     cls = task_class(name)
+    check_task_keys(task, TASK_KEYS.get(name, tuple(task)), f"task={name}")
     model = dict(cfg["model"])
     if name == "classification":
         return cls(model=model, stats=stats.to_dict(), optim=cfg.get("optim"), head=task.get("head"),

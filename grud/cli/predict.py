@@ -26,9 +26,12 @@ def data_options(cfg: dict, stats) -> dict:
 def task_overrides(cfg: dict) -> dict:
     """The ``task.*`` keys given (null = as in training); ``task.horizon_hours=inf`` is kept as
     None: queries to the end of each series."""
-    from grud.cli.inference import window_value
+    from grud.cli.inference import WINDOW_KEYS, window_value
+    from grud.cli.pipeline import check_task_keys
 
-    return {k: window_value(k, v) for k, v in (cfg.get("task") or {}).items() if v is not None and k != "name"}
+    task = cfg.get("task") or {}
+    check_task_keys(task, ("name", "impute_rate", *WINDOW_KEYS), "prediction or evaluation")
+    return {k: window_value(k, v) for k, v in task.items() if v is not None and k not in ("name", "impute_rate")}
 
 
 def whole_number(cfg: dict, key: str) -> int:

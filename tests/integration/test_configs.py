@@ -141,3 +141,23 @@ def test_an_override_hydra_cannot_parse_is_named_with_the_quoting_that_fixes_it(
     with pytest.raises(ConfigError, match=r"^checkpoint=mc\[12\]/x.ckpt: Hydra cannot parse this override "
                                           r"\(mismatched input .*\); .*e.g. \"checkpoint='mc\[12\]/x.ckpt'\"$"):
         check_parsable(["seed=0", "checkpoint=mc[12]/x.ckpt"])
+
+
+def test_each_task_groups_keys_are_the_keys_training_reads_and_another_is_an_error():
+    """`+task.value_transform=log` on a forecaster was accepted and did nothing."""
+    import yaml
+
+    from grud.cli.pipeline import TASK_KEYS, check_task_keys
+    from grud.cli.predict import task_overrides
+    from grud.errors import ConfigError
+
+    for name, keys in TASK_KEYS.items():
+        group = yaml.safe_load((CONF / "task" / f"{name}.yaml").read_text())
+        assert sorted(group) == sorted(keys), name  # the drift guard: a new key is read, or refused
+    with pytest.raises(ConfigError, match=r"task\.value_transform: not a key of task=forecast; its keys: "
+                                          r"history_hours, horizon_hours"):
+        check_task_keys({"history_hours": 24, "value_transform": "log"}, TASK_KEYS["forecast"], "task=forecast")
+    with pytest.raises(ConfigError, match=r"task\.forcast_grid_hours: not a key of prediction or evaluation "
+                                          r"\(did you mean task\.forecast_grid_hours\?\)"):
+        task_overrides({"task": {"history_hours": None, "forcast_grid_hours": 1}})
+    assert task_overrides({"task": {"name": None, "impute_rate": 0.1, "history_hours": 12}}) == {"history_hours": 12.0}
