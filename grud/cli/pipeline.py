@@ -314,15 +314,17 @@ def is_first_process() -> bool:
 
 #: a run's status record: metrics.json when it completed, failure.json when it failed
 RUN_RECORDS = ("metrics.json", "failure.json")
+#: the checkpoints a run leaves (with RUN_RECORDS: what tells that a folder holds an earlier run)
+RUN_CHECKPOINTS = ("checkpoints/best.ckpt", "checkpoints/last.ckpt")
 #: what a run writes into its directory besides config.yaml and train.log (relative paths)
-RUN_RESULTS = (*RUN_RECORDS, "checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.csv", "hparams.yaml",
+RUN_RESULTS = (*RUN_RECORDS, *RUN_CHECKPOINTS, "metrics.csv", "hparams.yaml",
                "plots/history.png", "plots/roc.png", "plots/pr.png", "plots/calibration.png",
                "plots/forecasts.png", "plots/input_decay.png")
 
 
 def earlier_run_in(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds what a grud run leaves (its record or a checkpoint)."""
-    return any((Path(run_dir) / n).is_file() for n in RUN_RESULTS[:4])
+    return any((Path(run_dir) / n).is_file() for n in (*RUN_RECORDS, *RUN_CHECKPOINTS))
 
 
 def clear_records(run_dir: Path) -> None:

@@ -63,6 +63,13 @@ def remove_stale_temporaries(run_dir) -> list[Path]:
     return removed
 
 
+def _stopped(run_dir, how: str, code: int) -> int:
+    """Print the one error line of a run stopped by a signal during training; return ``code``."""
+    print(f"error: {how} during training of {run_dir}; resume=true continues from checkpoints/last.ckpt",
+          file=sys.stderr, flush=True)
+    return code
+
+
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig):
     from grud.cli.pipeline import is_first_process, run_training
@@ -82,16 +89,13 @@ def _train(cfg: DictConfig):
     except KeyboardInterrupt:
         raise
     except SystemExit as exc:
-        if exc.code is None and type(exc).__name__ == "SIGTERMException":  # Lightning's, after a SIGTERM
-            # (kill, Slurm, docker stop): no record, as for a killed job (grud-aggregate: incomplete);
-            # the run or sweep stops with 128 + 15, not Lightning's code-less exit (0)
-            print(f"error: terminated by SIGTERM during training of {run_dir}; resume=true continues from "
-                  "checkpoints/last.ckpt", file=sys.stderr, flush=True)
-            raise SystemExit(143) from None
-        if isinstance(exc.__context__, KeyboardInterrupt):  # Lightning's exit(1) after a Ctrl-C in fit
-            print(f"error: interrupted (Ctrl-C) during training of {run_dir}; resume=true continues from "
-                  "checkpoints/last.ckpt", file=sys.stderr, flush=True)
-            raise SystemExit(130) from None
+        # Lightning stops fit with a code-less SystemExit after a SIGTERM (kill, Slurm, docker stop),
+        # and with exit(1) after a Ctrl-C: no record, as for a killed job (grud-aggregate: incomplete);
+        # the run or sweep stops with 128 + the signal, not 0 or a failed job's 1
+        if exc.code is None and type(exc).__name__ == "SIGTERMException":
+            raise SystemExit(_stopped(run_dir, "terminated by SIGTERM", 143)) from None
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise SystemExit(_stopped(run_dir, "interrupted (Ctrl-C)", 130)) from None
         raise
     except Exception as exc:  # recorded per job so a sweep goes on; a single run exits with error:
         record_failure(run_dir, exc)

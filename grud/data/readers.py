@@ -770,8 +770,9 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     var = _require_text(frame[vc], table, lines, vc, "variable name")
     hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
     series, id_list = _series_codes(ids)
-    _check_span(series, hours, id_list, opts, table, lines, tc)
-    _warn_long_numeric_hours(frame[tc], series, hours, len(id_list), opts, table.path, tc)
+    t0 = _earliest(series, hours, len(id_list))
+    _check_span(series, hours, t0, id_list, opts, table, lines, tc)
+    _warn_long_numeric_hours(frame[tc], series, hours, t0, opts, table.path, tc)
     vcodes, vnames = pd.factorize(var)
     vnames = [str(v) for v in vnames]
     source = table.path
@@ -788,7 +789,6 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
         raise DataError(f"static variable(s) {hints} never appear in column {vc!r} (data.static_variables); "
                         f"it holds {len(vnames)} variable names, e.g. {', '.join(map(repr, sorted(vnames)[:8]))}",
                         path=source, column=vc)
-    t0 = _earliest(series, hours, len(id_list))
     return _finish(
         id_list, series, hours, t0, np.asarray(vcodes, dtype=np.int64), value, vnames, static, opts["max_hours"],
         ranges, lab, meta, source,
@@ -842,10 +842,10 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     ids = _require_text(frame[idc], table, lines, idc, "id")
     hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
     series, id_list = _series_codes(ids)
-    _check_span(series, hours, id_list, opts, table, lines, tc)
-    _warn_long_numeric_hours(frame[tc], series, hours, len(id_list), opts, table.path, tc)
-    del frame, ids, lines
     t0 = _earliest(series, hours, len(id_list))
+    _check_span(series, hours, t0, id_list, opts, table, lines, tc)
+    _warn_long_numeric_hours(frame[tc], series, hours, t0, opts, table.path, tc)
+    del frame, ids, lines
     R, K = V.shape
     return _finish(
         id_list, np.repeat(series, K), np.repeat(hours, K), t0, np.tile(np.arange(K, dtype=np.int64), R),
@@ -873,13 +873,13 @@ def _build_physionet(source: StaySource, ranges, lab: _LabelSource, max_hours, m
     )
 
 
-def _check_span(series: np.ndarray, hours: np.ndarray, ids: list, opts: dict, table: TextTable, lines: np.ndarray,
-                column: str) -> None:
+def _check_span(series: np.ndarray, hours: np.ndarray, t0: np.ndarray, ids: list, opts: dict, table: TextTable,
+                lines: np.ndarray, column: str) -> None:
     """Raise on the first row more than :data:`MAX_SPAN_HOURS` after its series' time 0."""
     max_hours = opts.get("max_hours")
     if max_hours is not None and max_hours <= MAX_SPAN_HOURS:
         return  # such rows are dropped by the window anyway
-    rel = hours - _earliest(series, hours, len(ids))[series]
+    rel = hours - t0[series]  # t0: each series' earliest time (_earliest)
     late = np.flatnonzero(rel > MAX_SPAN_HOURS)
     if len(late):
         i = int(late[0])
@@ -896,8 +896,8 @@ def _check_span(series: np.ndarray, hours: np.ndarray, ids: list, opts: dict, ta
 LONG_SPAN_HOURS = 1000.0
 
 
-def _warn_long_numeric_hours(col: pd.Series, series: np.ndarray, hours: np.ndarray, n: int, opts: dict, path,
-                             column: str) -> None:
+def _warn_long_numeric_hours(col: pd.Series, series: np.ndarray, hours: np.ndarray, t0: np.ndarray, opts: dict,
+                             path, column: str) -> None:
     """Warn when plain numbers read as hours (``time_unit`` h) make the median series span more
     than :data:`LONG_SPAN_HOURS` hours (six weeks): minute or second offsets (eICU's
     ``*offset`` columns) given without ``time_unit`` look like that, and would train on a time axis
@@ -907,11 +907,10 @@ def _warn_long_numeric_hours(col: pd.Series, series: np.ndarray, hours: np.ndarr
     if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
         if np.isnan(pd.to_numeric(col.iloc[:1].astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)).any():
             return  # date-time or H:MM text: its hours are real
-    lo = _earliest(series, hours, n)
-    hi = np.full(n, -np.inf)
+    hi = np.full(len(t0), -np.inf)
     np.maximum.at(hi, series, hours)
-    seen = np.isfinite(lo)
-    span = float(np.median(hi[seen] - lo[seen])) if seen.any() else 0.0
+    seen = np.isfinite(t0)
+    span = float(np.median(hi[seen] - t0[seen])) if seen.any() else 0.0
     if span > LONG_SPAN_HOURS:
         log.warning("%s, column %r: its numbers, read as hours (time_unit h), make the median series span %.0f hours "
                     "(%.0f days); if they are minutes or seconds, set data.time_unit=min or s", path, column, span,

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from grud.errors import ConfigError
+
 
 class ClassificationHead(nn.Module):
     """MLP head with the regulariser of Che et al. (2018): batch norm + dropout on the top layer.
@@ -64,8 +66,6 @@ class ClassificationHead(nn.Module):
             last = torch.cat([last, static], dim=-1)
         if last.shape[0] == 1 and isinstance(self.net[0], nn.BatchNorm1d) and self.net[0].training:
             # (MC dropout at prediction keeps the batch norm in eval mode: a single series is fine)
-            from grud.errors import ConfigError
-
             raise ConfigError("task.head.batch_norm: a training batch of one series cannot be batch-normalised "
                               "(its variance is undefined): use data.batch_size >= 2, or task.head.batch_norm=false")
         out = self.net(last)
