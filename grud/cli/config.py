@@ -115,6 +115,11 @@ def precheck(config_name: str, argv: list[str]) -> None:
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             base = composed(*command_line[0], with_hydra=True)
+            if config_name == "train":  # a data key no reader takes, before any job starts
+                from grud.cli.pipeline import check_data_keys
+
+                data = base.get("data") or {}
+                check_data_keys(list(data), data.get("kind", "physionet2012"))
             sweeper = base.hydra.get("sweeper") or {}
             target = str(sweeper.get("_target_", ""))
             multirun = flagged or "MULTIRUN" in str(base.hydra.get("mode"))

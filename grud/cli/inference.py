@@ -127,6 +127,9 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
             f"data.static_variables={list(given.get('static_variables') or [])}: the model was trained with "
             f"static variables {list(trained_static)}, and its inputs are fixed (a static read as a time series, "
             "or one left out, changes every prediction); drop the override: training's list is the default")
+    from grud.cli.pipeline import check_data_keys
+
+    check_data_keys(sorted(k for k in explicit if k in given), opts.get("kind") or "csv_long")
     if opts.get("kind") == "csv_wide" and "variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's columns: absent ones are all-unobserved
     if opts.get("kind") == "csv_long" and "static_variables" not in explicit:

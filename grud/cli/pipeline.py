@@ -216,6 +216,42 @@ _NUMBER_KEYS = (("seed", True, None, False, False), ("optim.lr", False, 0.0, Tru
                 ("early_stopping.patience", True, 0, False, False), ("data.grid", False, 0.0, True, True))
 
 
+#: the keys of each data group (conf/data/<kind>.yaml, and ``+data.split_seed``); another one is
+#: an error, not ignored (``+data.val_fractoin=0.3`` was accepted and did nothing)
+_SPLIT_KEYS = ("val_fraction", "folds", "fold", "test_fraction", "train_ids", "val_ids", "test_ids", "split_seed")
+_FILE_KEYS = ("kind", "path", "labels", "test_path", "test_labels")
+_LOADER_KEYS = ("batch_size", "bucket", "num_workers")
+_CSV_KEYS = ("id_column", "time_column", "label_column", "label_id_column", "time_unit", "static_variables",
+             "delimiter")
+DATA_KEYS = {
+    "physionet2012": (*_FILE_KEYS, "max_hours", "value_ranges", "categorical_static", "grid", *_SPLIT_KEYS,
+                      *_LOADER_KEYS),
+    "csv_long": (*_FILE_KEYS, *_CSV_KEYS, "variable_column", "value_column", "categorical_static", "max_hours",
+                 "value_ranges", "grid", *_SPLIT_KEYS, *_LOADER_KEYS),
+    "csv_wide": (*_FILE_KEYS, *_CSV_KEYS, "variables", "categorical_static", "max_hours", "value_ranges", "grid",
+                 *_SPLIT_KEYS, *_LOADER_KEYS),
+}
+
+
+def check_data_keys(keys, kind: str) -> None:
+    """ConfigError for a ``data.*`` key the reader of ``kind`` does not take, naming the closest
+    key of ``kind`` or the data groups that do take it."""
+    from grud.data.text_tables import closest_name
+
+    allowed = DATA_KEYS.get(kind)
+    if allowed is None:
+        return  # the reader reports an unknown kind itself
+    for key in keys:
+        if key in allowed:
+            continue
+        others = [k for k, v in DATA_KEYS.items() if key in v]
+        close = closest_name(key, list(allowed))
+        hint = (f" (a key of {' and '.join(f'data={k}' for k in others)})" if others
+                else f" (did you mean data.{close}?)" if close else "")
+        raise ConfigError(f"data.{key}: not a key of data={kind}{hint}; its keys: "
+                          f"{', '.join(k for k in allowed if k != 'kind')}")
+
+
 def check_numbers(cfg: dict) -> None:
     """ConfigError naming the key for a number that is text or out of range (``optim.lr=abc``),
     instead of a bare ValueError (or an assertion inside Lightning) later."""
@@ -383,6 +419,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     if resume_from is UNCHECKED:
         resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
     check_numbers(cfg)
+    check_data_keys(cfg.get("data") or {}, (cfg.get("data") or {}).get("kind", "physionet2012"))
     grid = (cfg.get("task") or {}).get("forecast_grid_hours")
     if grid is not None:
         raise ConfigError(f"task.forecast_grid_hours={grid}: a future grid has no truth to train or score on; "

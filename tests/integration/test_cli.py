@@ -163,6 +163,26 @@ def test_missing_file_is_one_error_line(tmp_path):
     assert "run failed: " in (tmp_path / "r" / "train.log").read_text()  # ... and kept in the run's log
 
 
+def test_a_data_key_no_reader_takes_is_one_error_line_at_training_and_prediction(trained_run, clinical_export,
+                                                                                   tmp_path):
+    """`+data.val_fractoin=0.3` (training) and `+data.tme_unit=min` (prediction) were ignored."""
+    run_dir = tmp_path / "r"
+    proc = run(["grud-train", *CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
+                f"data.labels={clinical_export / 'labels.csv'}", "+data.val_fractoin=0.3",
+                f"hydra.run.dir={run_dir}", *TINY_TRAIN], cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: data.val_fractoin: not a key of data=csv_long (did you mean data.val_fraction?)"), proc.stderr
+    assert not (run_dir / "checkpoints").exists()
+    out = tmp_path / "p.csv"
+    proc = run(["grud-predict", f"checkpoint={trained_run / 'checkpoints' / 'best.ckpt'}",
+                f"data.path={clinical_export / 'events.csv'}", "+data.tme_unit=min", f"output={out}"],
+               cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and not out.exists()
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: data.tme_unit: not a key of data=csv_long (did you mean data.time_unit?)"), proc.stderr
+
+
 def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
 

@@ -143,6 +143,36 @@ def test_an_override_hydra_cannot_parse_is_named_with_the_quoting_that_fixes_it(
         check_parsable(["seed=0", "checkpoint=mc[12]/x.ckpt"])
 
 
+def test_each_data_groups_keys_are_the_keys_a_run_reads_and_another_is_an_error():
+    """`+data.val_fractoin=0.3` was accepted and did nothing (at training and at prediction)."""
+    import yaml
+
+    from grud.cli.inference import prediction_data_options
+    from grud.cli.pipeline import DATA_KEYS, check_data_keys
+    from grud.errors import ConfigError
+
+    for kind, keys in DATA_KEYS.items():
+        group = yaml.safe_load((CONF / "data" / f"{kind}.yaml").read_text())
+        assert sorted([*group, "split_seed"]) == sorted(keys), kind  # the drift guard
+    with pytest.raises(ConfigError, match=r"^data\.val_fractoin: not a key of data=csv_long \(did you mean "
+                                          r"data\.val_fraction\?\); its keys: path, labels"):
+        check_data_keys(["path", "val_fractoin"], "csv_long")
+    with pytest.raises(ConfigError, match=r"^data\.variable_column: not a key of data=physionet2012 \(a key of "
+                                          r"data=csv_long\)"):
+        check_data_keys(["variable_column"], "physionet2012")
+    check_data_keys(["split_seed", "variables"], "csv_wide")
+    trained = {"kind": "csv_long", "id_column": "sid", "static_variables": ["Age"]}
+    with pytest.raises(ConfigError, match=r"^data\.tme_unit: not a key of data=csv_long \(did you mean "
+                                          r"data\.time_unit\?\)"):
+        prediction_data_options(trained, {"path": "x.csv", "tme_unit": "min"}, {"path", "tme_unit"}, False)
+    # a group chosen at prediction switches the kind its keys are checked against
+    with pytest.raises(ConfigError, match=r"^data\.variable_column: not a key of data=csv_wide"):
+        prediction_data_options(trained, {"kind": "csv_wide", "path": "x.csv", "variable_column": "v"},
+                                {"path", "variable_column"}, True)
+    opts = prediction_data_options(trained, {"path": "x.csv", "time_unit": "min"}, {"path", "time_unit"}, False)
+    assert opts["time_unit"] == "min" and opts["id_column"] == "sid"
+
+
 def test_each_task_groups_keys_are_the_keys_training_reads_and_another_is_an_error():
     """`+task.value_transform=log` on a forecaster was accepted and did nothing."""
     import yaml
