@@ -18,7 +18,8 @@ from grud.tasks import metrics as M
 log = logging.getLogger("grud")
 
 
-def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats) -> dict:
+def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats,
+                 held_out: dict | None = None) -> dict:
     name = cfg["model"]["name"]
     task = cfg.get("task", {})
     task_name = task.get("name", "classification")
@@ -61,6 +62,8 @@ def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats)
             res = forecast_baseline_metrics(name, train, ds, stats, hist, task.get("horizon_hours"))
             metrics.update({k.replace("test/", f"{stage}/"): float(v) for k, v in res.items()})
     ckpt = {"grud": {**state, "stats": stats.to_dict()}, "epoch": 0}
+    if held_out is not None:  # the training file's test ids (grud.cli.pipeline.held_out_record)
+        ckpt["grud"]["held_out"] = held_out
     for fname in ("best.ckpt", "last.ckpt"):
         atomic_torch_save(ckpt, run_dir / "checkpoints" / fname)
     log.info("baseline %s: %s", name, {k: round(v, 4) for k, v in metrics.items()})

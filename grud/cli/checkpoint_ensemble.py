@@ -158,14 +158,15 @@ def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> 
 
 def predict_members(members: list, options_for: Callable, mc_samples: int = 0, batch_size: int = 256,
                     task_overrides: dict | None = None, need_labels: bool = False, progress: bool = True,
-                    interval: str = "mc", interval_level: float = 0.9):
+                    interval: str = "mc", interval_level: float = 0.9, held_out: bool = False):
     """(prediction frame, dataset) of one member, or of the mean of several (probabilities or forecasts).
 
     ``options_for(stats)`` gives the data options a member reads with (its training's reader
     options with the user's overrides); the dataset returned is the first member's. ``interval``
-    and ``interval_level``: see :func:`grud.cli.inference.predict_frame`.
+    and ``interval_level``: see :func:`grud.cli.inference.predict_frame`. ``held_out``: of the
+    members' training file, only the series training held out (:func:`grud.cli.inference.held_out_part`).
     """
-    from grud.cli.inference import predict_frame, prepare_for_model, read_raw
+    from grud.cli.inference import held_out_part, predict_frame, prepare_for_model, read_raw
 
     forecast = members[0].task != "classification"
     keep_draws = forecast and len(members) > 1 and int(mc_samples) > 0  # pooled below
@@ -184,6 +185,8 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
         key = repr(sorted((k, repr(v)) for k, v in opts.items() if k != "grid"))
         if key not in files:  # members trained on the same kind of file read it once
             files[key] = read_raw(opts, need_labels=need_labels)
+            if held_out:
+                files[key] = held_out_part(files[key], members, opts["path"])
         ds = prepare_for_model(files[key], opts, m.stats)
         first_ds = ds if first_ds is None else first_ds
         frames.append(predict_frame(m, ds, mc_samples=mc_samples, batch_size=batch_size,

@@ -21,7 +21,8 @@ log = logging.getLogger("grud")
 def run_evaluate(cfg: dict) -> dict:
     from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import output_file
-    from grud.cli.inference import WINDOW_KEYS, classification_metrics, evaluate, read_for_prediction
+    from grud.cli.inference import (WINDOW_KEYS, classification_metrics, evaluate, held_out_part,
+                                     prepare_for_model, read_raw)
 
     check_scoring_options(cfg)
     out = output_file(cfg.get("output"), "evaluation.json")  # before any work
@@ -39,7 +40,7 @@ def run_evaluate(cfg: dict) -> dict:
         # one checkpoint, or the mean probability of several (grud.cli.checkpoint_ensemble)
         window = {k: v for k, v in task_overrides(cfg).items() if k in WINDOW_KEYS}
         frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), need_labels=True,
-                                    progress=False, task_overrides=window)  # a window key is an error there
+                                    progress=False, task_overrides=window, held_out=True)  # a window key is an error there
         metrics = classification_metrics(frame, ds, model.stats.classes)
         if len(members) > 1:
             metrics["members"] = len(members)  # checkpoints averaged
@@ -53,7 +54,8 @@ def run_evaluate(cfg: dict) -> dict:
         from grud.tasks.imputation import check_imputer
 
         check_imputer(model)  # before the data is read
-    ds = read_for_prediction(data_options(cfg, model.stats), model.stats)
+    opts = data_options(cfg, model.stats)
+    ds = prepare_for_model(held_out_part(read_raw(opts), [model], opts["path"]), opts, model.stats)
     if impute:
         from grud.tasks.imputation import imputation_report
 
@@ -110,7 +112,7 @@ def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
     # conformal bounds (their coverage is scored) when every member carries half-widths
     calibrated = all(m.baseline is None and m.module.calibrated for m in members)
     frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), task_overrides=overrides,
-                                progress=False, interval="conformal" if calibrated else "mc")
+                                progress=False, interval="conformal" if calibrated else "mc", held_out=True)
     if not frame["value"].notna().any():
         raise empty_window_error(history, horizon, ds)
     metrics = forecast_frame_metrics(frame, ds, first.stats, history, horizon)

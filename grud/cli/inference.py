@@ -31,6 +31,14 @@ class LoadedModel:
     baseline: str | None = None  # name for baselines
     baseline_state: dict | None = None
 
+    @property
+    def held_out(self) -> dict | None:
+        """The training file's hash and test ids (:func:`grud.cli.pipeline.held_out_record`); None
+        for checkpoints written before they were kept, or outside grud-train."""
+        if self.module is not None:
+            return getattr(self.module, "held_out", None)
+        return (self.baseline_state or {}).get("held_out")
+
 
 #: model keys added after checkpoints were first written, with the value those checkpoints imply
 #: (the presets' defaults may differ): the mixed input fed delta in hours; every network started
@@ -154,6 +162,34 @@ def read_raw(opts: dict, need_labels: bool = False) -> IrregularDataset:
 
         raise DataError(f"evaluation needs labels, and {missing_labels_reason(ds)}", path=opts["path"])
     return ds
+
+
+def held_out_part(ds: IrregularDataset, members: list, path) -> IrregularDataset:
+    """The series of ``ds`` that training held out, when ``path`` is the file the model (every
+    member of an ensemble that names one) was trained on: scoring the training file whole would
+    score series the model learnt from. Another file, or checkpoints that keep no record, give
+    ``ds`` unchanged; a training file with no test split (the test set was another file) is scored
+    whole, with a warning."""
+    from grud.cli.pipeline import data_hash
+    from grud.data.loading import resolve_path
+
+    records = [m.held_out for m in members if m.held_out]
+    if not records:
+        return ds
+    digest = data_hash([resolve_path(path, "data.path")])
+    same = [r for r in records if r.get("data_hash") == digest]
+    if not same:
+        return ds
+    keep = set.intersection(*(set(map(str, r.get("test_ids") or [])) for r in same))
+    if not keep:
+        log.warning("data.path=%s is the file the model was trained on, and every series of it was in training or "
+                    "validation%s: these metrics are not held out (score the run's test file instead)", path,
+                    "" if len(same) == 1 else " of some member")
+        return ds
+    rows = [i for i, x in enumerate(ds.ids) if str(x) in keep]
+    log.info("data.path=%s is the file the model was trained on: scoring the %d series training held out as its "
+             "test split (of %d in the file), as the run's test/ metrics did", path, len(rows), len(ds))
+    return ds.subset(rows)
 
 
 def prepare_for_model(ds: IrregularDataset, opts: dict, stats: FittedStats) -> IrregularDataset:

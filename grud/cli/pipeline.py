@@ -53,6 +53,14 @@ def data_hash(paths) -> str:
     return h.hexdigest()[:16]
 
 
+def held_out_record(path, test: IrregularDataset | None) -> dict:
+    """What the checkpoint keeps of the training file's split, so ``grud-evaluate`` on that file
+    scores only the series training held out: the file's :func:`data_hash` and the ids of its test
+    split (none when the test set was another file, ``data.test_path``)."""
+    ids = [] if test is None else [i.item() if hasattr(i, "item") else i for i in test.ids]
+    return {"data_hash": data_hash([path]), "test_ids": ids}
+
+
 def versions() -> dict:
     import pytorch_lightning
     import sklearn
@@ -478,14 +486,16 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     for message in suspect_variable_warnings(train):
         log.warning(message)
     metrics: dict = {}
+    held_out = held_out_record(paths[0], test if not data.get("test_path") else None)
     if cfg["model"].get("kind") == "baseline":
         from grud.cli.baseline_runs import run_baseline
 
         clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
-        metrics = run_baseline(cfg, run_dir, train, val, test, stats)
+        metrics = run_baseline(cfg, run_dir, train, val, test, stats, held_out=held_out)
         epochs, resumed = 0, None
     else:
         module = build_module(cfg, stats, train)
+        module.held_out = held_out
         resumed = None if resume_from is None else check_resumable(module, resume_from)
         # the Trainer checks its own arguments (trainer.*, ema_decay): built before anything is replaced
         # (its logger and checkpoints write nothing until fit)

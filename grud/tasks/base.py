@@ -130,6 +130,9 @@ class TaskModule(pl.LightningModule):
         self.impute_weight = float(impute_weight)
         self.imputer = self.build_imputer()
         self._running: dict = {}  # training metrics between two logged steps: name -> [sum, weight]
+        #: the training file's hash and test ids (grud.cli.pipeline.held_out_record), kept in checkpoints
+        #: so grud-evaluate on that file scores the held-out series only; None outside grud-train
+        self.held_out: dict | None = None
         self._eval_losses: dict = {}  # stage -> [sum of loss * batch size, total batch size]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -140,6 +143,8 @@ class TaskModule(pl.LightningModule):
         import grud
 
         checkpoint["grud"] = {"task": self.name, "version": grud.__version__}
+        if self.held_out is not None:
+            checkpoint["grud"]["held_out"] = self.held_out
         checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
@@ -148,6 +153,9 @@ class TaskModule(pl.LightningModule):
         """A resumed run restores the saved random state when its first epoch starts (after
         Lightning's sanity check), see :meth:`on_save_checkpoint`. Older checkpoints have none."""
         self._resume_rng_state = checkpoint.get("rng_state")
+        record = (checkpoint.get("grud") or {}).get("held_out")
+        if record is not None:  # (a resumed run keeps the record its own split made)
+            self.held_out = record
 
     # ------------------------------------------------------------------ shared pieces
     def build_network(self) -> nn.Module:

@@ -40,6 +40,16 @@ def clinical_export(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def rewritten_export(clinical_export):
+    """The export's rows in reverse order: the same series in a file training never read (grud-evaluate
+    on the training file itself scores only the series training held out)."""
+    frame = pd.read_csv(clinical_export / "events.csv", dtype=str)
+    path = clinical_export / "events_rewritten.csv"
+    frame.iloc[::-1].to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
 def trained_run(clinical_export):
     out = clinical_export / "run"
     run(["grud-train", *CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
@@ -129,10 +139,10 @@ def test_predict_cli_defaults_to_training_columns(trained_run, clinical_export, 
         assert not (tmp_path / "bad.out").exists()
 
 
-def test_evaluate_writes_test_keys(trained_run, clinical_export, tmp_path):
+def test_evaluate_writes_test_keys(trained_run, clinical_export, rewritten_export, tmp_path):
     out = tmp_path / "eval.json"
     run(["grud-evaluate", f"checkpoint={trained_run / 'checkpoints/best.ckpt'}",
-         f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}",
+         f"data.path={rewritten_export}", f"data.labels={clinical_export / 'labels.csv'}",
          f"output={out}"], cwd=tmp_path)
     m = json.loads(out.read_text())
     assert {"test/auroc", "test/auprc", "test/brier", "test/accuracy"} <= set(m)
@@ -141,7 +151,7 @@ def test_evaluate_writes_test_keys(trained_run, clinical_export, tmp_path):
 
     import grud.api
 
-    pred = grud.api.predict(trained_run / "checkpoints/best.ckpt", [f"data.path={clinical_export / 'events.csv'}"])
+    pred = grud.api.predict(trained_run / "checkpoints/best.ckpt", [f"data.path={rewritten_export}"])
     labels = pd.read_csv(clinical_export / "labels.csv", dtype={"subject_id": str}).set_index("subject_id")
     y = labels.loc[pred["subject_id"].astype(str), "hospital_expire_flag"].to_numpy()
     p = pred["probability"].to_numpy()
@@ -150,6 +160,49 @@ def test_evaluate_writes_test_keys(trained_run, clinical_export, tmp_path):
     assert m["test/auprc"] == pytest.approx(average_precision_score(y, p), abs=1e-3)
     assert m["test/brier"] == pytest.approx(np.mean((p - y) ** 2), abs=1e-6)
     assert m["test/accuracy"] == pytest.approx(np.mean((p >= 0.5) == y), abs=1e-9)
+
+
+def test_evaluate_on_the_training_file_scores_the_series_training_held_out(trained_run, clinical_export, tmp_path):
+    """A fraction split's test ids travel in the checkpoint: grud-evaluate on the training file
+    reproduces the run's test metrics instead of scoring the series the model learnt from."""
+    out = tmp_path / "eval.json"
+    proc = run(["grud-evaluate", f"checkpoint={trained_run / 'checkpoints/best.ckpt'}",
+                f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}",
+                f"output={out}"], cwd=tmp_path)
+    assert "is the file the model was trained on: scoring the 12 series training held out" in proc.stderr
+    m = json.loads(out.read_text())
+    run_metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert m["test/n"] == run_metrics["n_test"] == 12
+    for key in ("test/auroc", "test/auprc", "test/brier"):
+        assert m[key] == pytest.approx(run_metrics[key], abs=1e-5), key
+    # a baseline's checkpoint keeps the record too
+    import grud.api
+
+    data = [f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
+    logreg = grud.api.train([*CSV_COLUMNS, *data, "model=logreg", "plots=false"], run_dir=tmp_path / "logreg")
+    run(["grud-evaluate", f"checkpoint={logreg / 'checkpoints/best.ckpt'}", *data, f"output={out}"], cwd=tmp_path)
+    m, run_metrics = (json.loads(f.read_text()) for f in (out, logreg / "metrics.json"))
+    assert m["test/n"] == 12 and m["test/auroc"] == pytest.approx(run_metrics["test/auroc"], abs=1e-6)
+    # a run whose test set was another file held nothing of its training file out: said, scored whole
+    from grud.cli.inference import held_out_part, load_model
+    from grud.data.loading import read_dataset
+
+    ds = read_dataset("csv_long", clinical_export / "events.csv", id_column="subject_id", time_column="charttime",
+                      variable_column="label", value_column="valuenum", static_variables=["Age"])
+    model = load_model(trained_run / "checkpoints/best.ckpt")
+    assert len(held_out_part(ds, [model], clinical_export / "events.csv")) == 12
+    model.module.held_out = {**model.held_out, "test_ids": []}
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("grud").addHandler(handler)
+    try:
+        assert len(held_out_part(ds, [model], clinical_export / "events.csv")) == 60
+    finally:
+        logging.getLogger("grud").removeHandler(handler)
+    assert any("these metrics are not held out" in r.getMessage() for r in records)
 
 
 def test_missing_file_is_one_error_line(tmp_path):
@@ -405,16 +458,23 @@ def test_a_fold_sweep_predicts_and_evaluates_as_one_averaged_model(clinical_expo
     run(["grud-evaluate", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", *data, f"output={ev}"], cwd=tmp_path)
     m = json.loads(ev.read_text())
     labels = pd.read_csv(clinical_export / "labels.csv", dtype={"subject_id": str}).set_index("subject_id")
-    y = labels.loc[singles[0]["subject_id"], "hospital_expire_flag"].to_numpy()
-    assert m["members"] == 2
-    assert m["test/auroc"] == pytest.approx(binary_metrics(y, mean.to_numpy())["auroc"])
+    # on their training file the folds are scored on the test share both held out (one split seed)
+    from grud.cli.inference import load_model
+
+    held = [set(map(str, load_model(c).held_out["test_ids"])) for c in ckpts]
+    assert held[0] == held[1] and len(held[0]) == 12
+    test = singles[0]["subject_id"].isin(held[0]).to_numpy()
+    y = labels.loc[singles[0]["subject_id"][test], "hospital_expire_flag"].to_numpy()
+    assert m["members"] == 2 and m["test/n"] == 12
+    assert m["test/auroc"] == pytest.approx(binary_metrics(y, mean.to_numpy()[test])["auroc"])
     # a pattern that matches nothing is one error line
     proc = run(["grud-predict", f"checkpoint='{tmp_path}/nothing/*.ckpt'", data[0]], cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("error: checkpoint: no file matches the pattern")
 
 
-def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinical_export, tmp_path):
+def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinical_export, rewritten_export,
+                                                                          tmp_path):
     import grud.api
     from grud.cli.inference import load_model
 
@@ -435,11 +495,12 @@ def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinic
     np.testing.assert_allclose(pred["prediction"], mean, rtol=1e-6, atol=2e-6)  # the CSV keeps 6 decimals
     # the ensemble is scored like one checkpoint: the first member's min-max scale, its LOCF
     ev, ev0 = tmp_path / "eval.json", tmp_path / "eval0.json"
-    run(["grud-evaluate", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", *data, f"output={ev}"], cwd=tmp_path)
+    other = f"data.path={rewritten_export}"  # every series (on the training file: the held-out ones)
+    run(["grud-evaluate", f"checkpoint=[{ckpts[0]},{ckpts[1]}]", other, data[1], f"output={ev}"], cwd=tmp_path)
     # labels mean nothing to a forecaster: named, they are not read (a file without the training's
     # label column failed on it)
     (tmp_path / "other_labels.csv").write_text("subject_id,outcome\n1,0\n")
-    proc = run(["grud-evaluate", f"checkpoint={ckpts[0]}", data[0], f"data.labels={tmp_path / 'other_labels.csv'}",
+    proc = run(["grud-evaluate", f"checkpoint={ckpts[0]}", other, f"data.labels={tmp_path / 'other_labels.csv'}",
                 f"output={ev0}"], cwd=tmp_path)
     assert "other_labels.csv is not read: a forecaster scores the observed values, not labels" in proc.stderr
     m, m0 = json.loads(ev.read_text()), json.loads(ev0.read_text())
