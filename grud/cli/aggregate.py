@@ -286,6 +286,28 @@ def _grid_jobs_of(root: Path) -> int | None:
     return grid_size([o for o in task if not o.startswith("hydra")], sweeper.get("params"))
 
 
+def earlier_sweeps_jobs(root: Path, job_dirs: Sequence[Path], expected: int | None) -> list[Path]:
+    """Job folders an earlier, larger sweep left in ``root``: Hydra numbers a basic sweep's jobs
+    0 .. N-1 and rewrites ``multirun.yaml`` when a sweep starts, so a folder numbered N or more
+    whose ``.hydra/overrides.yaml`` is older than that file is not this sweep's."""
+    if expected is None:
+        return []
+    try:
+        started = (root / "multirun.yaml").stat().st_mtime
+    except OSError:
+        return []
+    out = []
+    for d in job_dirs:
+        if d.parent != root or not d.name.isdigit() or int(d.name) < expected:
+            continue
+        try:
+            if (d / ".hydra" / "overrides.yaml").stat().st_mtime < started:
+                out.append(d)
+        except OSError:
+            continue
+    return out
+
+
 def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
               group_by: Sequence[str] | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Summarise a Hydra multirun folder: mean ± std and n of each metric per group.
@@ -306,7 +328,9 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
         ``failed`` (failed, incomplete or unreadable jobs), and per metric ``<m>_mean``,
         ``<m>_std`` (sample std, NaN when fewer than 2 values) and ``<m>_n``.
         ``summary.attrs`` holds ``metrics``, ``common_overrides``, ``sweep_dir`` and
-        ``expected_jobs`` (the grid's size from ``multirun.yaml``; None if unknown).
+        ``expected_jobs`` (the grid's size from ``multirun.yaml``; None if unknown) and
+        ``earlier_jobs`` (job folders an earlier, larger sweep left, not counted: see
+        :func:`earlier_sweeps_jobs`).
         ``failures`` lists each job that did not complete: ``job``, ``status`` (failed,
         incomplete, invalid), ``group``, ``overrides``, ``reason``.
 
@@ -329,6 +353,11 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
         raise DataError("no job folder found (expected sub-folders holding a .hydra/ folder, as "
                         "`grud-train -m ...` writes them)", path=root)
     expected = _grid_jobs_of(root)
+    earlier = earlier_sweeps_jobs(root, job_dirs, expected)
+    job_dirs = [d for d in job_dirs if d not in earlier]
+    if not job_dirs:
+        raise DataError(f"every job folder ({len(earlier)}) is left from an earlier sweep in this folder "
+                        "(numbered beyond this sweep's grid and older than its multirun.yaml)", path=root)
     jobs = [read_job(d, root, need_config=bool(group_by)) for d in job_dirs]
     done = [j for j in jobs if j.status == STATUS_OK]
 
@@ -377,7 +406,7 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
         summary = summary.sort_values(first, ascending=not higher_is_better(metrics[0]), na_position="last",
                                       kind="stable").reset_index(drop=True)
     summary.attrs.update({"metrics": list(metrics), "common_overrides": list(common), "sweep_dir": str(root),
-                          "expected_jobs": expected})
+                          "expected_jobs": expected, "earlier_jobs": [d.name for d in earlier]})
 
     failures = pd.DataFrame(
         [{"job": j.name, "status": j.status, "group": label, "overrides": " ".join(j.overrides or []),
@@ -425,6 +454,11 @@ def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame, metrics: Seq
     if expected and expected > total:
         parts.append(f"{expected - total} never started (the sweep's grid has {expected})")
     lines.append(", ".join(parts) + ".")
+    earlier = summary.attrs.get("earlier_jobs") or []
+    if earlier:
+        lines.append(f"Left out: job folder{'s' if len(earlier) > 1 else ''} {', '.join(earlier)}, from an earlier "
+                     f"sweep in this folder (numbered beyond this sweep's grid of {expected} jobs and older than its "
+                     "multirun.yaml).")
     common = summary.attrs.get("common_overrides") or []
     if common:
         lines.append(f"Shared by every job: `{' '.join(common)}`.")

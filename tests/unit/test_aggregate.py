@@ -274,6 +274,34 @@ def test_jobs_of_the_grid_that_never_started_are_counted(tmp_path):
     assert "5 never started (the sweep's grid has 6)" in summary_markdown(summary, _)
 
 
+def test_jobs_an_earlier_larger_sweep_left_in_the_folder_are_left_out_and_named(tmp_path):
+    """A sweep of 2 jobs rerun in the folder of an earlier sweep of 4 showed jobs 2 and 3 of the old grid."""
+    import os
+
+    from grud.cli.aggregate import summary_markdown
+
+    root = tmp_path / "sweep"
+    root.mkdir()
+    old = [make_job(root, str(n), [f"model={m}", "seed=0"], {"model": {"name": m}, "seed": 0},
+                    metrics={"status": "ok", "test/auroc": 0.5}) for n, m in enumerate(["a", "b", "c", "d"])]
+    for job in old:  # written before this sweep started
+        os.utime(job / ".hydra" / "overrides.yaml", (1_000_000, 1_000_000))
+    (root / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None},
+        "overrides": {"task": ["model=grud,logreg", "seed=0"]}}}))
+    for n, m in enumerate(["grud", "logreg"]):  # this sweep rewrote jobs 0 and 1
+        (root / str(n) / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model={m}", "seed=0"]))
+        (root / str(n) / "metrics.json").write_text(json.dumps({"status": "ok", "test/auroc": 0.8}))
+    summary, failures = aggregate(root)
+    assert sorted(summary["group"]) == ["model=grud", "model=logreg"] and len(failures) == 0
+    assert summary.attrs["earlier_jobs"] == ["2", "3"]
+    assert "Left out: job folders 2, 3, from an earlier sweep" in summary_markdown(summary, failures)
+    # a job of the grid's size or beyond that this sweep wrote is counted (another sweeper's numbering)
+    os.utime(root / "3" / ".hydra" / "overrides.yaml")
+    summary, _ = aggregate(root)
+    assert summary.attrs["earlier_jobs"] == ["2"] and "model=d" in set(summary["group"])
+
+
 def test_a_single_run_is_named_by_its_model_and_its_overrides_are_shared(tmp_path):
     """One job's group label was its whole command line (every data.* key of a CSV run)."""
     overrides = ["data=csv_long", "data.path=events.csv", "data.time_unit=min", "model=gru_mean",
