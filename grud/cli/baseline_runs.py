@@ -13,6 +13,7 @@ import numpy as np
 
 from grud.cli.checkpoint import atomic_torch_save
 from grud.data.transforms import FittedStats, check_value_transform
+from grud.errors import ConfigError
 from grud.tasks import metrics as M
 
 log = logging.getLogger("grud")
@@ -31,8 +32,14 @@ def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats,
         # task.value_transform=log: the training split's heavy-tailed variables through log1p, as for the networks
         transform = check_value_transform(task.get("value_transform", "affine"))
         log_variables = stats.log_variables if transform == "log" else ()
-        clf = SummaryClassifier(kind=name, seed=int(cfg.get("seed", 0)), log_variables=log_variables)
-        clf.fit(train, val)
+        try:  # task.class_weight weighs the baseline's fit as it weighs the networks' loss
+            clf = SummaryClassifier(kind=name, seed=int(cfg.get("seed", 0)), log_variables=log_variables,
+                                    class_weight=task.get("class_weight"))
+            clf.fit(train, val)
+        except ConfigError as exc:
+            if str(exc).startswith("class_weight:"):
+                raise ConfigError(f"task.{exc}") from None
+            raise
         state["state"] = clf.state_dict()
         for stage, ds in (("val", val), ("test", test)):
             if ds is None or len(ds) == 0 or not ds.has_labels:

@@ -113,6 +113,36 @@ def reader_options_of(data: dict) -> dict:
     return {k: data.get(k) for k in READER_KEYS if k in data}
 
 
+#: fewer series of a class than this in the validation or test split: its AUROC is warned about
+FEW_OF_A_CLASS = 10
+
+
+def log_class_counts(*splits: IrregularDataset) -> None:
+    """Log the series per class of the training, validation and test splits."""
+    parts = []
+    for name, ds in zip(("training", "validation", "test"), splits):
+        if ds.labels is None or not len(ds):
+            continue
+        codes, counts = np.unique(ds.labels[np.isfinite(ds.labels)], return_counts=True)
+        parts.append(f"{name} " + ", ".join(f"{c:g}: {n}" for c, n in zip(codes, counts)))
+    if parts:
+        log.info("series per class: %s", "; ".join(parts))
+
+
+def warn_few_of_a_class(ds: IrregularDataset, name: str) -> None:
+    """Warn when a class has fewer than :data:`FEW_OF_A_CLASS` series in ``ds``: AUROC, AUPRC and
+    their bootstrap interval rest on those few (and early stopping, on the validation split)."""
+    codes, counts = np.unique(ds.labels[np.isfinite(ds.labels)], return_counts=True)
+    few = [(c, n) for c, n in zip(codes, counts) if n < FEW_OF_A_CLASS]
+    if few:
+        stage = "val" if name == "validation" else "test"
+        log.warning("the %s split holds %s: %s/auroc and %s/auprc rest on so few and are noisy (the bootstrap "
+                    "interval understates it)%s", name,
+                    ", ".join(f"{n} series of class {c:g}" for c, n in few), stage, stage,
+                    "; early stopping ranks epochs by it: a larger data.val_fraction or data.folds helps"
+                    if name == "validation" else "")
+
+
 def class_counts(ds: IrregularDataset, classes: list) -> list:
     if ds.labels is None:
         return [0] * len(classes)
@@ -467,8 +497,11 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
                     f"if that one holds the test ids too)" if data.get("test_path") and data.get("test_labels") is None
                     else missing_labels_reason(test))
             raise DataError(f"the test split has no labels (classification scores it): {hint}")
+        log_class_counts(train, val, test)
         for name, ds in (("validation", val), ("test", test)):
             seen = np.unique(ds.labels[np.isfinite(ds.labels)]) if ds.labels is not None else []
+            if len(seen) > 1:
+                warn_few_of_a_class(ds, name)
             if len(ds) and len(seen) == 1:
                 log.warning("the %s split holds labels of one class only (%g): %s/auroc and /auprc are undefined "
                             "(null in metrics.json)%s", name, float(seen[0]), "val" if name == "validation" else "test",
@@ -490,6 +523,11 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     if cfg["model"].get("kind") == "baseline":
         from grud.cli.baseline_runs import run_baseline
 
+        if task_name == "classification":  # task.class_weight checked as for the networks, before the clear
+            from grud.tasks.classification import ClassificationTask
+
+            ClassificationTask._class_weights((cfg.get("task") or {}).get("class_weight"),
+                                              class_counts(train, stats.classes), len(stats.classes))
         clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
         metrics = run_baseline(cfg, run_dir, train, val, test, stats, held_out=held_out)
         epochs, resumed = 0, None

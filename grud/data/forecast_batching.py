@@ -211,7 +211,7 @@ class ForecastDataset(torch.utils.data.Dataset):
         values, valid = self._gather(self.hist_values, ho, self.hist_counts, idx, T)
         mask, _ = self._gather(self.hist_mask, ho, self.hist_counts, idx, T)
         times, _ = self._gather(self.hist_times, ho, self.hist_counts, idx, T)
-        delta = masking.time_deltas(times, mask)
+        delta = masking.time_deltas(times, mask, lengths=self.lengths[idx])  # padding: any time
         step_ok = np.arange(T)[None, :] < self.lengths[idx][:, None]
         delta = np.where(step_ok[..., None], delta, 0.0)
         qo = self.query_offsets[:-1]

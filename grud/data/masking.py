@@ -246,6 +246,13 @@ def _check_times(times, lengths, mask, fn: str):
     if len(bad):
         where = tuple(int(i) for i in bad[0])
         raise ConfigError(f"{fn}: times: expected finite hours at every real step, got {t[where]} at index {where}")
+    if t.shape[-1] > 1:  # ascending within each series' real steps (a step back gives a negative delta)
+        back = np.argwhere((np.diff(t, axis=-1) < 0) & np.broadcast_to(real, t.shape)[..., 1:])
+        if len(back):
+            where = tuple(int(i) for i in back[0])
+            later = where[:-1] + (where[-1] + 1,)
+            raise ConfigError(f"{fn}: times: expected ascending times within each series, got {t[later]} after "
+                              f"{t[where]} at index {later}")
     return times, lengths
 
 
@@ -259,9 +266,9 @@ def time_deltas(times, mask, *, lengths=None):
     mask 1101011 give 0, 0.1, 0.5, 1.5, 0.6, 0.9, 0.6.
 
     Args:
-        times: step times in hours; ascending within a series for the result to mean anything
-            (not checked), finite at every real step (checked: a NaN time is a ConfigError naming
-            its index; padding after a series' length may hold anything).
+        times: step times in hours, ascending within each series (equal times give delta 0) and
+            finite at every real step (both checked: a step back or a NaN time is a ConfigError
+            naming its index; padding after a series' length may hold anything).
         mask: 1 (or True) where observed; any nonzero counts as observed.
         lengths: optional number of real steps of each series; steps at or after a series'
             length get delta 0.

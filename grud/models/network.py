@@ -322,6 +322,14 @@ class RecurrentNetwork(nn.Module):
                 first = tuple(int(i) for i in other.nonzero()[0])
                 raise DataError(f"mask: expected 0 (unobserved) or 1 (observed) everywhere, got {mask[first].item()} "
                                 f"at index {first} ({int(other.sum())} entries are neither)")
+        if delta.numel() and bool((delta < 0).any()):  # a step back in time (NaN is reported below)
+            back = (delta < 0) & (torch.arange(T, device=delta.device)[None, :]
+                                  < lengths.to(delta.device)[:, None])[..., None]
+            if back.any():
+                first = tuple(int(i) for i in back.nonzero()[0])
+                raise DataError(f"delta: expected hours since the last observation (>= 0), got {delta[first].item()} "
+                                f"at index {first} ({int(back.sum())} negative entries): are the times ascending "
+                                "within each series?")
         checked = [(n, x) for n, x in (("values", values), ("mask", mask), ("delta", delta), ("times", times),
                                         ("static", static)) if x is not None and x.is_floating_point()]
         if _holds_nonfinite([x for _, x in checked]):

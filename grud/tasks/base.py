@@ -247,8 +247,9 @@ class TaskModule(pl.LightningModule):
         every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
         return (trainer.global_step + 1) % every == 0  # Lightning's own rule for writing step logs
 
-    def add_eval_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
-        """Accumulate an evaluation batch's mean loss, weighted by its batch size."""
+    def add_eval_loss(self, stage: str, loss: torch.Tensor, batch_size: float) -> None:
+        """Accumulate an evaluation batch's mean loss, weighted by its batch size (a class-weighted
+        loss: by the batch's sum of class weights, so the epoch's loss is sum(w l) / sum(w))."""
         acc = self._eval_losses.setdefault(stage, [0.0, 0])
         acc[0] = acc[0] + loss.detach() * batch_size
         acc[1] += batch_size

@@ -166,7 +166,8 @@ class SummaryClassifier:
         seed: random state of the forest (and of the logistic solver).
         n_jobs: parallel jobs of the forest, and BLAS threads of both kinds.
         C_grid: inverse regularisation strengths tried for ``logreg``.
-        class_weight: ``None`` or ``"balanced"`` (both kinds).
+        class_weight: ``None``, ``"balanced"`` or one weight > 0 per class, in the order of the
+            sorted class codes (both kinds; ``task.class_weight`` of a run, as for the networks).
         n_estimators, leaf_grid, max_features_grid: random forest settings.
         variables: time-varying variables to use (default all of the training data).
         log_variables: variables whose values pass through log1p (negatives clipped to 0) before
@@ -180,7 +181,7 @@ class SummaryClassifier:
         seed: int = 0,
         n_jobs: int = 1,
         C_grid: Sequence[float] = DEFAULT_C_GRID,
-        class_weight: str | None = None,
+        class_weight: str | Sequence[float] | None = None,
         n_estimators: int = 300,
         leaf_grid: Sequence[int] = DEFAULT_LEAF_GRID,
         max_features_grid: Sequence = DEFAULT_MAX_FEATURES_GRID,
@@ -190,8 +191,18 @@ class SummaryClassifier:
     ):
         if kind not in ("logreg", "random_forest"):
             raise ConfigError(f"baseline kind: expected 'logreg' or 'random_forest', got {kind!r}")
-        if class_weight not in (None, "balanced"):
-            raise ConfigError(f"class_weight: expected None or 'balanced', got {class_weight!r}")
+        if class_weight in ("none", False):
+            class_weight = None
+        if class_weight is not None and class_weight != "balanced":
+            try:
+                if isinstance(class_weight, (str, bytes)):
+                    raise TypeError
+                class_weight = [float(w) for w in class_weight]
+            except (TypeError, ValueError):
+                raise ConfigError(f"class_weight: expected null, balanced or a list of weights > 0 (one per class), "
+                                  f"got {class_weight!r}") from None
+            if not class_weight or any(not (w > 0 and math.isfinite(w)) for w in class_weight):
+                raise ConfigError(f"class_weight: expected weights > 0 (one per class), got {class_weight}")
         C_grid = [float(c) for c in C_grid]
         if not C_grid or any(not (c > 0 and math.isfinite(c)) for c in C_grid):
             raise ConfigError(f"C_grid: expected a non-empty list of positive numbers, got {C_grid}")
@@ -290,19 +301,25 @@ class SummaryClassifier:
         return [{"min_samples_leaf": leaf, "max_features": mf}
                 for leaf in sorted(self.leaf_grid, reverse=True) for mf in self.max_features_grid]
 
+    def _sklearn_class_weight(self):
+        """scikit-learn's form: a list of weights becomes {class index: weight} (labels are encoded)."""
+        if isinstance(self.class_weight, list):
+            return dict(enumerate(self.class_weight))
+        return self.class_weight
+
     def _fit_one(self, X: np.ndarray, y: np.ndarray, params: dict) -> dict:
         """Fit one candidate; returns its serialisable model state."""
         if self.kind == "logreg":
             from sklearn.linear_model import LogisticRegression
 
-            m = LogisticRegression(C=params["C"], class_weight=self.class_weight, max_iter=self.max_iter,
-                                   random_state=self.seed)
+            m = LogisticRegression(C=params["C"], class_weight=self._sklearn_class_weight(),
+                                   max_iter=self.max_iter, random_state=self.seed)
             m.fit(X, y)
             return {"coef": m.coef_.astype(np.float64), "intercept": m.intercept_.astype(np.float64)}
         from sklearn.ensemble import RandomForestClassifier
 
         m = RandomForestClassifier(n_estimators=self.n_estimators, min_samples_leaf=params["min_samples_leaf"],
-                                   max_features=params["max_features"], class_weight=self.class_weight,
+                                   max_features=params["max_features"], class_weight=self._sklearn_class_weight(),
                                    n_jobs=self.n_jobs, random_state=self.seed)
         m.fit(X, y)
         return {"forest": _Forest.from_sklearn(m.estimators_)}
@@ -332,6 +349,9 @@ class SummaryClassifier:
         if len(classes) < 2:
             raise DataError(f"train data: need at least two classes to fit a classifier, found only {classes}")
         self.classes = classes
+        if isinstance(self.class_weight, list) and len(self.class_weight) != len(classes):
+            raise ConfigError(f"class_weight: expected {len(classes)} weights (one per class of the training split, "
+                              f"{classes}), got {self.class_weight}")
         y = self._encode(y_raw, "train data")
         self.variables = list(train_ds.variables) if self.variables is None else self.variables
         self.static_names = list(train_ds.static_names)

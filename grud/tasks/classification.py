@@ -239,6 +239,10 @@ class ClassificationTask(TaskModule):
         With no labelled series the loss is a zero that keeps the graph (a batch of unlabelled
         series is legal), never NaN.
 
+        With class weights w the loss is sum(w l) / sum(w) over the labelled series, binary and
+        multi-class alike (torch's ``cross_entropy`` with ``weight``): the weights set how much each
+        class counts relative to the others, not the loss's scale.
+
         Shape:
             logits: (B,) binary or (B, C); target: (B,) (0/1, or class index; -1 = unlabelled);
             mask: (B,) -> scalar (mean over the labelled series).
@@ -256,7 +260,8 @@ class ClassificationTask(TaskModule):
                 return F.binary_cross_entropy_with_logits(logits, target.float())
             w = self.class_weights
             weight = torch.where(target > 0.5, w[1], w[0])
-            return F.binary_cross_entropy_with_logits(logits, target.float(), weight=weight)
+            per_series = F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
+            return (weight * per_series).sum() / weight.sum()  # sum(w l) / sum(w), as cross_entropy's weight
         return F.cross_entropy(logits, target.long(), weight=self.class_weights)
 
     def training_step(self, batch, batch_idx):
@@ -293,7 +298,9 @@ class ClassificationTask(TaskModule):
         keep = target >= 0  # unlabelled series (-1) never count
         if bool(keep.any()):
             # validation and test loaders are not sharded under DDP: every rank sees every batch
-            self.add_eval_loss(stage, self.loss(logits, target, keep), int(keep.sum()))
+            # weighted by the batch's sum of class weights: the epoch's loss is sum(w l) / sum(w) exactly
+            total = float(self.class_weights[target[keep].long()].sum()) if self._weighted else int(keep.sum())
+            self.add_eval_loss(stage, self.loss(logits, target, keep), total)
         if not bool(keep.all()):
             logits, target = logits[keep], target[keep]
         self._outputs[stage].append((self.probabilities(logits).detach().cpu(), target.cpu()))

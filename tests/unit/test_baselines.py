@@ -250,3 +250,34 @@ def test_a_run_with_value_transform_log_gives_the_baseline_the_training_splits_l
     with pytest.raises(ConfigError, match="task.value_transform"):
         run_baseline({"model": {"name": "logreg"}, "task": {"value_transform": "sqrt"}}, tmp_path / "x",
                      train, val, test, stats)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "random_forest"])
+def test_a_runs_class_weight_weighs_the_baselines_fit(kind, tmp_path):
+    """task.class_weight was ignored by logreg and random_forest (a weighted sweep compared weighted
+    networks with unweighted baselines): a list weighs each class as scikit-learn's dict does."""
+    from sklearn.linear_model import LogisticRegression
+
+    from grud.cli.baseline_runs import run_baseline
+    from grud.data.transforms import fit_stats
+
+    train, val, test = _learnable(200, 0), _learnable(100, 1), _learnable(120, 2)
+    stats = fit_stats(train)
+    probs = {}
+    for weight in (None, [1.0, 20.0], "balanced"):
+        cfg = {"model": {"name": kind}, "task": {"name": "classification", "class_weight": weight}, "plots": False}
+        run_baseline(cfg, tmp_path / str(weight), train, val, test, stats)
+        saved = torch.load(tmp_path / str(weight) / "checkpoints/best.ckpt", weights_only=True)["grud"]["state"]
+        assert saved["config"]["class_weight"] == weight
+        probs[str(weight)] = SummaryClassifier.from_state_dict(saved).predict_proba(test)
+    # up-weighting the positives raises every probability of a positive
+    assert probs["[1.0, 20.0]"].mean() > probs["None"].mean() + 0.05
+    if kind == "logreg":  # the list is scikit-learn's {class index: weight}
+        clf = SummaryClassifier("logreg", class_weight=[1.0, 20.0]).fit(train, val)
+        X = clf._transform(clf._raw_features(train)[0])
+        ref = LogisticRegression(C=clf.C_grid[clf.best_index], class_weight={0: 1.0, 1: 20.0}, max_iter=5000)
+        ref.fit(X, train.labels.astype(int))
+        np.testing.assert_allclose(clf._model["coef"], ref.coef_, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ConfigError, match=r"task\.class_weight: expected 2 weights"):
+        run_baseline({"model": {"name": kind}, "task": {"class_weight": [1.0, 2.0, 3.0]}, "plots": False},
+                     tmp_path / "bad", train, val, test, stats)

@@ -233,7 +233,9 @@ def test_the_loss_takes_a_mask_and_unlabelled_series_carry_none(n_classes):
 
 
 def test_binary_class_weights_weigh_each_series_by_its_own_class():
-    """class_weight=[w0, w1] multiplies the loss of a positive series by w1, of a negative one by w0.
+    """class_weight=[w0, w1] weighs the loss of a positive series by w1, of a negative one by w0:
+    sum(w l) / sum(w), as torch's cross_entropy does for several classes (the binary loss was
+    mean(w l), so its scale changed with the weights and differed from the multi-class one).
 
     Guards against the weights being swapped (the minority class down- instead of up-weighted).
     """
@@ -245,13 +247,33 @@ def test_binary_class_weights_weigh_each_series_by_its_own_class():
     x, y = logits[labelled].double(), target[labelled].double()
     per_series = -(y * torch.log(torch.sigmoid(x)) + (1 - y) * torch.log(1 - torch.sigmoid(x)))
     weight = torch.where(y == 1, 3.0, 1.0).double()
-    expected = (weight * per_series).mean()  # the mean over the labelled series
+    expected = (weight * per_series).sum() / weight.sum()
     torch.testing.assert_close(task.loss(logits, target).double(), expected, rtol=1e-5, atol=1e-6)
+    swapped = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(), class_weight=[3.0, 1.0])
+    assert not torch.allclose(swapped.loss(logits, target), task.loss(logits, target))
+    # one class alone: the weights cancel (they weigh classes against each other), binary as multi-class
     unweighted = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats())
     positives = torch.tensor([1, 1, 1])
-    torch.testing.assert_close(task.loss(logits[:3], positives), 3 * unweighted.loss(logits[:3], positives))
-    negatives = torch.tensor([0, 0, 0])
-    torch.testing.assert_close(task.loss(logits[:3], negatives), unweighted.loss(logits[:3], negatives))
+    torch.testing.assert_close(task.loss(logits[:3], positives), unweighted.loss(logits[:3], positives))
+    two = torch.stack([torch.zeros_like(logits), logits], dim=1)  # softmax over (0, x) = sigmoid(x)
+    multi = torch.nn.functional.cross_entropy(two[labelled], target[labelled], weight=torch.tensor([1.0, 3.0]))
+    torch.testing.assert_close(task.loss(logits, target), multi, rtol=1e-5, atol=1e-6)
+
+
+def test_a_class_weighted_evaluation_loss_is_the_epochs_weighted_mean():
+    """val/loss and test/loss are sum(w l) / sum(w) over the whole epoch, not a mean of batch means."""
+    task = ClassificationTask({"name": "gru_mean", "hidden_size": 4}, tiny_stats(), class_weight=[1.0, 3.0])
+    g = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(n, generator=g), torch.tensor(t)) for n, t in ((4, [1, 0, 0, 0]), (3, [1, 1, 0]))]
+    logged = {}
+    task.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    task.forward = lambda batch: (batch["logits"], None)  # the network's logits, given
+    task._outputs["val"] = []
+    for logits, target in batches:
+        task._eval_step({"logits": logits, "target": target}, "val")
+    task.log_eval_loss("val")
+    logits, target = (torch.cat(x) for x in zip(*batches))
+    torch.testing.assert_close(torch.tensor(logged["val/loss"]), task.loss(logits, target), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs, message", [

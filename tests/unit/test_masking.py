@@ -340,3 +340,14 @@ def test_a_non_finite_time_at_a_real_step_is_named_padding_may_hold_anything():
     np.testing.assert_array_equal(padded[:, :, 0], [[0, 1, 0], [0, 1, 1]])
     with pytest.raises(ConfigError, match=r"forward_fill_and_deltas: times: expected finite hours"):
         masking.forward_fill_and_deltas(np.ones((1, 2, 1)), np.ones((1, 2, 1)), np.array([[0.0, np.nan]]))
+
+
+def test_times_that_step_back_within_a_series_are_named_padding_and_equal_times_are_not():
+    """Unsorted times gave negative deltas silently (time_deltas([0, 2, 1]) held -1)."""
+    with pytest.raises(ConfigError, match=r"time_deltas: times: expected ascending times within each series, got "
+                                          r"1.0 after 2.0 at index \(2,\)"):
+        masking.time_deltas(np.array([0, 2, 1.0]), np.ones((3, 1)))
+    with pytest.raises(ConfigError, match=r"forward_fill_and_deltas: times: expected ascending .* at index \(1, 1\)"):
+        masking.forward_fill_and_deltas(torch.ones(2, 3, 1), torch.ones(2, 3, 1), torch.tensor([[0.0, 1, 2], [3, 1, 4]]))
+    padded = masking.time_deltas(np.array([[0.0, 1, 0], [0, 0, 2]]), np.ones((2, 3, 1)), lengths=np.array([2, 3]))
+    np.testing.assert_array_equal(padded[:, :, 0], [[0, 1, 0], [0, 0, 2]])  # padding back to 0; equal times

@@ -261,6 +261,21 @@ def test_a_mask_that_is_not_zero_or_one_is_refused_at_the_boundary(name, bad):
         run(net, batch)
 
 
+@pytest.mark.parametrize("name", ["grud", "gru_simple"])
+def test_a_negative_delta_is_refused_at_the_boundary_padding_may_hold_anything(name):
+    """Unsorted times gave negative deltas that GRU-D's decay read silently (exp(-relu(w d + b)) = 1)."""
+    net = build(name, False)
+    batch = make_batch([3, 2])
+    batch["delta"][0, 2, 1] = -0.5
+    with pytest.raises(DataError, match=r"delta: expected hours since the last observation \(>= 0\), got -0.5 at "
+                                        r"index \(0, 2, 1\) \(1 negative entries\): are the times ascending"):
+        run(net, batch)
+    batch = make_batch([3, 2])
+    T = batch["delta"].shape[1]
+    batch["delta"][1, T - 1, 0] = -3.0  # padding of series 1
+    run(net, batch)
+
+
 def test_shapes_are_checked_with_expected_and_actual():
     net = build("gru_mean", True)
     batch = make_batch([3, 2])

@@ -364,3 +364,23 @@ def test_a_split_fraction_that_is_not_a_fraction_names_its_key(value):
     ds = random_dataset(n=20)
     with pytest.raises(ConfigError, match=r"data.val_fraction: expected a fraction in \[0, 1\), got "):
         split_dataset(ds, value, 0.0, seed=0)
+
+
+def test_a_split_with_few_series_of_a_class_is_warned_about_and_class_counts_are_logged(caplog):
+    """3 % positives left 2 in an 80-series validation split, and nothing said so."""
+    import logging
+
+    from grud.cli.pipeline import log_class_counts, warn_few_of_a_class
+
+    ds = random_dataset(n=40)  # every fourth series positive: 10 of 40
+    with caplog.at_level(logging.INFO, logger="grud"):
+        log_class_counts(ds, ds.subset(range(8)), ds.subset(range(0)))
+        warn_few_of_a_class(ds, "validation")
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # 10 positives: enough
+        warn_few_of_a_class(ds.subset(range(8)), "validation")
+        warn_few_of_a_class(ds.subset(range(8)), "test")
+    assert "series per class: training 0: 30, 1: 10; validation 0: 6, 1: 2" in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2
+    assert warned[0].startswith("the validation split holds 6 series of class 0, 2 series of class 1: val/auroc")
+    assert "early stopping ranks epochs by it" in warned[0] and "early stopping" not in warned[1]
