@@ -174,7 +174,10 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
                 tasks[key] = window_value(key, float(value))
         except ValueError:
             raise ConfigError(f"task.{key}: expected a number of hours or null, got {value!r}") from None
-    frame, _ = predict_members(members, lambda stats: prediction_data_options(stats.reader, given, explicit, group),
+    def options(stats):
+        return prediction_data_options(stats.reader, given, explicit, group, trained_variables=stats.variables)
+
+    frame, _ = predict_members(members, options,
                                mc_samples=mc_samples, task_overrides=tasks, progress=False,
                                interval=interval, interval_level=interval_level)
     if output is not None:

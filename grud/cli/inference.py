@@ -106,7 +106,8 @@ def _imputers_as_saved(module, state_dict: dict) -> None:
 _TRAINING_FILES = ("labels", "test_path", "test_labels")
 
 
-def prediction_data_options(train_reader: dict, given: dict, explicit: set, group_chosen: bool) -> dict:
+def prediction_data_options(train_reader: dict, given: dict, explicit: set, group_chosen: bool,
+                            trained_variables: list | None = None) -> dict:
     """Data options at prediction: training's, unless the user set them on the command line.
 
     A data group chosen at prediction (``data=csv_wide``) switches the file type; its defaults
@@ -114,7 +115,10 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
     column defaults; its static variables are PhysioNet's Age, Gender, Height and ICUType), so
     training's time unit, static variables and column names stay. Its
     training files (labels, test set) come only with its own ``path``: given another
-    ``data.path``, the group's labels belong to other series.
+    ``data.path``, the group's labels belong to other series. A wide file is read for
+    ``trained_variables`` (the model's time-varying variables) unless ``data.variables`` is given:
+    other columns are reported and never parsed (a text cell in a column the model does not know
+    stopped the prediction).
     """
     if "path" in explicit:
         given = {k: v for k, v in given.items() if k in explicit or k not in _TRAINING_FILES}
@@ -140,6 +144,8 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
     check_data_keys(sorted(k for k in explicit if k in given), opts.get("kind") or "csv_long")
     if opts.get("kind") == "csv_wide" and "variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's columns: absent ones are all-unobserved
+        if opts.get("variables") is None and trained_variables is not None:
+            opts["variables"] = [str(v) for v in trained_variables]
     if opts.get("kind") == "csv_long" and "static_variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's static list: one the file lacks is unobserved
     return opts

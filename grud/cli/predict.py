@@ -20,7 +20,7 @@ def data_options(cfg: dict, stats) -> dict:
 
     explicit = explicit_overrides("data")
     return prediction_data_options(stats.reader, cfg.get("data") or {}, set(explicit),
-                                   group_chosen="__group__" in explicit)
+                                   group_chosen="__group__" in explicit, trained_variables=stats.variables)
 
 
 def task_overrides(cfg: dict) -> dict:

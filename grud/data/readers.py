@@ -812,6 +812,12 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
                      "to read it as one", table.path, label)
     else:
         names = list(opts["variables"])
+        if opts.get("allow_missing_variables"):  # at prediction: the model's columns; the rest are not parsed
+            unread = [c for c in table.columns if c not in names and c not in static
+                      and c not in (idc, tc, opts["label_column"]) and c != ""]
+            if unread:
+                log.warning("%s: %d column(s) the model was not trained on, not read: %s", table.path, len(unread),
+                            ", ".join(map(repr, unread[:20])) + (" ..." if len(unread) > 20 else ""))
     for s in static:
         if s in (idc, tc):
             raise ConfigError(f"static_variables: {s!r} is the id or time column")
@@ -828,7 +834,15 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     table.require(static, what="static column (data.static_variables)")
     if not [n for n in names if n not in static] and not static:
         raise DataError("no variable columns besides the id and time columns", path=table.path, line=1)
-    frame, nums = _read_value_columns(table, [idc, tc], names, {tc: None, idc: "category"})
+    try:
+        frame, nums = _read_value_columns(table, [idc, tc], names, {tc: None, idc: "category"})
+    except DataError as exc:
+        if opts["variables"] is not None or exc.column is None or exc.column in static:
+            raise
+        raise DataError(f"{exc.reason} (every column but the id, time and label columns is read as a variable: "
+                        f"a text column such as comments is not one; list the variable columns with "
+                        f"data.variables=[...], or leave it out of the file)",
+                        path=exc.path, line=exc.line, column=exc.column) from None
     table.data = b""  # parsed: free the file's bytes
     V = np.stack([nums[c] for c in names], axis=1) if names else np.zeros((len(frame), 0))
     keep = _drop_blank_rows(frame, [idc, tc], np.isnan(V).all(axis=1))

@@ -726,6 +726,28 @@ def test_prediction_reads_a_wide_file_without_a_training_column_as_unobserved(tm
     assert np.isnan(aligned.values[:, 1]).all() and np.isnan(aligned.static[:, 1]).all()
 
 
+def test_prediction_never_parses_a_wide_column_the_model_does_not_know(tmp_path, caplog):
+    """One text cell in a column unknown to training stopped the whole prediction."""
+    from grud.cli.inference import prediction_data_options
+
+    p = write(tmp_path / "w.csv", "id,time,HR,Note,Age\n1,0,80,pending,50\n1,1,82,,50\n")
+    with pytest.raises(DataError, match=r"line 2, column 'Note': expected a number, got 'pending' \(every column but "
+                                        r"the id, time and label columns is read as a variable: .*data\.variables="):
+        read_wide_csv(p, static_variables=["Age"], cache=False)
+    trained = {"kind": "csv_wide", "id_column": "id", "time_column": "time", "variables": None,
+               "static_variables": ["Age"]}
+    opts = prediction_data_options(trained, {"path": str(p)}, {"path"}, False, trained_variables=["HR", "SBP"])
+    assert opts["variables"] == ["HR", "SBP"] and opts["allow_missing_variables"]
+    with caplog.at_level(logging.WARNING):
+        ds = read_wide_csv(p, **{k: v for k, v in opts.items() if k not in ("kind", "path")}, cache=False)
+    assert ds.variables == ["HR"] and ds.static_names == ["Age"]
+    assert "1 column(s) the model was not trained on, not read: 'Note'" in caplog.text
+    # data.variables given at prediction is the user's choice
+    explicit = prediction_data_options(trained, {"path": str(p), "variables": ["HR"]}, {"path", "variables"}, False,
+                                       trained_variables=["HR", "SBP"])
+    assert explicit["variables"] == ["HR"]
+
+
 def test_minute_offsets_read_as_hours_are_warned_about(tmp_path, caplog):
     """eICU-style minute offsets without time_unit made series span months of 'hours', silently."""
     rows = "".join(f"{i},{t},{80 + t % 7}\n" for i in range(5) for t in range(0, 4320 * 2, 360))
