@@ -53,10 +53,11 @@ def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats,
             scores = M.binary_metrics(y_idx, p) if len(classes) == 2 else M.multiclass_metrics(y_idx, p)
             if stage == "test" and len(classes) == 2:
                 scores["auroc_ci_low"], scores["auroc_ci_high"] = M.bootstrap_ci(y_idx, p, "auroc")
-                if cfg.get("plots", True):
-                    from grud.viz.plots import plot_roc_pr_calibration
+            if stage == "test" and cfg.get("plots", True):  # one-vs-rest curves with several classes, as a network's
+                from grud.viz.plots import plot_roc_pr_calibration
 
-                    plot_roc_pr_calibration(y_idx, p, run_dir / "plots")
+                plot_roc_pr_calibration(y_idx, p, run_dir / "plots", class_names=[f"class {c:g}" for c in classes]
+                                        if len(classes) > 2 else None)
             metrics.update({f"{stage}/{k}": float(v) for k, v in scores.items()})
     else:
         from grud.tasks.forecasting import forecast_baseline_metrics

@@ -19,6 +19,9 @@ def hydra_entry(config_name: str, work: Callable[[dict], object]) -> Callable[[]
 
     @hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")
     def _run(cfg) -> None:
+        from grud.cli.known_warnings import log_metric_warnings
+
+        log_metric_warnings()
         try:
             work(plain(cfg))
         except KeyboardInterrupt:

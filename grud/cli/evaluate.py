@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -121,10 +120,10 @@ def forecast_ensemble_metrics(cfg: dict, members: list) -> dict:
 
 
 def _write(out: Path, metrics: dict) -> dict:
-    from grud.cli.files import atomic_write_json
+    from grud.cli.files import atomic_write_json, json_text
 
     atomic_write_json(out, metrics)
-    print(json.dumps(metrics, indent=2, sort_keys=True))
+    print(json_text(metrics), end="")  # what the file holds (NaN as null: valid JSON)
     return metrics
 
 

@@ -58,8 +58,13 @@ def _plain(value):
     return value
 
 
+def json_text(obj) -> str:
+    """``obj`` as the JSON grud writes: plain types, NaN and infinities as null (valid JSON)."""
+    return json.dumps(_plain(obj), indent=2, sort_keys=True) + "\n"
+
+
 def atomic_write_json(path, obj) -> Path:
-    return atomic_write_bytes(path, (json.dumps(_plain(obj), indent=2, sort_keys=True) + "\n").encode())
+    return atomic_write_bytes(path, json_text(obj).encode())
 
 
 def atomic_write_csv(path, frame, float_format: str | None = None) -> Path:

@@ -150,7 +150,7 @@ def class_counts(ds: IrregularDataset, classes: list) -> list:
 
 
 def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
-                 resumed_epoch: int | None = None):
+                 resumed_epoch: int | None = None, train_batches: int | None = None):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -178,6 +178,12 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
         # validation, checkpoints and the final model use the exponential moving average of the weights
         callbacks.insert(0, WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(float(ema))))
     trainer_args = dict(cfg.get("trainer", {}))
+    every = trainer_args.get("log_every_n_steps")
+    if train_batches and isinstance(every, int) and not isinstance(every, bool) and every > train_batches >= 1:
+        # an epoch shorter than the interval would log no training loss at all (metrics.csv, history.png)
+        log.info("trainer.log_every_n_steps=%d: an epoch has %d training batch(es); logging every %d", every,
+                 train_batches, train_batches)
+        trainer_args["log_every_n_steps"] = train_batches
     from grud.cli.run_logger import RunCSVLogger
 
     logger = RunCSVLogger(run_dir, keep_until_epoch=resumed_epoch)
@@ -537,7 +543,9 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         resumed = None if resume_from is None else check_resumable(module, resume_from)
         # the Trainer checks its own arguments (trainer.*, ema_decay): built before anything is replaced
         # (its logger and checkpoints write nothing until fit)
-        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed)
+        batch = cfg["data"].get("batch_size", 64)
+        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed,
+                               train_batches=math.ceil(len(train) / int(batch)) if isinstance(batch, int) else None)
         clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
         from grud.models.fast import native
 

@@ -76,6 +76,9 @@ def _train(cfg: DictConfig):
     from omegaconf import OmegaConf
 
     keep_freed_memory()  # here, not in main(): joblib / submitit jobs run in their own processes
+    from grud.cli.known_warnings import log_metric_warnings
+
+    log_metric_warnings()
     run_dir = run_dir_from_hydra()
     config = plain(cfg)
     if is_first_process():

@@ -250,11 +250,9 @@ class IrregularDataset:
                 ", ".join(unknown + unknown_static),
             )
         if missing or missing_static:
-            log.warning(
-                "%d training variable(s) absent from this data (all unobserved): %s",
-                len(missing) + len(missing_static),
-                ", ".join(missing + missing_static),
-            )
+            parts = ([f"{len(missing)} variable(s): {', '.join(missing)}"] if missing else []) + (
+                [f"{len(missing_static)} static variable(s): {', '.join(missing_static)}"] if missing_static else [])
+            log.warning("absent from this data and read as unobserved: training's %s", "; ".join(parts))
         values = np.full((self.values.shape[0], len(variables)), np.nan, dtype=np.float32)
         for j, v in enumerate(variables):
             if v in self.variables:

@@ -414,7 +414,11 @@ class _LabelSource:
         bad = np.flatnonzero((ids == "").to_numpy())
         if len(bad):
             raise DataError("empty id", path=table.path, line=int(lines[bad[0]]), column=self.id_column)
-        values = parse_numbers(frame[self.label_column], table.path, self.label_column, lines)
+        try:
+            values = parse_numbers(frame[self.label_column], table.path, self.label_column, lines)
+        except DataError as exc:
+            raise DataError(f"{exc.reason} (labels are numbers: for classification, class codes; map text outcomes "
+                            f"to 0, 1, 2, ... first)", path=exc.path, line=exc.line, column=exc.column) from None
         return self._dedupe(ids.to_numpy(dtype=object), values, lines, table.path)
 
     def _from_frame(self) -> tuple[np.ndarray, np.ndarray]:
@@ -434,8 +438,9 @@ class _LabelSource:
         if len(bad):
             i = int(bad[0])
             raise DataError(
-                f"row {self.frame.index[i]!r}: expected a number, got {raw.iloc[i]!r}", path=where, column=self.label_column
-            )
+                f"row {self.frame.index[i]!r}: expected a number, got {raw.iloc[i]!r} (labels are numbers: for "
+                f"classification, class codes; map text outcomes to 0, 1, 2, ... first)", path=where,
+                column=self.label_column)
         inf = np.flatnonzero(np.isinf(values))
         if len(inf):
             raise DataError(f"row {self.frame.index[inf[0]]!r}: infinite label", path=where, column=self.label_column)

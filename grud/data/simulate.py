@@ -111,7 +111,9 @@ def simulate_missing(values, rate, mechanism="mcar", seed=0, mask=None, driver=N
             looked at and entries with mask 0 are never hidden.
         driver: ``mar`` only: index of the variable whose (standardised, carried-forward) value
             at a step raises the chance of hiding the OTHER variables at that step. Its own
-            entries are never hidden.
+            entries are never hidden, but ``rate`` still counts them among the observed, so the
+            other variables lose more than ``rate`` of theirs (with a driver holding a third of
+            the observed entries, ``rate=0.3`` hides 45 % of the rest).
         block_length: ``block`` only: length in steps of the hidden stretches.
 
     Returns:

@@ -83,6 +83,8 @@ def _split_metric(name: str) -> tuple[str, str]:
 
 
 _STAGE_COLOURS = {"val": "C0", "test": "C1", "train": "C2"}
+#: logged beside the metrics (``val/n``, ``test/prevalence``): sizes of the scored data, not a history
+_COUNT_COLUMNS = ("n", "prevalence")
 
 
 def _history_families(columns: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -90,6 +92,8 @@ def _history_families(columns: Sequence[str]) -> list[tuple[str, list[str]]]:
     loss, val, other = [], {}, {}
     for col in columns:
         stage, base = _split_metric(col)
+        if base in _COUNT_COLUMNS:
+            continue  # how many series or queries were scored: a count, not a metric
         if "loss" in base:
             loss.append(col)
         elif stage == "val" or base in val:

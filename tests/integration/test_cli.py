@@ -69,6 +69,9 @@ def test_train_writes_the_run_directory(trained_run):
         assert key in m, key
     assert m["epochs"] == 2 and m["resumed_from_epoch"] is None
     assert m["test/auroc_ci_low"] <= m["test/auroc"] <= m["test/auroc_ci_high"]
+    # 3 training batches an epoch, fewer than trainer.log_every_n_steps=10: the training loss is still logged
+    history = pd.read_csv(trained_run / "metrics.csv")
+    assert history["train/loss"].notna().sum() >= 2
     assert not list(trained_run.rglob("*.tmp")), "temporary files left behind"
 
 

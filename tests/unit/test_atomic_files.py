@@ -61,3 +61,16 @@ def test_the_umask_is_obeyed_without_being_read_or_set(tmp_path, monkeypatch):
         os.umask(old_mask)
     assert stat.S_IMODE(created.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["private.json"]
+
+
+def test_grud_evaluate_prints_the_json_its_file_holds_undefined_metrics_as_null(tmp_path, capsys):
+    """stdout said "test/auroc": NaN (not JSON) while the file held null."""
+    import json
+    import math
+
+    from grud.cli.evaluate import _write
+
+    _write(tmp_path / "e.json", {"test/auroc": math.nan, "test/brier": 0.25, "test/n": 3})
+    printed = capsys.readouterr().out
+    assert json.loads(printed) == json.loads((tmp_path / "e.json").read_text()) == \
+        {"test/auroc": None, "test/brier": 0.25, "test/n": 3}

@@ -281,3 +281,19 @@ def test_a_runs_class_weight_weighs_the_baselines_fit(kind, tmp_path):
     with pytest.raises(ConfigError, match=r"task\.class_weight: expected 2 weights"):
         run_baseline({"model": {"name": kind}, "task": {"class_weight": [1.0, 2.0, 3.0]}, "plots": False},
                      tmp_path / "bad", train, val, test, stats)
+
+
+def test_a_multiclass_baseline_run_draws_one_vs_rest_curves_as_a_network_run_does(tmp_path):
+    """Multi-class logreg wrote no plots/ (only binary runs drew ROC, PR and calibration curves)."""
+    from grud.cli.baseline_runs import run_baseline
+    from grud.data.transforms import fit_stats
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(240, 3))
+    ds = _one_step_dataset(x, np.argmax(x + 0.3 * rng.normal(size=x.shape), axis=1).astype(float))
+    train, val, test = ds.subset(range(120)), ds.subset(range(120, 180)), ds.subset(range(180, 240))
+    metrics = run_baseline({"model": {"name": "logreg"}, "task": {"name": "classification"}}, tmp_path, train, val,
+                           test, fit_stats(train))
+    assert "test/auroc" in metrics and "test/auroc_ci_low" not in metrics  # the interval is binary only
+    for name in ("roc.png", "pr.png", "calibration.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 1000, name

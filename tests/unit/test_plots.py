@@ -236,6 +236,7 @@ def test_group_bars_with_missing_values_and_overwrite(tmp_path):
 def test_history_leaves_out_test_only_columns_and_colours_by_stage(tmp_path, drawn):
     frame = lightning_csv(tmp_path / "metrics.csv")
     extra = pd.DataFrame([{"epoch": 4, "step": 12, "test/auroc": 0.8, "test/auroc_ci_low": 0.7, "test/n": 40.0}])
+    frame = frame.assign(**{"val/n": 20.0, "val/prevalence": 0.1})  # logged each epoch: counts, no metric panel
     pd.concat([frame, extra]).to_csv(tmp_path / "metrics.csv", index=False)
     plots.plot_history(tmp_path / "metrics.csv", tmp_path / "history.png")
     titles = [p["title"] for p in drawn["history.png"]]

@@ -785,3 +785,24 @@ def test_a_wide_files_first_bad_cell_is_the_first_by_line(tmp_path):
     p = write(tmp_path / "w.csv", "id,time,HR,Gender\n1,0,80,Female\n1,1,x,\n")
     with pytest.raises(DataError, match=r"line 2, column 'Gender': expected a number, got 'Female'"):
         read_wide_csv(p, cache=False)
+
+
+def test_a_text_label_says_labels_are_class_codes(tmp_path):
+    """'expected a number, got 'rehab'' did not say that text outcomes must be coded first."""
+    data = write(tmp_path / "w.csv", "id,time,HR\n1,0,80\n2,0,70\n")
+    labels = write(tmp_path / "lab.csv", "id,label\n1,home\n2,rehab\n")
+    with pytest.raises(DataError, match=r"lab\.csv, line 2, column 'label': expected a number, got 'home' \(labels "
+                                        r"are numbers: for classification, class codes; map text outcomes to 0, 1, 2"):
+        read_wide_csv(data, labels=labels, cache=False)
+    import pandas as pd
+
+    with pytest.raises(DataError, match=r"expected a number, got 'home' \(labels are numbers"):
+        read_wide_csv(data, labels=pd.DataFrame({"id": ["1", "2"], "label": ["home", "rehab"]}), cache=False)
+
+
+def test_align_names_absent_static_variables_as_static(tmp_path, caplog):
+    ds = read_wide_csv(write(tmp_path / "w.csv", "id,time,HR\n1,0,80\n"), cache=False)
+    with caplog.at_level(logging.WARNING):
+        ds.align(["HR", "Lactate"], ["Age"])
+    assert "absent from this data and read as unobserved: training's 1 variable(s): Lactate; 1 static " \
+           "variable(s): Age" in caplog.text
