@@ -37,6 +37,7 @@ Shape:
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -47,7 +48,12 @@ from grud.data.dataset import IrregularDataset
 from grud.data.transforms import FittedStats
 from grud.errors import ConfigError
 
+log = logging.getLogger("grud")
+
 GRID_TOLERANCE_HOURS = 1e-6
+#: a future grid with more (series, time, variable) entries than this is warned about: each is an
+#: output row (a 0.1 h grid over 80 h of 57 variables for 4,000 series is 182 M rows)
+LARGE_GRID_ENTRIES = 20_000_000
 
 
 def _hours(key: str, value, expected: str, positive: bool) -> float:
@@ -162,6 +168,10 @@ class ForecastDataset(torch.utils.data.Dataset):
         else:
             g = self.grid_hours
             K = int(math.floor(self.horizon_hours / g + 1e-9))
+            if n * K * F > LARGE_GRID_ENTRIES:  # each becomes an output row (and decoder activations)
+                log.warning("task.forecast_grid_hours=%g over %g h: %d series x %d times x %d variables = %.3g forecast "
+                            "rows (several GB as a frame); a coarser grid or a shorter task.horizon_hours makes fewer",
+                            g, self.horizon_hours, n, K, F, n * K * F)
             self.query_offsets = (np.arange(n + 1) * K).astype(np.int64)
             self.query_times = (H + np.tile(np.arange(1, K + 1), n) * g).astype(np.float64)
             sums_z = np.zeros((n * K, F), np.float64)

@@ -118,6 +118,24 @@ def test_grid_queries_have_truth_only_where_an_observation_falls_on_the_grid():
     assert fd.query_on_grid.all()
 
 
+def test_a_grid_of_very_many_forecast_rows_is_warned_about(monkeypatch, caplog):
+    """A 0.1 h grid over days gave a many-GB output frame without a word."""
+    import logging
+
+    import grud.data.forecast_batching as fb
+
+    t = np.array([0.0, 5.0, 26.0])
+    v = np.array([[1, 2], [3, np.nan], [5, 6]], np.float32)
+    ds = IrregularDataset.from_series([Series("a", t, v, np.zeros(0, np.float32))], ["x", "y"])
+    monkeypatch.setattr(fb, "LARGE_GRID_ENTRIES", 100)
+    with caplog.at_level(logging.WARNING, logger="grud"):
+        ForecastDataset(ds, fit_stats(ds), 24.0, 6.0, grid_hours=0.1)  # 1 x 60 x 2 = 120 rows
+        assert "1 series x 60 times x 2 variables = 120 forecast rows" in caplog.text
+        caplog.clear()
+        ForecastDataset(ds, fit_stats(ds), 24.0, 6.0, grid_hours=1.0)  # 12 rows
+    assert "forecast rows" not in caplog.text
+
+
 def test_since_last_counts_from_the_last_history_observation_or_from_time_zero(data):
     """since_last is the query time minus the variable's last time before the horizon; a variable the
     series never observed before the horizon counts from the series' time 0 (the GRU-D convention),
