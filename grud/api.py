@@ -77,10 +77,16 @@ def train(overrides: list[str] | None = None, run_dir=None) -> Path:
         if o.startswith("hydra.run.dir="):
             run_dir = o.split("=", 1)[1]
             overrides.remove(o)
+    ignored = [o for o in overrides if o.startswith("hydra")]
     cfg = _compose("train", [o for o in overrides if not o.startswith("hydra")])
     run_dir = Path(run_dir) if run_dir else _new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_log(run_dir / "train.log"):
+        if ignored:
+            import logging
+
+            logging.getLogger("grud").warning("grud.api.train runs one job: %s not read (Hydra's sweep, launcher "
+                                              "and sweeper settings are grud-train -m's)", " ".join(ignored))
         try:
             resume_from = resume_checkpoint(plain(cfg), run_dir)
             run_training(plain(cfg), run_dir, resume_from=resume_from,

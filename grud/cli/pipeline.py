@@ -149,6 +149,10 @@ def class_counts(ds: IrregularDataset, classes: list) -> list:
     return [int(np.sum(ds.labels == c)) for c in classes]
 
 
+#: the Lightning precisions grud trains in (``trainer.precision``)
+FULL_PRECISIONS = ("32", "32-true", "64", "64-true")
+
+
 def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
                  resumed_epoch: int | None = None, train_batches: int | None = None):
     import pytorch_lightning as pl
@@ -178,6 +182,10 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
         # validation, checkpoints and the final model use the exponential moving average of the weights
         callbacks.insert(0, WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(float(ema))))
     trainer_args = dict(cfg.get("trainer", {}))
+    precision = trainer_args.get("precision")
+    if precision is not None and str(precision) not in FULL_PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision}: grud trains in full precision (32 or 64) only; its fused "
+                          "recurrent kernels and gradient clipping do not take mixed or half precision")
     every = trainer_args.get("log_every_n_steps")
     if train_batches and isinstance(every, int) and not isinstance(every, bool) and every > train_batches >= 1:
         # an epoch shorter than the interval would log no training loss at all (metrics.csv, history.png)

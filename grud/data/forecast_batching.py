@@ -80,7 +80,8 @@ def check_window(history_hours, horizon_hours, grid_hours) -> tuple[float, float
         g = _hours("forecast_grid_hours", grid_hours,
                    "one positive step in hours (the grid is history_hours + k * step) or null", positive=True)
         if hz is None:
-            raise ConfigError("task.forecast_grid_hours needs task.horizon_hours (how far the grid reaches), got null")
+            raise ConfigError("task.forecast_grid_hours needs a finite task.horizon_hours (how far the grid reaches), "
+                              "got null or inf (to the end of each series, which a future grid does not have)")
         if g > hz + GRID_TOLERANCE_HOURS:
             raise ConfigError(f"task.forecast_grid_hours: the step {g} h exceeds task.horizon_hours {hz} h: no query left")
     return h, hz, g

@@ -342,7 +342,9 @@ def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a
     for model, bad, said in (("logreg", "data.path=/no/such/events.csv", "file not found"),
                              ("logreg", "data.static_variables=[Agee]", "Agee"),
                              ("gru_mean", "optim.name=adamm", "optim.name"),  # checked by the task,
-                             ("gru_mean", "ema_decay=1.5", "ema_decay")):  # and by the Trainer's build
+                             ("gru_mean", "ema_decay=1.5", "ema_decay"),  # and by the Trainer's build
+                             ("gru_mean", "+trainer.precision=bf16-mixed", "full precision"),
+                             ("logreg", "task.class_weight=[1,2,3]", "task.class_weight")):
         with pytest.raises((DataError, ConfigError)):  # a fresh rerun refused by its checks
             grud.api.train([*common, f"model={model}", *(TINY_TRAIN if model != "logreg" else []), bad], run_dir=out)
         # the earlier run stays whole: config.yaml still describes the checkpoints beside it
@@ -351,7 +353,8 @@ def test_a_fresh_run_replaces_an_earlier_runs_results_and_api_runs_never_share_a
         assert job.status == "failed" and said in job.reason
     grud.api.train([*common, "model=gru_mean", *TINY_TRAIN, "trainer.max_epochs=2", "resume=true"], run_dir=out)
     assert (out / "plots" / "history.png").exists()  # resumed: the run's own results stay
-    grud.api.train([*common, "model=logreg", "plots=false"], run_dir=out)  # the same folder, another model
+    grud.api.train([*common, "model=logreg", "plots=false", "hydra/launcher=joblib"], run_dir=out)  # another model
+    assert "grud.api.train runs one job: hydra/launcher=joblib not read" in (out / "train.log").read_text()
     assert not (out / "plots" / "history.png").exists() and not (out / "metrics.csv").exists()
     assert not (out / "hparams.yaml").exists()
     assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
