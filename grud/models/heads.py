@@ -17,13 +17,17 @@ class ClassificationHead(nn.Module):
         hidden: width of the hidden layer (0 = a single linear layer).
         batch_norm: apply BatchNorm1d to the concatenated input.
         dropout: dropout probability before each linear layer.
+        prior: the output bias at initialisation, one logit per output (None: the Linear layer's
+            own rule). Set to the training split's class log-odds, the first predictions match
+            the class frequencies instead of one half (the prior initialisation of Lin et al.,
+            ICCV 2017), so training does not first spend its steps on the base rate.
 
     Shape:
         last: (B, H_out); static: (B, S) -> logits (B,) for binary, (B, C) otherwise.
     """
 
     def __init__(self, in_features: int, n_static: int, n_outputs: int, hidden: int = 64,
-                 batch_norm: bool = True, dropout: float = 0.3):
+                 batch_norm: bool = True, dropout: float = 0.3, prior=None):
         super().__init__()
         if n_outputs < 1:
             raise ValueError(f"n_outputs: expected >= 1, got {n_outputs}")
@@ -46,15 +50,27 @@ class ClassificationHead(nn.Module):
         self.net = nn.Sequential(*layers)
         self.n_static = n_static
         self.n_outputs = n_outputs
+        self.prior = None
+        if prior is not None:
+            self.prior = [float(v) for v in prior]
+            if len(self.prior) != n_outputs or not all(torch.isfinite(torch.tensor(self.prior))):
+                raise ValueError(f"prior: expected {n_outputs} finite logit(s), got {prior}")
+            self._set_prior()
+
+    def _set_prior(self) -> None:
+        with torch.no_grad():
+            self.net[-1].bias.copy_(torch.tensor(self.prior, dtype=self.net[-1].bias.dtype))
 
     def reset_parameters(self) -> None:
         """Initialise as the constructor does (the layers' own rules, so building draws nothing more):
         each Linear weight Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-        its bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); batch norm weight 1, bias 0, running mean 0,
-        running variance 1."""
+        its bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), except the output bias, which is ``prior``
+        when given; batch norm weight 1, bias 0, running mean 0, running variance 1."""
         for layer in self.net:
             if isinstance(layer, (nn.Linear, nn.BatchNorm1d)):
                 layer.reset_parameters()
+        if self.prior is not None:
+            self._set_prior()
 
     def forward(self, last: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
         if last.dim() != 2 or last.shape[-1] != self.in_features:

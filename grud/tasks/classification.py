@@ -83,7 +83,8 @@ class ClassificationTask(TaskModule):
                 f"({self.stats.classes}); check data.labels / data.label_column"
             )
         self.n_classes = n_classes
-        defaults = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last_mean", "summary": False}
+        defaults = {"hidden": 64, "batch_norm": True, "dropout": 0.3, "pool": "last_mean", "summary": False,
+                    "prior_bias": True}
         unknown = sorted(set(head or {}) - set(defaults))
         if unknown:
             raise ConfigError(f"unknown task.head key(s) {', '.join(map(repr, unknown))}; allowed: "
@@ -98,6 +99,11 @@ class ClassificationTask(TaskModule):
         if self.pool not in ("last", "last_mean", "last_max"):
             raise ConfigError(f"task.head.pool: expected last, last_mean or last_max, got {self.pool!r}")
         self.summary = arguments.boolean("task.head.summary", head.pop("summary"))
+        # the class weights first: the head's prior is the weighted class frequencies of the training split
+        self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
+        self._weighted = not bool((self.class_weights == 1).all())
+        if arguments.boolean("task.head.prior_bias", head.pop("prior_bias")):
+            head["prior"] = self.prior_logits(class_counts, self.class_weights)
         width = self.network.output_size * (1 if self.pool == "last" else 2)
         if self.summary:  # last, mean, min, max and log1p(count) of every variable's observed values
             width += len(STATISTICS) * self.stats.n_features
@@ -110,10 +116,22 @@ class ClassificationTask(TaskModule):
         # member 0 is (network, head, imputer) above, so a single model keeps its checkpoint keys
         self.extra_members = nn.ModuleList(
             EnsembleMember(self.build_network(), build_head(), self.build_imputer()) for _ in range(ensemble - 1))
-        self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
-        self._weighted = not bool((self.class_weights == 1).all())
         self._outputs = {"val": [], "test": []}
         self.last_test = None  # (y, prob) of the last test epoch, for plots
+
+    @staticmethod
+    def prior_logits(counts, weights: torch.Tensor) -> list | None:
+        """The output bias that predicts the training split's class frequencies (weighted by the
+        class weights, the constant that minimises the weighted loss): binary, the log-odds
+        log(w1 n1 / (w0 n0)); multi-class, log(w_c n_c) centred. None without counts, or when a
+        class has no series (the Linear layer's own initialisation then)."""
+        if not counts or len(counts) != len(weights) or min(counts) <= 0:
+            return None
+        mass = torch.tensor([float(c) for c in counts], dtype=torch.float64) * weights.double()
+        if len(counts) == 2:
+            return [float(torch.log(mass[1] / mass[0]))]
+        logits = torch.log(mass)
+        return (logits - logits.mean()).tolist()
 
     @staticmethod
     def _class_weights(class_weight, counts, n_classes) -> torch.Tensor:
