@@ -111,15 +111,24 @@ def precheck(config_name: str, argv: list[str]) -> None:
                 raise
             raise ConfigError(f"the sweep's job {' '.join(swept)}: {type(exc).__name__}: {exc}") from exc
 
+    def data_keys_of(cfg, swept) -> None:  # a data key no reader takes, before any job starts
+        if config_name != "train":
+            return
+        from grud.cli.pipeline import check_data_keys
+
+        data = cfg.get("data") or {}
+        try:
+            check_data_keys(list(data), data.get("kind", "physionet2012"))
+        except ConfigError as exc:
+            if not swept:
+                raise
+            raise ConfigError(f"the sweep's job {' '.join(swept)}: {exc}") from None
+
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             base = composed(*command_line[0], with_hydra=True)
-            if config_name == "train":  # a data key no reader takes, before any job starts
-                from grud.cli.pipeline import check_data_keys
-
-                data = base.get("data") or {}
-                check_data_keys(list(data), data.get("kind", "physionet2012"))
+            data_keys_of(base, command_line[0][1])
             sweeper = base.hydra.get("sweeper") or {}
             target = str(sweeper.get("_target_", ""))
             multirun = flagged or "MULTIRUN" in str(base.hydra.get("mode"))
@@ -138,7 +147,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
                 if jobs is None:
                     return
             for job, swept in jobs[1:] if jobs is command_line else jobs:
-                composed(job, swept)
+                data_keys_of(composed(job, swept), swept)
     finally:
         GlobalHydra.instance().clear()
 

@@ -139,9 +139,7 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
             f"data.static_variables={list(given.get('static_variables') or [])}: the model was trained with "
             f"static variables {list(trained_static)}, and its inputs are fixed (a static read as a time series, "
             "or one left out, changes every prediction); drop the override: training's list is the default")
-    from grud.cli.pipeline import check_data_keys
-
-    check_data_keys(sorted(k for k in explicit if k in given), opts.get("kind") or "csv_long")
+    check_prediction_data_keys(sorted(k for k in explicit if k in given), opts.get("kind") or "csv_long")
     if opts.get("kind") == "csv_wide" and "variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's columns: absent ones are all-unobserved
         if opts.get("variables") is None and trained_variables is not None:
@@ -149,6 +147,29 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
     if opts.get("kind") == "csv_long" and "static_variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's static list: one the file lacks is unobserved
     return opts
+
+
+def check_prediction_data_keys(keys, kind: str) -> None:
+    """ConfigError for a ``data.*`` key that prediction does not read: one no data group has
+    (:func:`grud.cli.pipeline.check_data_keys`), or one of training only (the split, the batches,
+    the categorical codes, which come from the checkpoint), that was accepted and did nothing."""
+    from grud.cli.pipeline import check_data_keys
+    from grud.data.loading import prediction_reader_keys
+
+    check_data_keys(keys, kind)
+    read = ("kind", "path", "labels", "grid", *prediction_reader_keys(kind))
+    for key in keys:
+        if key in read:
+            continue
+        if key == "batch_size":
+            raise ConfigError("data.batch_size: a training key; at prediction the series per batch are batch_size=N "
+                              "(no data. prefix)")
+        what = ("the codes come from the checkpoint" if key == "categorical_static"
+                else "the test file of a training run" if key in ("test_path", "test_labels")
+                else "prediction reads every series of data.path" if key not in ("bucket", "num_workers")
+                else "how training batches are drawn")
+        raise ConfigError(f"data.{key}: a training key that prediction does not read ({what}); prediction reads "
+                          f"data.{', data.'.join(read)}")
 
 
 def read_for_prediction(opts: dict, stats: FittedStats, need_labels: bool = False) -> IrregularDataset:
@@ -174,28 +195,44 @@ def held_out_part(ds: IrregularDataset, members: list, path) -> IrregularDataset
     """The series of ``ds`` that training held out, when ``path`` is the file the model (every
     member of an ensemble that names one) was trained on: scoring the training file whole would
     score series the model learnt from. Another file, or checkpoints that keep no record, give
-    ``ds`` unchanged; a training file with no test split (the test set was another file) is scored
-    whole, with a warning."""
-    from grud.cli.pipeline import data_hash
+    ``ds`` unchanged. Members that held out different series (runs of different split seeds) are a
+    :class:`ConfigError`: no split of the file is a test set for all of them. A training file
+    with no test split (the test set was another file) is scored whole, with a warning."""
     from grud.data.loading import resolve_path
 
     records = [m.held_out for m in members if m.held_out]
     if not records:
         return ds
-    digest = data_hash([resolve_path(path, "data.path")])
-    same = [r for r in records if r.get("data_hash") == digest]
+    file = resolve_path(path, "data.path")
+    same = [r for r in records if same_file(file, r)]
     if not same:
         return ds
-    keep = set.intersection(*(set(map(str, r.get("test_ids") or [])) for r in same))
-    if not keep:
-        log.warning("data.path=%s is the file the model was trained on, and every series of it was in training or "
-                    "validation%s: these metrics are not held out (score the run's test file instead)", path,
-                    "" if len(same) == 1 else " of some member")
+    held = [frozenset(map(str, r.get("test_ids") or [])) for r in same]
+    if len(set(held)) > 1:
+        raise ConfigError(
+            f"data.path={path} is the file the {len(same)} members were trained on, and they held out different "
+            f"series as their test splits (their runs drew different splits: the split follows the seed unless "
+            f"+data.split_seed fixes it); only {len(frozenset.intersection(*held))} series are held out from all of "
+            "them: score the ensemble on a separate test file, or train its members with one +data.split_seed")
+    if not held[0]:
+        log.warning("data.path=%s is the file the model was trained on, and none of its series was held out as a "
+                    "test split (training's test set was another file): these metrics score series the model "
+                    "learnt from", path)
         return ds
-    rows = [i for i, x in enumerate(ds.ids) if str(x) in keep]
+    rows = [i for i, x in enumerate(ds.ids) if str(x) in held[0]]
     log.info("data.path=%s is the file the model was trained on: scoring the %d series training held out as its "
              "test split (of %d in the file), as the run's test/ metrics did", path, len(rows), len(ds))
     return ds.subset(rows)
+
+
+def same_file(path: Path, record: dict) -> bool:
+    """Whether ``path`` holds the bytes of the training file ``record`` describes
+    (:func:`grud.cli.pipeline.held_out_record`): its size first, then its hash."""
+    from grud.cli.pipeline import data_hash, input_bytes
+
+    if record.get("bytes") is not None and record["bytes"] != input_bytes(path):
+        return False
+    return record.get("data_hash") == data_hash([path])
 
 
 def prepare_for_model(ds: IrregularDataset, opts: dict, stats: FittedStats) -> IrregularDataset:

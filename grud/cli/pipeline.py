@@ -55,10 +55,16 @@ def data_hash(paths) -> str:
 
 def held_out_record(path, test: IrregularDataset | None) -> dict:
     """What the checkpoint keeps of the training file's split, so ``grud-evaluate`` on that file
-    scores only the series training held out: the file's :func:`data_hash` and the ids of its test
-    split (none when the test set was another file, ``data.test_path``)."""
+    scores only the series training held out: the file's size and :func:`data_hash`, and the ids
+    of its test split (none when the test set was another file, ``data.test_path``)."""
     ids = [] if test is None else [i.item() if hasattr(i, "item") else i for i in test.ids]
-    return {"data_hash": data_hash([path]), "test_ids": ids}
+    return {"data_hash": data_hash([path]), "bytes": input_bytes(path), "test_ids": ids}
+
+
+def input_bytes(path) -> int:
+    """The size of an input file, or of all files in an input folder."""
+    p = Path(path)
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
 def versions() -> dict:
@@ -154,7 +160,7 @@ FULL_PRECISIONS = ("32", "32-true", "64", "64-true")
 
 
 def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
-                 resumed_epoch: int | None = None, train_batches: int | None = None):
+                 resumed_epoch: int | None = None):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -186,14 +192,9 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
     if precision is not None and str(precision) not in FULL_PRECISIONS:
         raise ConfigError(f"trainer.precision={precision}: grud trains in full precision (32 or 64) only; its fused "
                           "recurrent kernels and gradient clipping do not take mixed or half precision")
-    every = trainer_args.get("log_every_n_steps")
-    if train_batches and isinstance(every, int) and not isinstance(every, bool) and every > train_batches >= 1:
-        # an epoch shorter than the interval would log no training loss at all (metrics.csv, history.png)
-        log.info("trainer.log_every_n_steps=%d: an epoch has %d training batch(es); logging every %d", every,
-                 train_batches, train_batches)
-        trainer_args["log_every_n_steps"] = train_batches
-    from grud.cli.run_logger import RunCSVLogger
+    from grud.cli.run_logger import LogIntervalWithinEpoch, RunCSVLogger
 
+    callbacks.append(LogIntervalWithinEpoch())  # an epoch shorter than the interval still logs its loss
     logger = RunCSVLogger(run_dir, keep_until_epoch=resumed_epoch)
     return pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
                       plugins=[SafeCheckpointIO()], use_distributed_sampler=False, **trainer_args)
@@ -551,9 +552,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         resumed = None if resume_from is None else check_resumable(module, resume_from)
         # the Trainer checks its own arguments (trainer.*, ema_decay): built before anything is replaced
         # (its logger and checkpoints write nothing until fit)
-        batch = cfg["data"].get("batch_size", 64)
-        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed,
-                               train_batches=math.ceil(len(train) / int(batch)) if isinstance(batch, int) else None)
+        trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed)
         clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
         from grud.models.fast import native
 

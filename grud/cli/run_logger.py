@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import math
 import os
 
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from lightning_fabric.loggers.logger import rank_zero_experiment
@@ -80,3 +83,20 @@ class RunCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _HistoryWriter(self.log_dir, self._keep_until_epoch)
         return self._experiment
+
+
+class LogIntervalWithinEpoch(Callback):
+    """Caps ``trainer.log_every_n_steps`` at the optimiser steps of one epoch, when training starts
+    (the count Lightning knows then: after ``limit_train_batches``, per process under DDP, divided
+    by ``accumulate_grad_batches``): an interval longer than an epoch logged no training loss at
+    all (no ``train/loss`` row in metrics.csv, no green line in history.png)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        batches = trainer.num_training_batches
+        if not isinstance(batches, (int, float)) or not math.isfinite(batches):
+            return  # an iterable loader of unknown length
+        steps = max(1, int(batches) // max(1, int(trainer.accumulate_grad_batches)))
+        if trainer.log_every_n_steps > steps:
+            logging.getLogger("grud").info("trainer.log_every_n_steps=%d: an epoch has %d optimiser step(s); "
+                                           "logging every %d", trainer.log_every_n_steps, steps, steps)
+            trainer.log_every_n_steps = steps

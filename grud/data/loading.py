@@ -25,6 +25,12 @@ _READER_KEYS = {
 }
 
 
+def prediction_reader_keys(kind: str) -> tuple:
+    """The reader options of ``kind`` a user may set at prediction (``allow_missing_variables`` is
+    set by prediction itself)."""
+    return tuple(k for k in _READER_KEYS.get(kind, ()) if k != "allow_missing_variables")
+
+
 def source_root() -> Path:
     """The folder holding grud's source checkout (where ``data/`` lives in a clone)."""
     return Path(__file__).resolve().parents[2]

@@ -189,6 +189,7 @@ def test_evaluate_on_the_training_file_scores_the_series_training_held_out(train
     # a run whose test set was another file held nothing of its training file out: said, scored whole
     from grud.cli.inference import held_out_part, load_model
     from grud.data.loading import read_dataset
+    from grud.errors import ConfigError
 
     ds = read_dataset("csv_long", clinical_export / "events.csv", id_column="subject_id", time_column="charttime",
                       variable_column="label", value_column="valuenum", static_variables=["Age"])
@@ -205,7 +206,21 @@ def test_evaluate_on_the_training_file_scores_the_series_training_held_out(train
         assert len(held_out_part(ds, [model], clinical_export / "events.csv")) == 60
     finally:
         logging.getLogger("grud").removeHandler(handler)
-    assert any("these metrics are not held out" in r.getMessage() for r in records)
+    assert any("these metrics score series the model learnt from" in r.getMessage() for r in records)
+    # members that held out different series (two seeds, two splits) have no common test split
+    from types import SimpleNamespace
+
+    from grud.cli.pipeline import held_out_record
+
+    ids = list(ds.ids)
+    members = [SimpleNamespace(held_out=held_out_record(clinical_export / "events.csv", ds.subset(rows)))
+               for rows in ([0, 1, 2], [2, 3, 4])]
+    with pytest.raises(ConfigError, match=r"the 2 members were trained on, and they held out different series .* "
+                                          r"only 1 series are held out from all of them"):
+        held_out_part(ds, members, clinical_export / "events.csv")
+    other = tmp_path / "other.csv"  # another file: no record applies (its size differs, so it is not even hashed)
+    other.write_text((clinical_export / "events.csv").read_text() + "\n")
+    assert len(held_out_part(ds, members, other)) == len(ids)
 
 
 def test_missing_file_is_one_error_line(tmp_path):

@@ -171,6 +171,18 @@ def test_each_data_groups_keys_are_the_keys_a_run_reads_and_another_is_an_error(
                                 {"path", "variable_column"}, True)
     opts = prediction_data_options(trained, {"path": "x.csv", "time_unit": "min"}, {"path", "time_unit"}, False)
     assert opts["time_unit"] == "min" and opts["id_column"] == "sid"
+    # training-only keys do nothing at prediction: refused, with where the setting lives
+    for key, value, said in (("batch_size", 32, r"data\.batch_size: a training key; at prediction the series per "
+                                                r"batch are batch_size=N"),
+                             ("val_fraction", 0.1, r"data\.val_fraction: a training key that prediction does not "
+                                                   r"read \(prediction reads every series of data\.path\)"),
+                             ("split_seed", 3, r"data\.split_seed: a training key"),
+                             ("categorical_static", ["Age"], r"the codes come from the checkpoint"),
+                             ("test_path", "t.csv", r"the test file of a training run")):
+        with pytest.raises(ConfigError, match=said):
+            prediction_data_options(trained, {"path": "x.csv", key: value}, {"path", key}, False)
+    prediction_data_options({"kind": "physionet2012"}, {"kind": "physionet2012", "path": "set-b", "grid": 1.0,
+                                                        "max_hours": 48}, {"path", "grid", "max_hours"}, False)
 
 
 def test_each_task_groups_keys_are_the_keys_training_reads_and_another_is_an_error():

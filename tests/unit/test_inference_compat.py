@@ -164,6 +164,12 @@ def test_a_multirun_grid_is_composed_before_its_first_job():
         precheck("train", ["-m", "model=grud,logreg", "model.hidden_size=8"])
     precheck("train", ["-m", "model=grud,gru_mean", "seed=range(0,2)", "model.hidden_size=8"])  # every job composes
     precheck("train", ["-m", "optim.lr=interval(0.001,0.01)"])  # sampled by the sweeper: left to it
+    # a data key one job's group lacks (only the first job's keys were checked)
+    with pytest.raises(ConfigError, match=r"the sweep's job data=physionet2012: data\.time_unit: not a key of "
+                                          r"data=physionet2012"):
+        precheck("train", ["-m", "data=csv_long,physionet2012", "data.path=x.csv", "++data.time_unit=min"])
+    with pytest.raises(ConfigError, match=r"^data\.val_fractoin: not a key of data=physionet2012"):
+        precheck("train", ["+data.val_fractoin=0.3"])
     big = _grid_jobs([f"seed={','.join(map(str, range(100)))}", "model=grud,logreg"])
     assert len(big) == 100 and {j[1][1] for j in big} == {"model=grud", "model=logreg"}  # each value once
 
