@@ -195,6 +195,9 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
     from grud.cli.run_logger import LogIntervalWithinEpoch, RunCSVLogger
 
     callbacks.append(LogIntervalWithinEpoch())  # an epoch shorter than the interval still logs its loss
+    from grud.cli.interrupts import InterruptOnSignal
+
+    callbacks.append(InterruptOnSignal())  # a Ctrl-C Python swallows is raised again after the next batch
     logger = RunCSVLogger(run_dir, keep_until_epoch=resumed_epoch)
     return pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
                       plugins=[SafeCheckpointIO()], use_distributed_sampler=False, **trainer_args)
