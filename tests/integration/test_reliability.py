@@ -315,8 +315,11 @@ def test_a_signal_during_training_exits_non_zero_with_one_error_line_and_no_reco
     failed job does."""
     d, env = export
     out = tmp_path / "term"
+    # as from a terminal: a shell's background job (CI started with `&`) ignores SIGINT, and a child
+    # inherits that, so Python would never raise KeyboardInterrupt and the run would train on
     proc = subprocess.Popen(train_cmd(d, out, "trainer.max_epochs=300"), cwd=d, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last, deadline = out / "checkpoints" / "last.ckpt", time.monotonic() + TIMEOUT
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

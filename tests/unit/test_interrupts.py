@@ -42,7 +42,7 @@ def test_a_swallowed_ctrl_c_ends_fit_after_the_next_batch_and_the_handler_is_res
     module, callback = _SwallowsOneInterrupt(), InterruptOnSignal()
     trainer = pl.Trainer(max_epochs=50, callbacks=[callback], logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
     try:
         with pytest.raises(SystemExit) as exited:  # Lightning's KeyboardInterrupt handling: exit(1)
             trainer.fit(module, data)
@@ -69,11 +69,15 @@ def test_the_previous_handler_comes_back_when_fit_ends():
         assert signal.getsignal(signal.SIGINT) is callback._installed
         callback.on_fit_end(None, None)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
         def custom(signum, frame):  # someone else's handler is left alone
             pass
 
         signal.signal(signal.SIGINT, custom)
         callback.on_fit_start(None, None)
         assert signal.getsignal(signal.SIGINT) is custom
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # an ignored SIGINT (nohup, a background job) stays ignored
+        callback.on_fit_start(None, None)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
