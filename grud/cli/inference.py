@@ -146,6 +146,9 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
             opts["variables"] = [str(v) for v in trained_variables]
     if opts.get("kind") == "csv_long" and "static_variables" not in explicit:
         opts["allow_missing_variables"] = True  # training's static list: one the file lacks is unobserved
+    if opts.get("kind") == "csv_long" and trained_variables is not None:
+        # the model drops other variables: their text values read as unobserved instead of stopping the prediction
+        opts["known_variables"] = [str(v) for v in trained_variables] + [str(v) for v in opts.get("static_variables") or []]
     return opts
 
 

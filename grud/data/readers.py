@@ -107,6 +107,7 @@ def read_long_csv(
     value_ranges=None,
     delimiter: str | None = None,
     allow_missing_variables: bool = False,
+    known_variables: Sequence[str] | None = None,
     cache: bool = True,
 ) -> IrregularDataset:
     """Read a long ("one measurement per row") CSV file.
@@ -124,6 +125,10 @@ def read_long_csv(
         delimiter: ``None`` (sniff), or one of ``,`` ``;`` ``\\t`` ``|``.
         allow_missing_variables: a static variable that never appears in ``variable_column`` is
             left unobserved (logged) instead of an error (prediction with training's list).
+        known_variables: at prediction, the model's variables and static variables: a value of
+            another variable that is not a number reads as unobserved (counted in the log)
+            instead of an error, since the model drops that variable anyway; its row still
+            counts for the series' time 0. None: every value must be a number.
         cache: use the on-disk dataset cache.
 
     Returns:
@@ -142,6 +147,7 @@ def read_long_csv(
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
                           delimiter, cache)
     opts["allow_missing_variables"] = _check_allow_missing(allow_missing_variables)
+    opts["known_variables"] = None if known_variables is None else _name_list(known_variables, "known_variables")
     return _read_table("long", _build_long, path, opts, value_ranges, labels, label_column, cache)
 
 
@@ -681,13 +687,16 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
 
 
 def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[str], fixed_types: dict,
-                        variable_column: str | None = None, static: tuple = ()) -> tuple[pd.DataFrame, dict]:
+                        variable_column: str | None = None, static: tuple = (),
+                        known: list | None = None) -> tuple[pd.DataFrame, dict]:
     """Read ``fixed`` columns (strings / given types) and ``value_columns`` as float64.
 
     Tries pandas' typed parser first; if a value does not parse, re-reads the value columns
     as text to name the first bad line (and, in a long file, its ``variable_column`` entry,
     saying so when it is one of the ``static`` variables, whose codes must be numbers too).
-    Returns the frame and ``{column: float64 array}``.
+    With ``known`` (a long file at prediction), values of variables not in it are read
+    leniently: text there is unobserved, counted in the log. Returns the frame and
+    ``{column: float64 array}``.
     """
     dtypes = dict(fixed_types)
     dtypes.update({c: "float64" for c in value_columns})
@@ -699,6 +708,19 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         pass
     frame = table.read_columns(fixed + value_columns, dict(fixed_types))
     lines = table.line_of(np.arange(len(frame)))
+    if known is not None and variable_column is not None:
+        names = frame[variable_column].astype(str).str.strip()
+        other = ~names.isin(set(known)).to_numpy()
+        for c in value_columns:
+            text = frame[c]
+            bad = other & ~is_empty_cell(text) & np.isnan(
+                pd.to_numeric(text.astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+            bad &= ~text.astype(str).str.strip().str.lower().isin(("true", "false")).to_numpy()
+            if bad.any():
+                log.warning("%s: %d value(s) of variables the model was not trained on are not numbers (e.g. %r for "
+                            "%r, line %d): read as unobserved", table.path, int(bad.sum()),
+                            str(text[bad].iloc[0]), str(names[bad].iloc[0]), int(lines[np.flatnonzero(bad)[0]]))
+                frame[c] = text.where(~bad, "")
     nums, errors = {}, []
     for c in value_columns:
         try:
@@ -761,7 +783,8 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     idc, tc, vc, valc = opts["id_column"], opts["time_column"], opts["variable_column"], opts["value_column"]
     table.require([idc, tc, vc, valc])
     frame, nums = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None, idc: "category", vc: "category"},
-                                      variable_column=vc, static=tuple(opts["static_variables"]))
+                                      variable_column=vc, static=tuple(opts["static_variables"]),
+                                      known=opts.get("known_variables"))
     table.data = b""  # parsed: free the file's bytes
     value = nums[valc]
     keep = _drop_blank_rows(frame, [idc, tc, vc], np.isnan(value))

@@ -806,3 +806,28 @@ def test_align_names_absent_static_variables_as_static(tmp_path, caplog):
         ds.align(["HR", "Lactate"], ["Age"])
     assert "absent from this data and read as unobserved: training's 1 variable(s): Lactate; 1 static " \
            "variable(s): Age" in caplog.text
+
+
+def test_prediction_reads_text_values_of_variables_the_model_does_not_know_as_unobserved(tmp_path, caplog):
+    """A long file's 'pending' for a variable the model never saw stopped the whole prediction."""
+    from grud.cli.inference import prediction_data_options
+
+    p = write(tmp_path / "l.csv", "id,time,variable,value\n1,0,Comment,pending\n1,1,HR,80\n1,2,Age,50\n"
+                                  "2,0,HR,70\n2,1,Lactate,high\n")
+    trained = {"kind": "csv_long", "static_variables": ["Age"]}
+    opts = prediction_data_options(trained, {"path": str(p)}, {"path"}, False, trained_variables=["HR", "SBP"])
+    assert opts["known_variables"] == ["HR", "SBP", "Age"]
+    reader = {k: v for k, v in opts.items() if k not in ("kind", "path")}
+    with caplog.at_level(logging.WARNING):
+        ds = read_long_csv(p, **reader, cache=False)
+    assert "2 value(s) of variables the model was not trained on are not numbers (e.g. 'pending' for 'Comment', " \
+           "line 2): read as unobserved" in caplog.text
+    aligned = ds.align(["HR", "SBP"], ["Age"])
+    assert aligned.times[aligned.offsets[0]] == 1.0  # series 1's time 0 is still its 'Comment' row
+    np.testing.assert_allclose(aligned.static[:, 0], [50, np.nan])
+    # a known variable's text is still an error, and without the list every value must be a number
+    bad = write(tmp_path / "b.csv", "id,time,variable,value\n1,0,HR,fast\n")
+    with pytest.raises(DataError, match=r"line 2, column 'value': expected a number, got 'fast' \(variable 'HR'\)"):
+        read_long_csv(bad, **reader, cache=False)
+    with pytest.raises(DataError, match=r"got 'pending' \(variable 'Comment'\)"):
+        read_long_csv(p, static_variables=["Age"], cache=False)
