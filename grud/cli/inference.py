@@ -152,6 +152,12 @@ def prediction_data_options(train_reader: dict, given: dict, explicit: set, grou
     return opts
 
 
+#: why a training key does nothing at prediction (the split keys: every series is read)
+_NOT_READ_AT_PREDICTION = {"categorical_static": "the codes come from the checkpoint",
+                           **dict.fromkeys(("test_path", "test_labels"), "the test file of a training run"),
+                           **dict.fromkeys(("bucket", "num_workers"), "how training batches are drawn")}
+
+
 def check_prediction_data_keys(keys, kind: str) -> None:
     """ConfigError for a ``data.*`` key that prediction does not read: one no data group has
     (:func:`grud.cli.pipeline.check_data_keys`), or one of training only (the split, the batches,
@@ -167,10 +173,7 @@ def check_prediction_data_keys(keys, kind: str) -> None:
         if key == "batch_size":
             raise ConfigError("data.batch_size: a training key; at prediction the series per batch are batch_size=N "
                               "(no data. prefix)")
-        what = ("the codes come from the checkpoint" if key == "categorical_static"
-                else "the test file of a training run" if key in ("test_path", "test_labels")
-                else "prediction reads every series of data.path" if key not in ("bucket", "num_workers")
-                else "how training batches are drawn")
+        what = _NOT_READ_AT_PREDICTION.get(key, "prediction reads every series of data.path")  # the split keys
         raise ConfigError(f"data.{key}: a training key that prediction does not read ({what}); prediction reads "
                           f"data.{', data.'.join(read)}")
 

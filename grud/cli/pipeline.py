@@ -123,25 +123,36 @@ def reader_options_of(data: dict) -> dict:
 FEW_OF_A_CLASS = 10
 
 
+#: the metric prefix of each evaluated split
+STAGE_OF = {"validation": "val", "test": "test"}
+
+
+def label_counts(ds: IrregularDataset) -> tuple[np.ndarray, np.ndarray]:
+    """(class codes, series per code) of ``ds``'s labelled series (empty without labels)."""
+    if ds.labels is None:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.unique(ds.labels[np.isfinite(ds.labels)], return_counts=True)
+
+
 def log_class_counts(*splits: IrregularDataset) -> None:
     """Log the series per class of the training, validation and test splits."""
     parts = []
     for name, ds in zip(("training", "validation", "test"), splits):
         if ds.labels is None or not len(ds):
             continue
-        codes, counts = np.unique(ds.labels[np.isfinite(ds.labels)], return_counts=True)
+        codes, counts = label_counts(ds)
         parts.append(f"{name} " + ", ".join(f"{c:g}: {n}" for c, n in zip(codes, counts)))
     if parts:
         log.info("series per class: %s", "; ".join(parts))
 
 
 def warn_few_of_a_class(ds: IrregularDataset, name: str) -> None:
-    """Warn when a class has fewer than :data:`FEW_OF_A_CLASS` series in ``ds``: AUROC, AUPRC and
-    their bootstrap interval rest on those few (and early stopping, on the validation split)."""
-    codes, counts = np.unique(ds.labels[np.isfinite(ds.labels)], return_counts=True)
+    """Warn when a class has fewer than :data:`FEW_OF_A_CLASS` series in split ``name``: AUROC,
+    AUPRC and their bootstrap interval rest on those few (and early stopping, on the validation split)."""
+    codes, counts = label_counts(ds)
     few = [(c, n) for c, n in zip(codes, counts) if n < FEW_OF_A_CLASS]
     if few:
-        stage = "val" if name == "validation" else "test"
+        stage = STAGE_OF[name]
         log.warning("the %s split holds %s: %s/auroc and %s/auprc rest on so few and are noisy (the bootstrap "
                     "interval understates it)%s", name,
                     ", ".join(f"{n} series of class {c:g}" for c, n in few), stage, stage,
@@ -192,11 +203,10 @@ def make_trainer(cfg: dict, run_dir: Path, monitor: str, mode: str,
     if precision is not None and str(precision) not in FULL_PRECISIONS:
         raise ConfigError(f"trainer.precision={precision}: grud trains in full precision (32 or 64) only; its fused "
                           "recurrent kernels and gradient clipping do not take mixed or half precision")
+    from grud.cli.interrupts import InterruptOnSignal
     from grud.cli.run_logger import LogIntervalWithinEpoch, RunCSVLogger
 
     callbacks.append(LogIntervalWithinEpoch())  # an epoch shorter than the interval still logs its loss
-    from grud.cli.interrupts import InterruptOnSignal
-
     callbacks.append(InterruptOnSignal())  # a Ctrl-C Python swallows is raised again after the next batch
     logger = RunCSVLogger(run_dir, keep_until_epoch=resumed_epoch)
     return pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
@@ -475,7 +485,8 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     if resume_from is UNCHECKED:
         resume_from = resume_checkpoint(cfg, run_dir, fresh_if_none)
     check_numbers(cfg)
-    check_data_keys(cfg.get("data") or {}, (cfg.get("data") or {}).get("kind", "physionet2012"))
+    given_data = cfg.get("data") or {}
+    check_data_keys(given_data, given_data.get("kind", "physionet2012"))
     grid = (cfg.get("task") or {}).get("forecast_grid_hours")
     if grid is not None:
         raise ConfigError(f"task.forecast_grid_hours={grid}: a future grid has no truth to train or score on; "
@@ -517,12 +528,12 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
             raise DataError(f"the test split has no labels (classification scores it): {hint}")
         log_class_counts(train, val, test)
         for name, ds in (("validation", val), ("test", test)):
-            seen = np.unique(ds.labels[np.isfinite(ds.labels)]) if ds.labels is not None else []
+            seen, _ = label_counts(ds)
             if len(seen) > 1:
                 warn_few_of_a_class(ds, name)
             if len(ds) and len(seen) == 1:
                 log.warning("the %s split holds labels of one class only (%g): %s/auroc and /auprc are undefined "
-                            "(null in metrics.json)%s", name, float(seen[0]), "val" if name == "validation" else "test",
+                            "(null in metrics.json)%s", name, float(seen[0]), STAGE_OF[name],
                             "; early stopping and the best checkpoint cannot rank epochs by it" if name == "validation"
                             else "")
     stats = fit_stats(train)
@@ -542,10 +553,10 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         from grud.cli.baseline_runs import run_baseline
 
         if task_name == "classification":  # task.class_weight checked as for the networks, before the clear
-            from grud.tasks.classification import ClassificationTask
+            from grud.tasks.classification import class_weights_of
 
-            ClassificationTask._class_weights((cfg.get("task") or {}).get("class_weight"),
-                                              class_counts(train, stats.classes), len(stats.classes))
+            class_weights_of((cfg.get("task") or {}).get("class_weight"), class_counts(train, stats.classes),
+                             len(stats.classes))
         clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
         metrics = run_baseline(cfg, run_dir, train, val, test, stats, held_out=held_out)
         epochs, resumed = 0, None

@@ -67,6 +67,7 @@ from grud.data.text_tables import (
     is_empty_cell,
     load_text_table,
     parse_numbers,
+    read_numbers,
     read_source_bytes,
     release_unused_memory,
 )
@@ -375,6 +376,10 @@ def _read_cached(kind: str, key_parts: dict, use_cache: bool, path: Path,
 
 
 # ====================================================================== labels
+#: said with a label that is not a number
+_LABEL_CODES = "(labels are numbers: for classification, class codes; map text outcomes to 0, 1, 2, ... first)"
+
+
 class _LabelSource:
     """A labels argument (None, path or DataFrame), checked and fingerprinted up front."""
 
@@ -423,8 +428,7 @@ class _LabelSource:
         try:
             values = parse_numbers(frame[self.label_column], table.path, self.label_column, lines)
         except DataError as exc:
-            raise DataError(f"{exc.reason} (labels are numbers: for classification, class codes; map text outcomes "
-                            f"to 0, 1, 2, ... first)", path=exc.path, line=exc.line, column=exc.column) from None
+            raise DataError(f"{exc.reason} {_LABEL_CODES}", path=exc.path, line=exc.line, column=exc.column) from None
         return self._dedupe(ids.to_numpy(dtype=object), values, lines, table.path)
 
     def _from_frame(self) -> tuple[np.ndarray, np.ndarray]:
@@ -444,8 +448,7 @@ class _LabelSource:
         if len(bad):
             i = int(bad[0])
             raise DataError(
-                f"row {self.frame.index[i]!r}: expected a number, got {raw.iloc[i]!r} (labels are numbers: for "
-                f"classification, class codes; map text outcomes to 0, 1, 2, ... first)", path=where,
+                f"row {self.frame.index[i]!r}: expected a number, got {raw.iloc[i]!r} {_LABEL_CODES}", path=where,
                 column=self.label_column)
         inf = np.flatnonzero(np.isinf(values))
         if len(inf):
@@ -713,9 +716,7 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         other = ~names.isin(set(known)).to_numpy()
         for c in value_columns:
             text = frame[c]
-            bad = other & ~is_empty_cell(text) & np.isnan(
-                pd.to_numeric(text.astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
-            bad &= ~text.astype(str).str.strip().str.lower().isin(("true", "false")).to_numpy()
+            bad = other & read_numbers(text)[1]
             if bad.any():
                 log.warning("%s: %d value(s) of variables the model was not trained on are not numbers (e.g. %r for "
                             "%r, line %d): read as unobserved", table.path, int(bad.sum()),

@@ -324,22 +324,31 @@ def is_empty_cell(strings: pd.Series) -> np.ndarray:
     return s.isin(EMPTY_WORDS).to_numpy() | strings.isna().to_numpy()
 
 
-def parse_numbers(strings: pd.Series, table_path: str, column: str, lines: np.ndarray) -> np.ndarray:
-    """(N,) float64 of a string column; empty words -> NaN; anything else must be a finite number.
-
-    ``lines`` gives each entry's file line for the error message.
-    """
+def read_numbers(strings: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(nums, unparsed)`` of a string column: (N,) float64 with empty words (and what does not
+    parse) as NaN, TRUE / FALSE as 1 / 0 (as pandas' typed parser reads them), and (N,) True where
+    a cell is neither empty nor a number."""
     stripped = strings.astype(str).str.strip()
     empty = is_empty_cell(strings)
     nums = np.array(pd.to_numeric(stripped.where(~empty, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
     unparsed = np.isnan(nums) & ~empty
-    if unparsed.any():  # TRUE / FALSE, as pandas' typed parser reads them
+    if unparsed.any():
         words = stripped[unparsed].str.lower().map(_BOOLEANS)
         nums[np.flatnonzero(unparsed)] = words.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.flatnonzero(np.isnan(nums) & ~empty)
+    return nums, np.isnan(nums) & ~empty
+
+
+def parse_numbers(strings: pd.Series, table_path: str, column: str, lines: np.ndarray) -> np.ndarray:
+    """(N,) float64 of a string column (:func:`read_numbers`); anything but an empty word or a
+    finite number is a DataError.
+
+    ``lines`` gives each entry's file line for the error message.
+    """
+    nums, unparsed = read_numbers(strings)
+    bad = np.flatnonzero(unparsed)
     if len(bad):
         i = int(bad[0])
-        got = str(stripped.iloc[i])
+        got = str(strings.iloc[i]).strip()
         hint = " (a decimal comma? write 3.5, not 3,5)" if _DECIMAL_COMMA.match(got) else ""
         raise DataError(f"expected a number, got {got!r}{hint}", path=table_path, line=int(lines[i]), column=column)
     check_finite(nums, table_path, column, lines)

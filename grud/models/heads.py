@@ -1,6 +1,8 @@
 """Output heads on top of a recurrent network's last state (plus static features)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -53,7 +55,7 @@ class ClassificationHead(nn.Module):
         self.prior = None
         if prior is not None:
             self.prior = [float(v) for v in prior]
-            if len(self.prior) != n_outputs or not all(torch.isfinite(torch.tensor(self.prior))):
+            if len(self.prior) != n_outputs or not all(math.isfinite(v) for v in self.prior):
                 raise ValueError(f"prior: expected {n_outputs} finite logit(s), got {prior}")
             self._set_prior()
 

@@ -314,18 +314,20 @@ class RecurrentNetwork(nn.Module):
             if not isinstance(static, Tensor) or static.dim() != 2 or static.shape[0] != B:
                 got = tuple(static.shape) if isinstance(static, Tensor) else type(static).__name__
                 raise DataError(f"static: expected shape (B, S) with B = {B}, got {got}")
+        def real_steps(x: Tensor) -> Tensor:  # (B, T, 1): padding (steps >= lengths) may hold any finite value
+            return (torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None])[..., None]
+
         if mask.numel():
             other = (mask != 0) & (mask != 1)  # also NaN: NaN != 0 and NaN != 1
-            if other.any():  # padding (steps >= lengths) may hold any finite value: only real steps count
-                other &= (torch.arange(T, device=mask.device)[None, :] < lengths.to(mask.device)[:, None])[..., None]
+            if other.any():  # only real steps count
+                other &= real_steps(mask)
             if other.any():
                 first = tuple(int(i) for i in other.nonzero()[0])
                 raise DataError(f"mask: expected 0 (unobserved) or 1 (observed) everywhere, got {mask[first].item()} "
                                 f"at index {first} ({int(other.sum())} entries are neither)")
         if delta.numel() and bool(delta.amin() < 0):  # a step back in time (NaN is reported below); amin: one
             # reduction, about 30 us at B=64, T=50, F=37 on one CPU thread ((delta < 0).any() took 180)
-            back = (delta < 0) & (torch.arange(T, device=delta.device)[None, :]
-                                  < lengths.to(delta.device)[:, None])[..., None]
+            back = (delta < 0) & real_steps(delta)
             if back.any():
                 first = tuple(int(i) for i in back.nonzero()[0])
                 raise DataError(f"delta: expected hours since the last observation (>= 0), got {delta[first].item()} "

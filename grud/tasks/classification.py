@@ -100,7 +100,7 @@ class ClassificationTask(TaskModule):
             raise ConfigError(f"task.head.pool: expected last, last_mean or last_max, got {self.pool!r}")
         self.summary = arguments.boolean("task.head.summary", head.pop("summary"))
         # the class weights first: the head's prior is the weighted class frequencies of the training split
-        self.register_buffer("class_weights", self._class_weights(class_weight, class_counts, n_classes))
+        self.register_buffer("class_weights", class_weights_of(class_weight, class_counts, n_classes))
         self._weighted = not bool((self.class_weights == 1).all())
         if arguments.boolean("task.head.prior_bias", head.pop("prior_bias")):
             head["prior"] = self.prior_logits(class_counts, self.class_weights)
@@ -132,26 +132,6 @@ class ClassificationTask(TaskModule):
             return [float(torch.log(mass[1] / mass[0]))]
         logits = torch.log(mass)
         return (logits - logits.mean()).tolist()
-
-    @staticmethod
-    def _class_weights(class_weight, counts, n_classes) -> torch.Tensor:
-        if class_weight in (None, "none", False):
-            return torch.ones(n_classes)
-        if class_weight == "balanced":
-            if not counts:
-                raise ConfigError("task.class_weight=balanced needs the training split's class_counts")
-            c = torch.tensor(counts, dtype=torch.float32).clamp_min(1)
-            return c.sum() / (n_classes * c)
-        expected = f"null, balanced or a list of {n_classes} weights > 0 (one per class)"
-        if isinstance(class_weight, (str, bytes)) or not hasattr(class_weight, "__iter__"):
-            raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}")
-        try:
-            w = torch.tensor([float(v) for v in class_weight], dtype=torch.float32)
-        except (TypeError, ValueError):
-            raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}") from None
-        if w.shape != (n_classes,) or not bool(torch.isfinite(w).all()) or not bool((w > 0).all()):
-            raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}")
-        return w
 
     # ------------------------------------------------------------------ data
     def encode_dataset(self, ds, stats=None):
@@ -387,6 +367,28 @@ class ClassificationTask(TaskModule):
                 if std is not None:
                     out[f"probability_std_{c}"] = std[:, k]
         return pd.DataFrame(out)
+
+
+def class_weights_of(class_weight, counts, n_classes: int) -> torch.Tensor:
+    """The (C,) class weights ``task.class_weight`` asks for (null: ones; balanced: the inverse
+    class frequencies of ``counts``, the training split's; a list: as given), or a ConfigError."""
+    if class_weight in (None, "none", False):
+        return torch.ones(n_classes)
+    if class_weight == "balanced":
+        if not counts:
+            raise ConfigError("task.class_weight=balanced needs the training split's class_counts")
+        c = torch.tensor(counts, dtype=torch.float32).clamp_min(1)
+        return c.sum() / (n_classes * c)
+    expected = f"null, balanced or a list of {n_classes} weights > 0 (one per class)"
+    if isinstance(class_weight, (str, bytes)) or not hasattr(class_weight, "__iter__"):
+        raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}")
+    try:
+        w = torch.tensor([float(v) for v in class_weight], dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}") from None
+    if w.shape != (n_classes,) or not bool(torch.isfinite(w).all()) or not bool((w > 0).all()):
+        raise ConfigError(f"task.class_weight: expected {expected}, got {class_weight!r}")
+    return w
 
 
 class EnsembleMember(nn.Module):
