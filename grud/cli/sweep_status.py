@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -68,8 +69,10 @@ class SweepStatus(Callback):
         self.before: dict = {}
 
     def on_multirun_start(self, config, **kwargs) -> None:
+        global _RUNNING
         self.sweep_dir = str(config.hydra.sweep.dir)
         self.before = _job_stamps(self.sweep_dir)
+        _RUNNING = self
 
     def on_multirun_end(self, config, **kwargs) -> None:
         if self.sweep_dir is None:
@@ -86,3 +89,66 @@ class SweepStatus(Callback):
               f"{first.reason}; the others' results stand (grud-aggregate {self.sweep_dir} lists every job)",
               file=sys.stderr)
         raise SystemExit(FAILED_JOBS_EXIT)
+
+
+#: the :class:`SweepStatus` of the multirun in progress (set at its start), read by
+#: :func:`sweep_stops_with_error_line` when the sweeper or launcher itself raises
+_RUNNING: SweepStatus | None = None
+
+
+def stopped_sweep_message(exc: BaseException) -> str:
+    """The ``error:`` line's text for a sweep whose sweeper or launcher raised ``exc``.
+
+    Names what stopped it and, when the sweep had started, how many of its jobs did not
+    complete with the first one's reason (an Optuna search whose every trial failed ends in
+    Optuna's "No trials are completed yet": the jobs' own failures are the news).
+    """
+    from grud.cli.errors import describe
+
+    text = f"the sweep stopped: {describe(exc)}"
+    status = _RUNNING
+    if status is None or status.sweep_dir is None:
+        return text
+    ran, bad = jobs_not_completed(status.sweep_dir, status.before)
+    if bad:
+        first = bad[0]
+        label = " ".join(first.overrides or []) or first.name
+        text += f"; {len(bad)} of {ran} job(s) did not complete, e.g. job {first.name} ({label}): {first.reason}"
+    return text + f"; the jobs that completed keep their results (grud-aggregate {status.sweep_dir} lists every job)"
+
+
+@contextmanager
+def sweep_stops_with_error_line():
+    """Within this context, an exception that escapes a multirun's sweeper or launcher (a joblib
+    worker killed by the system, a submitit job that died, an Optuna search whose every trial
+    failed) ends with one ``error:`` line and exit code :data:`FAILED_JOBS_EXIT` instead of Hydra's
+    traceback (``GRUD_DEBUG=1`` prints it as well).
+
+    The jobs themselves never raise (:func:`grud.cli.train._train` records a failure and returns);
+    this is for what happens around them. Wraps ``hydra._internal.hydra.Hydra.multirun``, the call
+    ``hydra.main`` makes for ``-m`` (Hydra 1.3), and restores it on exit.
+    """
+    from hydra._internal.hydra import Hydra
+
+    from grud.cli.errors import debug_enabled
+
+    original = Hydra.multirun
+
+    def multirun(self, *args, **kwargs):
+        global _RUNNING
+        _RUNNING = None
+        try:
+            return original(self, *args, **kwargs)
+        except Exception as exc:
+            if debug_enabled():
+                import traceback
+
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            print(f"error: {stopped_sweep_message(exc)}", file=sys.stderr, flush=True)
+            raise SystemExit(FAILED_JOBS_EXIT) from None
+
+    Hydra.multirun = multirun
+    try:
+        yield
+    finally:
+        Hydra.multirun = original

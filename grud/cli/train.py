@@ -115,8 +115,11 @@ def main() -> None:
         precheck("train", sys.argv[1:])
     except Exception as exc:
         raise SystemExit(report(exc, code=2)) from None
+    from grud.cli.sweep_status import sweep_stops_with_error_line
+
     try:
-        _train()
+        with sweep_stops_with_error_line():  # a sweeper's or launcher's own failure: one error: line
+            _train()
     except Exception as exc:  # Hydra's own argument errors (-m with --cfg); jobs report inside _train
         raise SystemExit(report(exc, code=2)) from None
 

@@ -290,6 +290,20 @@ def test_multirun_records_a_failed_job_and_aggregate_lists_it(clinical_export, t
     assert (sweep / "summary.csv").exists()
 
 
+def test_an_optuna_search_whose_every_trial_failed_ends_with_one_error_line(clinical_export, tmp_path):
+    sweep = tmp_path / "search"
+    proc = run(["grud-train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *CSV_COLUMNS,
+                f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}",
+                "optim.weight_decay=-1", f"hydra.sweep.dir={sweep}", *TINY_TRAIN, "plots=false"],
+               cwd=tmp_path, check=False, env_extra={"GRUD_DEBUG": "0"})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the sweep stopped: ValueError: No trials are completed yet."), last
+    assert "2 of 2 job(s) did not complete" in last and "weight_decay" in last and f"grud-aggregate {sweep}" in last
+    assert len(list(sweep.rglob("failure.json"))) == 2
+
+
 def test_classification_input_options_reach_the_checkpoint_and_prediction(clinical_export, tmp_path):
     import grud.api
 

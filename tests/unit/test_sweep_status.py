@@ -55,3 +55,51 @@ def test_the_callback_exits_1_with_one_error_line_naming_a_failed_job(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: 1 of 2 job(s) of the sweep failed, e.g. job 1 (optim.lr=-1)")
     assert "ConfigError: optim.lr: expected > 0" in err[0] and f"grud-aggregate {tmp_path}" in err[0]
+
+
+def test_a_sweeper_or_launcher_failure_ends_with_one_error_line_naming_the_jobs(tmp_path, capsys, monkeypatch):
+    """A joblib worker killed by the system, or an Optuna search whose every trial failed, raises
+    out of Hydra's multirun: one error line and exit 1, not Hydra's traceback."""
+    from hydra._internal.hydra import Hydra
+
+    from grud.cli.sweep_status import sweep_stops_with_error_line
+
+    monkeypatch.delenv("GRUD_DEBUG", raising=False)
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+
+    def stopped_multirun(self, *args, **kwargs):  # what the sweeper does: start, run jobs, then raise
+        SweepStatus().on_multirun_start(config)
+        _job(tmp_path, "0", ["seed=0"], "ok")
+        _job(tmp_path, "1", ["optim.lr=-1"], None)  # killed: neither file
+        raise RuntimeError("A worker process managed by the executor was unexpectedly terminated")
+
+    monkeypatch.setattr(Hydra, "multirun", stopped_multirun)
+    with sweep_stops_with_error_line():
+        assert Hydra.multirun is not stopped_multirun
+        with pytest.raises(SystemExit) as exc:
+            Hydra.multirun(None, "train", [])
+    assert Hydra.multirun is stopped_multirun  # restored
+    assert exc.value.code == FAILED_JOBS_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: the sweep stopped: RuntimeError: A worker process managed by the executor")
+    assert "1 of 2 job(s) did not complete, e.g. job 1 (optim.lr=-1)" in err[0]
+    assert f"grud-aggregate {tmp_path}" in err[0]
+
+
+def test_a_multirun_stopped_before_any_job_still_gets_its_error_line(capsys, monkeypatch):
+    from hydra._internal.hydra import Hydra
+
+    from grud.cli.sweep_status import sweep_stops_with_error_line
+
+    monkeypatch.setenv("GRUD_DEBUG", "1")
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("No trials are completed yet.")
+
+    monkeypatch.setattr(Hydra, "multirun", broken)
+    with sweep_stops_with_error_line(), pytest.raises(SystemExit):
+        Hydra.multirun(None, "train", [])
+    err = capsys.readouterr().err
+    assert "Traceback" in err  # GRUD_DEBUG=1 shows it
+    assert err.strip().splitlines()[-1] == "error: the sweep stopped: ValueError: No trials are completed yet."
