@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from grud.cli.checkpoint import atomic_torch_save
+from grud.cli.metric_values import metric_values
 from grud.data.transforms import FittedStats, check_value_transform
 from grud.errors import ConfigError
 from grud.tasks import metrics as M
@@ -58,7 +59,7 @@ def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats,
 
                 plot_roc_pr_calibration(y_idx, p, run_dir / "plots", class_names=[f"class {c:g}" for c in classes]
                                         if len(classes) > 2 else None)
-            metrics.update({f"{stage}/{k}": float(v) for k, v in scores.items()})
+            metrics.update(metric_values({f"{stage}/{k}": v for k, v in scores.items()}))
     else:
         from grud.tasks.forecasting import forecast_baseline_metrics
 
@@ -68,7 +69,7 @@ def run_baseline(cfg: dict, run_dir: Path, train, val, test, stats: FittedStats,
             if ds is None or len(ds) == 0:
                 continue
             res = forecast_baseline_metrics(name, train, ds, stats, hist, task.get("horizon_hours"))
-            metrics.update({k.replace("test/", f"{stage}/"): float(v) for k, v in res.items()})
+            metrics.update(metric_values({k.replace("test/", f"{stage}/"): v for k, v in res.items()}))
     ckpt = {"grud": {**state, "stats": stats.to_dict()}, "epoch": 0}
     if held_out is not None:  # the training file's test ids (grud.cli.pipeline.held_out_record)
         ckpt["grud"]["held_out"] = held_out

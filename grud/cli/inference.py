@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from grud.cli.checkpoint import safe_load
+from grud.cli.metric_values import metric_values
 from grud.data.batching import BucketBatchSampler, to_grid
 from grud.data.dataset import IrregularDataset
 from grud.data.loading import read_dataset
@@ -402,7 +403,7 @@ def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes) -
     else:
         p = frame[[f"probability_{c}" for c in classes]].to_numpy()[keep]
         res = M.multiclass_metrics(y, p)
-    return {f"test/{k}": float(v) for k, v in res.items()}
+    return metric_values({f"test/{k}": v for k, v in res.items()})
 
 
 def empty_window_error(history_hours: float, horizon_hours: float | None, ds: IrregularDataset) -> DataError:
@@ -437,4 +438,4 @@ def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | No
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False, accelerator="cpu",
                          devices=1, enable_model_summary=False)
     res = trainer.test(module, dataloaders=loader, verbose=False)
-    return {k: float(v) for k, v in (res[0] if res else {}).items() if k.startswith("test/")}
+    return metric_values({k: v for k, v in (res[0] if res else {}).items() if k.startswith("test/")})

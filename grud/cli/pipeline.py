@@ -19,6 +19,7 @@ import numpy as np
 
 import grud
 from grud.cli.files import atomic_write_json
+from grud.cli.metric_values import metric_values
 from grud.data.batching import to_grid
 from grud.data.dataset import IrregularDataset
 from grud.data.loading import read_dataset, resolve_path
@@ -608,7 +609,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
                 res = fn(module, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
             finally:
                 trainer.loggers = loggers
-            metrics.update({k: float(v) for k, v in (res[0] if res else {}).items() if k.startswith(stage + "/")})
+            metrics.update(metric_values({k: v for k, v in (res[0] if res else {}).items() if k.startswith(stage + "/")}))
         if trainer.global_rank != 0:  # validate/test above are collective under DDP: every rank runs them
             return {}
         if cfg.get("plots", True):
