@@ -328,9 +328,10 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
         ``failed`` (failed, incomplete or unreadable jobs), and per metric ``<m>_mean``,
         ``<m>_std`` (sample std, NaN when fewer than 2 values) and ``<m>_n``.
         ``summary.attrs`` holds ``metrics``, ``common_overrides``, ``sweep_dir`` and
-        ``expected_jobs`` (the grid's size from ``multirun.yaml``; None if unknown) and
+        ``expected_jobs`` (the grid's size from ``multirun.yaml``; None if unknown),
         ``earlier_jobs`` (job folders an earlier, larger sweep left, not counted: see
-        :func:`earlier_sweeps_jobs`).
+        :func:`earlier_sweeps_jobs`) and ``classes`` (the class counts the completed
+        classification jobs report, sorted).
         ``failures`` lists each job that did not complete: ``job``, ``status`` (failed,
         incomplete, invalid), ``group``, ``overrides``, ``reason``.
 
@@ -406,7 +407,9 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
         summary = summary.sort_values(first, ascending=not higher_is_better(metrics[0]), na_position="last",
                                       kind="stable").reset_index(drop=True)
     summary.attrs.update({"metrics": list(metrics), "common_overrides": list(common), "sweep_dir": str(root),
-                          "expected_jobs": expected, "earlier_jobs": [d.name for d in earlier]})
+                          "expected_jobs": expected, "earlier_jobs": [d.name for d in earlier],
+                          "classes": sorted({int(j.metrics["classes"]) for j in done
+                                             if _is_number(j.metrics.get("classes"))})})
 
     failures = pd.DataFrame(
         [{"job": j.name, "status": j.status, "group": label, "overrides": " ".join(j.overrides or []),
@@ -435,6 +438,10 @@ def _table_metrics(summary: pd.DataFrame, metrics: Sequence[str] | None, explici
         return all_metrics
     preferred = [m for m in all_metrics if m in PREFERRED_METRICS]
     return preferred if preferred else all_metrics[:4]
+
+
+#: metrics a multi-class run averages or sums over its classes (noted under the table)
+MULTICLASS_AVERAGED = ("auroc", "auprc", "accuracy", "brier")
 
 
 def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame, metrics: Sequence[str] | None = None,
@@ -467,6 +474,11 @@ def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame, metrics: Seq
         order = (f"Sorted by {shown[0]} ({'higher' if better else 'lower'} is better)" if better is not None
                  else f"Not sorted ({shown[0]} is best at its nominal level)")
         lines.append(f"{order}; cells are mean ± sample std over the completed jobs of a group (n = 1: mean only).")
+    multi = [k for k in summary.attrs.get("classes") or [] if k > 2]
+    if multi and any(m.rsplit("/", 1)[-1] in MULTICLASS_AVERAGED for m in shown):
+        lines.append(f"Multi-class jobs ({', '.join(map(str, multi))} classes): AUROC and AUPRC are macro "
+                     "averages of one-vs-rest scores, accuracy is of the most probable class, and the Brier "
+                     "score sums over classes (0..2).")
     lines.append("")
     header = ["group", "n"] + list(shown)
     lines.append("| " + " | ".join(header) + " |")

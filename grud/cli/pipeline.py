@@ -626,6 +626,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         "seconds": round(time.time() - start, 2),
         "data_hash": data_hash(paths),
         "n_train": len(train), "n_val": len(val), "n_test": len(test),
+        **({"classes": len(stats.classes)} if task_name == "classification" else {}),
         **{f"version/{k}": v for k, v in versions().items()},
     })
     atomic_write_json(run_dir / "metrics.json", metrics)

@@ -68,6 +68,7 @@ def test_train_writes_the_run_directory(trained_run):
                 "epochs", "resumed_from_epoch", "seconds", "data_hash", "version/torch"):
         assert key in m, key
     assert m["epochs"] == 2 and m["resumed_from_epoch"] is None
+    assert m["classes"] == 2 and isinstance(m["test/n"], int) and m["n_test"] == m["test/n"]
     assert m["test/auroc_ci_low"] <= m["test/auroc"] <= m["test/auroc_ci_high"]
     # 3 training batches an epoch, fewer than trainer.log_every_n_steps=10: the training loss is still logged
     history = pd.read_csv(trained_run / "metrics.csv")

@@ -345,3 +345,19 @@ def test_a_resumed_job_groups_with_the_jobs_that_ran_through(tmp_path):
     assert main([str(tmp_path)]) == 0
     table = read_summary(tmp_path / "summary.csv")
     assert list(table.index) == ["model=grud"] and table.loc["model=grud", "n"] == 2
+
+
+def test_the_summary_says_how_a_multi_class_sweeps_auroc_is_averaged(tmp_path):
+    from grud.cli.aggregate import summary_markdown
+
+    root = tmp_path / "sweep"
+    for seed, classes in ((0, 3), (1, 3)):
+        make_job(root, str(seed), ["model=grud", f"seed={seed}"], {"seed": seed},
+                 metrics={"status": "ok", "test/auroc": 0.7, "test/brier": 0.5, "classes": classes})
+    summary, failures = aggregate(root)
+    assert summary.attrs["classes"] == [3]
+    md = summary_markdown(summary, failures)
+    assert "Multi-class jobs (3 classes): AUROC and AUPRC are macro averages of one-vs-rest scores" in md
+    binary = tmp_path / "binary"
+    make_job(binary, "0", ["seed=0"], {"seed": 0}, metrics={"status": "ok", "test/auroc": 0.7, "classes": 2})
+    assert "Multi-class" not in summary_markdown(*aggregate(binary))
