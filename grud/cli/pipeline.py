@@ -39,27 +39,38 @@ READER_KEYS = ("kind", "id_column", "time_column", "variable_column", "value_col
 def data_hash(paths) -> str:
     """SHA-256 (first 16 hex digits) of the input files; a folder (PhysioNet stays) counts as its
     files' relative names and contents, in sorted order."""
+    return data_hashes(paths)[1]
+
+
+def data_hashes(paths) -> tuple[str, str]:
+    """(:func:`data_hash` of the first path alone, :func:`data_hash` of all): one pass over the files."""
     h = hashlib.sha256()
-    for p in paths:
-        if p is None:
-            continue
-        p = Path(p)
-        folder = p.is_dir()
-        for file in sorted(f for f in p.rglob("*") if f.is_file()) if folder else [p]:
-            if folder:
-                h.update(str(file.relative_to(p)).encode() + b"\0")
-            with open(file, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()[:16]
+    first = None
+    for k, p in enumerate(paths):
+        if p is not None:
+            _hash_input(h, Path(p))
+        if k == 0:
+            first = h.hexdigest()[:16]
+    return first if first is not None else h.hexdigest()[:16], h.hexdigest()[:16]
 
 
-def held_out_record(path, test: IrregularDataset | None) -> dict:
+def _hash_input(h, p: Path) -> None:
+    folder = p.is_dir()
+    for file in sorted(f for f in p.rglob("*") if f.is_file()) if folder else [p]:
+        if folder:
+            h.update(str(file.relative_to(p)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+
+
+def held_out_record(path, test: IrregularDataset | None, path_hash: str | None = None) -> dict:
     """What the checkpoint keeps of the training file's split, so ``grud-evaluate`` on that file
-    scores only the series training held out: the file's size and :func:`data_hash`, and the ids
-    of its test split (none when the test set was another file, ``data.test_path``)."""
+    scores only the series training held out: the file's size and :func:`data_hash`
+    (``path_hash`` when the caller has it), and the ids of its test split (none when the test set
+    was another file, ``data.test_path``)."""
     ids = [] if test is None else [i.item() if hasattr(i, "item") else i for i in test.ids]
-    return {"data_hash": data_hash([path]), "bytes": input_bytes(path), "test_ids": ids}
+    return {"data_hash": path_hash or data_hash([path]), "bytes": input_bytes(path), "test_ids": ids}
 
 
 def input_bytes(path) -> int:
@@ -549,7 +560,8 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     for message in suspect_variable_warnings(train):
         log.warning(message)
     metrics: dict = {}
-    held_out = held_out_record(paths[0], test if not data.get("test_path") else None)
+    path_hash, inputs_hash = data_hashes(paths)  # the training file's (held-out record), all inputs' (metrics.json)
+    held_out = held_out_record(paths[0], test if not data.get("test_path") else None, path_hash)
     if cfg["model"].get("kind") == "baseline":
         from grud.cli.baseline_runs import run_baseline
 
@@ -624,7 +636,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         "epochs": epochs,
         "resumed_from_epoch": resumed,
         "seconds": round(time.time() - start, 2),
-        "data_hash": data_hash(paths),
+        "data_hash": inputs_hash,
         "n_train": len(train), "n_val": len(val), "n_test": len(test),
         **({"classes": len(stats.classes)} if task_name == "classification" else {}),
         **{f"version/{k}": v for k, v in versions().items()},

@@ -257,6 +257,19 @@ def test_the_data_hash_of_a_folder_of_stays_covers_its_files():
         assert len(data_hash([a, None])) == 16
 
 
+def test_one_pass_gives_the_training_files_hash_and_all_inputs_hash(tmp_path):
+    """A run reads its training file's hash (the held-out record) and all inputs' (metrics.json) in one pass;
+    both must stay what data_hash gives, or checkpoints written before would no longer match their file."""
+    from grud.cli.pipeline import data_hash, data_hashes
+
+    a, b = tmp_path / "events.csv", tmp_path / "labels.csv"
+    a.write_bytes(b"id,time\n1,0\n" * 1000)
+    b.write_text("id,label\n1,0\n")
+    assert data_hashes([a, b, None, None]) == (data_hash([a]), data_hash([a, b]))
+    assert data_hashes([a]) == (data_hash([a]), data_hash([a]))
+    assert data_hash([a]) != data_hash([a, b])
+
+
 def test_value_ranges_null_switches_the_physionet_table_off():
     """The reader options dropped None, so the PhysioNet reader fell back to its own table."""
     from grud.data.loading import reader_options
