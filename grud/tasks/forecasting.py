@@ -17,6 +17,11 @@ Each validation epoch also stores split-conformal interval half-widths in the mo
 so the checkpoint carries them; :mod:`grud.tasks.forecast_intervals`): ``interval="conformal"``
 at prediction gives ``lower`` / ``upper`` from them, and ``test/interval_coverage`` reports the
 share of test truths inside the 90 % interval.
+
+A variable that holds one value throughout the training split (PhysioNet's ``MechVent``, a flag
+recorded only when on) is forecast by its last observation (that value when there is none), as
+LOCF does, in validation, test and prediction: a correction learned from a variable that never
+varies could only add error (:meth:`ForecastTask.forward`).
 """
 from __future__ import annotations
 
@@ -291,6 +296,9 @@ class ForecastTask(TaskModule):
         # normalised -> min-max scale is affine: mm = z * std / span + (mean - min) / span
         self.register_buffer("mm_scale", torch.tensor(std / span, dtype=torch.float32), persistent=False)
         self.register_buffer("mm_shift", torch.tensor((mean - lo) / span, dtype=torch.float32), persistent=False)
+        # (F,) variables with one value in the training split (min = max): forecast as that value
+        constant = np.asarray(self.stats.value_min) == np.asarray(self.stats.value_max)
+        self.register_buffer("constant_variables", torch.tensor(constant), persistent=False)
         # conformal half-widths (L, F, K), normalised units; NaN until a validation epoch sets them. A
         # plain tensor, not a buffer: weight averaging (ema_decay) swaps and averages buffers, and these
         # come from the weights validation ran with; the checkpoint carries them under "grud"
@@ -310,10 +318,15 @@ class ForecastTask(TaskModule):
         """-> (forecast (B, Q, F) normalised, encoder outputs (B, T, H_out)).
 
         ``only`` (B, Q, F): decode just these entries (the others hold LOCF); None = every entry.
+        A variable constant in the training split (``constant_variables``) holds LOCF everywhere in
+        evaluation and prediction (training is left as it was: its loss there is learned away anyway).
         """
         outputs, last = self.encode(batch)
         pred = self.decoder(last, batch["static"], batch["lead_times"], batch["since_last"], batch["last_values"],
                             batch["last_mask"], batch["history_means"], batch["history_counts"], only=only)
+        if not self.training and bool(self.constant_variables.any()):  # one value in training: the LOCF base
+            base = (batch["last_values"] * batch["last_mask"])[:, None, :].to(pred.dtype)
+            pred = torch.where(self.constant_variables, base, pred)
         return pred, outputs
 
     def to_minmax(self, z: torch.Tensor) -> torch.Tensor:

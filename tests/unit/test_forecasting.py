@@ -483,3 +483,33 @@ def test_a_float64_forecaster_predicts_and_trains_like_the_float32_one(data):
     torch.testing.assert_close(p64.float(), p32, rtol=1e-4, atol=1e-4)
     loss = double.train().training_step(double.encode_dataset(train, stats).collate(list(range(8))), 0)
     assert loss.dtype == torch.float64 and torch.isfinite(loss)
+
+
+def test_a_variable_constant_in_training_is_forecast_by_its_last_value_as_locf_does():
+    """PhysioNet's MechVent is 1 whenever recorded: the decoder's correction there only added error."""
+    rng = np.random.default_rng(3)
+    series = []
+    for i in range(8):
+        t = np.sort(np.concatenate([[0.0, H], rng.uniform(0, 48, 20)]))
+        v = np.stack([70 + rng.normal(0, 5, len(t)), np.ones(len(t))], 1).astype(np.float32)
+        v[rng.random(v.shape) < 0.4] = np.nan
+        v[np.isnan(v).all(1), 0] = 70.0
+        series.append(Series(f"s{i}", t, v, np.zeros(0, np.float32)))
+    ds = IrregularDataset.from_series(series, ["HR", "Flag"], [])
+    stats = fit_stats(ds)
+    task = make_task(stats, decoder={"dropout": 0.0})
+    assert task.constant_variables.tolist() == [False, True]
+    with torch.no_grad():
+        task.decoder.out.bias.fill_(0.5)  # a correction everywhere
+    task.eval()
+    batch = task.encode_dataset(ds, stats).collate(range(len(ds)))
+    out = task.predict_step(batch, 0)
+    keep = batch["query_mask"] > 0
+    flag = out["prediction"][..., 1][keep[..., 1]]
+    assert flag.numel() and torch.allclose(flag, torch.ones_like(flag))  # the constant, not 1 + correction
+    hr = out["prediction"][..., 0][keep[..., 0]]
+    last = stats.denormalise_values(batch["last_values"] * batch["last_mask"])[..., 0]
+    assert not torch.allclose(hr, last[:, None].expand_as(out["prediction"][..., 0])[keep[..., 0]])  # HR corrected
+    task.train()  # training is left as it was: the decoder's own forecast, correction included
+    raw = task(batch)[0][..., 1][keep[..., 1]]
+    assert not torch.allclose(raw, torch.zeros_like(raw))
