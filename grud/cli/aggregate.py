@@ -474,11 +474,6 @@ def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame, metrics: Seq
         order = (f"Sorted by {shown[0]} ({'higher' if better else 'lower'} is better)" if better is not None
                  else f"Not sorted ({shown[0]} is best at its nominal level)")
         lines.append(f"{order}; cells are mean ± sample std over the completed jobs of a group (n = 1: mean only).")
-    multi = [k for k in summary.attrs.get("classes") or [] if k > 2]
-    if multi and any(m.rsplit("/", 1)[-1] in MULTICLASS_AVERAGED for m in shown):
-        lines.append(f"Multi-class jobs ({', '.join(map(str, multi))} classes): AUROC and AUPRC are macro "
-                     "averages of one-vs-rest scores, accuracy is of the most probable class, and the Brier "
-                     "score sums over classes (0..2).")
     lines.append("")
     header = ["group", "n"] + list(shown)
     lines.append("| " + " | ".join(header) + " |")
@@ -499,6 +494,11 @@ def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame, metrics: Seq
         lines.append("| " + " | ".join(cells) + " |")
     if not len(summary):
         lines.append("| (no job) |" + " |" * (len(header) - 1))
+    multi = [k for k in summary.attrs.get("classes") or [] if k > 2]
+    if multi and any(m.rsplit("/", 1)[-1] in MULTICLASS_AVERAGED for m in shown):
+        lines += ["", f"Multi-class jobs ({', '.join(map(str, multi))} classes): AUROC and AUPRC are macro "
+                  "averages of one-vs-rest scores, accuracy is of the most probable class, and the Brier "
+                  "score sums over classes (0..2)."]
     lines += ["", "## Failed jobs", ""]
     if n_bad:
         for _, f in failures.iterrows():

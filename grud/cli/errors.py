@@ -66,10 +66,11 @@ def describe(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def report(exc: BaseException, code: int = 1) -> int:
-    """Print ``error: ...`` (and the traceback when GRUD_DEBUG=1); return the exit code."""
+def report(exc: BaseException, code: int = 1, message: str | None = None) -> int:
+    """Print ``error: <message>`` (default: :func:`describe` of ``exc``; the traceback first when
+    GRUD_DEBUG=1); return the exit code."""
     if debug_enabled():
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     sys.stderr.flush()
-    print(f"error: {describe(exc)}", file=sys.stderr, flush=True)
+    print(f"error: {describe(exc) if message is None else message}", file=sys.stderr, flush=True)
     return code

@@ -438,4 +438,4 @@ def evaluate(model: LoadedModel, ds: IrregularDataset, task_overrides: dict | No
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False, accelerator="cpu",
                          devices=1, enable_model_summary=False)
     res = trainer.test(module, dataloaders=loader, verbose=False)
-    return metric_values({k: v for k, v in (res[0] if res else {}).items() if k.startswith("test/")})
+    return metric_values({k: v for k, v in (res[0] if res else {}).items() if k.startswith("test/")}, float32=True)

@@ -621,7 +621,8 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
                 res = fn(module, datamodule=dm, ckpt_path=ckpt, verbose=False, weights_only=True)
             finally:
                 trainer.loggers = loggers
-            metrics.update(metric_values({k: v for k, v in (res[0] if res else {}).items() if k.startswith(stage + "/")}))
+            metrics.update(metric_values({k: v for k, v in (res[0] if res else {}).items() if k.startswith(stage + "/")},
+                                          float32=True))
         if trainer.global_rank != 0:  # validate/test above are collective under DDP: every rank runs them
             return {}
         if cfg.get("plots", True):

@@ -83,12 +83,16 @@ class SweepStatus(Callback):
                         "does not reflect the jobs' outcome", self.sweep_dir)
         if not bad:
             return
-        first = bad[0]
-        label = " ".join(first.overrides or []) or first.name
-        print(f"error: {len(bad)} of {ran} job(s) of the sweep failed, e.g. job {first.name} ({label}): "
-              f"{first.reason}; the others' results stand (grud-aggregate {self.sweep_dir} lists every job)",
-              file=sys.stderr)
+        print(f"error: {len(bad)} of {ran} job(s) of the sweep failed, {first_failure(bad)}; the others' results "
+              f"stand (grud-aggregate {self.sweep_dir} lists every job)", file=sys.stderr)
         raise SystemExit(FAILED_JOBS_EXIT)
+
+
+def first_failure(bad: list) -> str:
+    """``e.g. job <name> (<overrides>): <reason>`` of the first job in ``bad`` (:class:`Job` list)."""
+    first = bad[0]
+    label = " ".join(first.overrides or []) or first.name
+    return f"e.g. job {first.name} ({label}): {first.reason}"
 
 
 #: the :class:`SweepStatus` of the multirun in progress (set at its start), read by
@@ -96,33 +100,38 @@ class SweepStatus(Callback):
 _RUNNING: SweepStatus | None = None
 
 
-def stopped_sweep_message(exc: BaseException) -> str:
-    """The ``error:`` line's text for a sweep whose sweeper or launcher raised ``exc``.
+#: exit code of a sweep its sweeper or launcher stopped before any job ran (a setting of the sweep itself)
+NO_JOB_EXIT = 2
 
-    Names what stopped it and, when the sweep had started, how many of its jobs did not
-    complete with the first one's reason (an Optuna search whose every trial failed ends in
-    Optuna's "No trials are completed yet": the jobs' own failures are the news).
+
+def stopped_sweep_message(exc: BaseException) -> tuple[str, int]:
+    """The ``error:`` line's text and the exit code for a sweep whose sweeper or launcher raised ``exc``.
+
+    Names what stopped it and, when jobs had run, how many did not complete with the first one's
+    reason (an Optuna search whose every trial failed ends in Optuna's "No trials are completed
+    yet": the jobs' own failures are the news), exit :data:`FAILED_JOBS_EXIT`; when no job ran
+    (a sampler or launcher setting that cannot be built), exit :data:`NO_JOB_EXIT`.
     """
     from grud.cli.errors import describe
 
-    text = f"the sweep stopped: {describe(exc)}"
     status = _RUNNING
-    if status is None or status.sweep_dir is None:
-        return text
-    ran, bad = jobs_not_completed(status.sweep_dir, status.before)
+    ran, bad = (0, []) if status is None or status.sweep_dir is None else \
+        jobs_not_completed(status.sweep_dir, status.before)
+    if ran == 0:
+        return f"the sweep stopped before any job ran: {describe(exc)}", NO_JOB_EXIT
+    text = f"the sweep stopped: {describe(exc)}"
     if bad:
-        first = bad[0]
-        label = " ".join(first.overrides or []) or first.name
-        text += f"; {len(bad)} of {ran} job(s) did not complete, e.g. job {first.name} ({label}): {first.reason}"
-    return text + f"; the jobs that completed keep their results (grud-aggregate {status.sweep_dir} lists every job)"
+        text += f"; {len(bad)} of {ran} job(s) did not complete, {first_failure(bad)}"
+    return (text + f"; the jobs that completed keep their results (grud-aggregate {status.sweep_dir} lists every job)",
+            FAILED_JOBS_EXIT)
 
 
 @contextmanager
 def sweep_stops_with_error_line():
     """Within this context, an exception that escapes a multirun's sweeper or launcher (a joblib
     worker killed by the system, a submitit job that died, an Optuna search whose every trial
-    failed) ends with one ``error:`` line and exit code :data:`FAILED_JOBS_EXIT` instead of Hydra's
-    traceback (``GRUD_DEBUG=1`` prints it as well).
+    failed) ends with one ``error:`` line and exit code :data:`FAILED_JOBS_EXIT` (:data:`NO_JOB_EXIT`
+    when no job ran) instead of Hydra's traceback (``GRUD_DEBUG=1`` prints it as well).
 
     The jobs themselves never raise (:func:`grud.cli.train._train` records a failure and returns);
     this is for what happens around them. Wraps ``hydra._internal.hydra.Hydra.multirun``, the call
@@ -130,7 +139,7 @@ def sweep_stops_with_error_line():
     """
     from hydra._internal.hydra import Hydra
 
-    from grud.cli.errors import debug_enabled
+    from grud.cli.errors import report
 
     original = Hydra.multirun
 
@@ -140,12 +149,8 @@ def sweep_stops_with_error_line():
         try:
             return original(self, *args, **kwargs)
         except Exception as exc:
-            if debug_enabled():
-                import traceback
-
-                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-            print(f"error: {stopped_sweep_message(exc)}", file=sys.stderr, flush=True)
-            raise SystemExit(FAILED_JOBS_EXIT) from None
+            message, code = stopped_sweep_message(exc)
+            raise SystemExit(report(exc, code, message)) from None
 
     Hydra.multirun = multirun
     try:

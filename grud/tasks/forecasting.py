@@ -36,6 +36,7 @@ from torch import nn
 from grud.data.forecast_batching import ForecastDataset, check_window
 from grud.data.transforms import FittedStats
 from grud.errors import ConfigError, DataError
+from grud.float32_text import float32_decimals
 from grud.models import arguments
 from grud.tasks import forecast_intervals as CI
 from grud.tasks import metrics as M
@@ -51,6 +52,12 @@ INTERVALS = ("mc", "conformal")
 
 
 # ============================================================================ decoder
+def locf_base(last_values: torch.Tensor, last_mask: torch.Tensor) -> torch.Tensor:
+    """The LOCF forecast in normalised units: each variable's last history value, 0 (the training
+    mean) where it has none. Shape: last_values, last_mask (B, F) -> (B, 1, F)."""
+    return (last_values * last_mask)[:, None, :]
+
+
 class QueryDecoder(nn.Module):
     """Predicts every variable at every query as a correction to its last history observation.
 
@@ -110,7 +117,7 @@ class QueryDecoder(nn.Module):
                              f"{tuple(since_last.shape)} and {tuple(lead_times.shape)}")
         x = last_state if not self.n_static else torch.cat([last_state, static], -1)
         ctx = self.in_context(self.dropout(self.context(x).view(B, F, self.context_size)))  # (B, F, hidden)
-        base = (last_values * last_mask)[:, None, :].expand(B, Q, F).to(ctx.dtype)
+        base = locf_base(last_values, last_mask).expand(B, Q, F).to(ctx.dtype)
         if only is None:
             b, q, f = (i.reshape(-1) for i in torch.meshgrid(
                 torch.arange(B, device=x.device), torch.arange(Q, device=x.device),
@@ -299,6 +306,7 @@ class ForecastTask(TaskModule):
         # (F,) variables with one value in the training split (min = max): forecast as that value
         constant = np.asarray(self.stats.value_min) == np.asarray(self.stats.value_max)
         self.register_buffer("constant_variables", torch.tensor(constant), persistent=False)
+        self._any_constant = bool(constant.any())  # a Python bool: no device sync per forward
         # conformal half-widths (L, F, K), normalised units; NaN until a validation epoch sets them. A
         # plain tensor, not a buffer: weight averaging (ema_decay) swaps and averages buffers, and these
         # come from the weights validation ran with; the checkpoint carries them under "grud"
@@ -314,18 +322,18 @@ class ForecastTask(TaskModule):
                                self.horizon_hours, self.forecast_grid_hours)
 
     # ------------------------------------------------------------------ model
-    def forward(self, batch: dict, only: torch.Tensor | None = None):
+    def forward(self, batch: dict, only: torch.Tensor | None = None, hold_constant: bool = True):
         """-> (forecast (B, Q, F) normalised, encoder outputs (B, T, H_out)).
 
         ``only`` (B, Q, F): decode just these entries (the others hold LOCF); None = every entry.
-        A variable constant in the training split (``constant_variables``) holds LOCF everywhere in
-        evaluation and prediction (training is left as it was: its loss there is learned away anyway).
+        ``hold_constant``: a variable constant in the training split (``constant_variables``) holds
+        LOCF everywhere; training passes False (it is left as it was: the decoder's own forecast).
         """
         outputs, last = self.encode(batch)
         pred = self.decoder(last, batch["static"], batch["lead_times"], batch["since_last"], batch["last_values"],
                             batch["last_mask"], batch["history_means"], batch["history_counts"], only=only)
-        if not self.training and bool(self.constant_variables.any()):  # one value in training: the LOCF base
-            base = (batch["last_values"] * batch["last_mask"])[:, None, :].to(pred.dtype)
+        if hold_constant and self._any_constant:  # one value in training: the LOCF base
+            base = locf_base(batch["last_values"], batch["last_mask"]).to(pred.dtype)
             pred = torch.where(self.constant_variables, base, pred)
         return pred, outputs
 
@@ -334,11 +342,12 @@ class ForecastTask(TaskModule):
         return z * self.mm_scale + self.mm_shift
 
     def training_step(self, batch, batch_idx):
-        pred, outputs = self(batch, only=batch["query_mask"])
+        pred, outputs = self(batch, only=batch["query_mask"], hold_constant=False)
         task_loss = M.masked_mse_loss(pred, batch["query_values"], batch["query_mask"], weight=self.loss_weights)
         loss = task_loss + self.auxiliary_loss(batch, outputs)
         self.check_finite(loss)
-        # the forecast loss alone, comparable with val/loss; the imputation term is train/impute_mse
+        # the forecast loss alone, comparable with val/loss (which holds constant variables at LOCF: their
+        # error there is 0); the imputation term is train/impute_mse
         self.log_running("train/loss", task_loss, pred.shape[0], prog_bar=True)
         return loss
 
@@ -394,7 +403,7 @@ class ForecastTask(TaskModule):
         elif self.calibrated:
             hw = CI.halfwidth_at(self.interval_halfwidth, CI.COVERAGE_LEVEL, group)
             errs["coverage"].add(pred, hw, batch["query_values"], mask)
-        locf = (batch["last_values"] * batch["last_mask"])[:, None, :].expand_as(pred)
+        locf = locf_base(batch["last_values"], batch["last_mask"]).expand_as(pred)
         errs["locf"].add(self.to_minmax(locf), target, mask)
         self.add_eval_loss(stage, M.masked_mse_loss(pred, batch["query_values"], mask, weight=self.loss_weights),
                            pred.shape[0])
@@ -547,23 +556,6 @@ def same_forecast_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     keys = [a.columns[0], *FORECAST_KEYS]
     return b.columns[0] == keys[0] and len(a) == len(b) and all(
         np.array_equal(a[k].to_numpy(), b[k].to_numpy()) for k in keys)
-
-
-def float32_decimals(x) -> np.ndarray:
-    """Float32 numbers as the float64 of their shortest decimal form (94.80000305 -> 94.8).
-
-    The raw truth is stored as float32; widening it as is would print float32 noise in a CSV
-    (``94.800003``). The shortest decimal that reads back as the same float32 loses nothing the
-    float32 held (about 1 s per million values). NaN stays NaN. Finite values only, a million
-    at a time (the text form takes 64 bytes a value).
-    """
-    x32 = np.asarray(x, np.float32).reshape(-1)
-    out = x32.astype(np.float64)
-    finite = np.flatnonzero(np.isfinite(x32))
-    for a in range(0, len(finite), 1 << 20):
-        idx = finite[a:a + (1 << 20)]
-        out[idx] = x32[idx].astype(str).astype(np.float64)
-    return out.reshape(np.shape(x))
 
 
 def forecast_frame(ds, variables, series, times, on_grid, mask, value, prediction, lower=None, upper=None,

@@ -336,7 +336,7 @@ def test_predictions_frame_lists_observed_truths_in_raw_units(data):
 
 
 def test_raw_truths_are_written_as_their_decimals_not_float32_noise():
-    from grud.tasks.forecasting import float32_decimals
+    from grud.float32_text import float32_decimals
     stored = np.array([94.8, 0.01, 7.25, -3.3, 123456.7, 0.0, np.nan], np.float32)
     got = float32_decimals(stored)
     np.testing.assert_array_equal(got[:-1], [94.8, 0.01, 7.25, -3.3, 123456.7, 0.0])
@@ -497,7 +497,7 @@ def test_a_variable_constant_in_training_is_forecast_by_its_last_value_as_locf_d
         series.append(Series(f"s{i}", t, v, np.zeros(0, np.float32)))
     ds = IrregularDataset.from_series(series, ["HR", "Flag"], [])
     stats = fit_stats(ds)
-    task = make_task(stats, decoder={"dropout": 0.0})
+    task = make_task(stats, decoder={"dropout": 0.1})
     assert task.constant_variables.tolist() == [False, True]
     with torch.no_grad():
         task.decoder.out.bias.fill_(0.5)  # a correction everywhere
@@ -510,6 +510,10 @@ def test_a_variable_constant_in_training_is_forecast_by_its_last_value_as_locf_d
     hr = out["prediction"][..., 0][keep[..., 0]]
     last = stats.denormalise_values(batch["last_values"] * batch["last_mask"])[..., 0]
     assert not torch.allclose(hr, last[:, None].expand_as(out["prediction"][..., 0])[keep[..., 0]])  # HR corrected
-    task.train()  # training is left as it was: the decoder's own forecast, correction included
-    raw = task(batch)[0][..., 1][keep[..., 1]]
+    mc = task.predict_step(batch, 0, mc_samples=3)  # MC dropout runs the decoder in training mode
+    for key in ("prediction", "lower", "upper"):
+        got = mc[key][..., 1][keep[..., 1]]
+        assert torch.allclose(got, torch.ones_like(got)), key
+    # training is left as it was: the decoder's own forecast, correction included
+    raw = task(batch, hold_constant=False)[0][..., 1][keep[..., 1]]
     assert not torch.allclose(raw, torch.zeros_like(raw))

@@ -87,7 +87,7 @@ def test_a_sweeper_or_launcher_failure_ends_with_one_error_line_naming_the_jobs(
     assert f"grud-aggregate {tmp_path}" in err[0]
 
 
-def test_a_multirun_stopped_before_any_job_still_gets_its_error_line(capsys, monkeypatch):
+def test_a_multirun_stopped_before_any_job_says_so_and_exits_2(capsys, monkeypatch):
     from hydra._internal.hydra import Hydra
 
     from grud.cli.sweep_status import sweep_stops_with_error_line
@@ -98,8 +98,11 @@ def test_a_multirun_stopped_before_any_job_still_gets_its_error_line(capsys, mon
         raise ValueError("No trials are completed yet.")
 
     monkeypatch.setattr(Hydra, "multirun", broken)
-    with sweep_stops_with_error_line(), pytest.raises(SystemExit):
+    with sweep_stops_with_error_line(), pytest.raises(SystemExit) as exc:
         Hydra.multirun(None, "train", [])
+    assert exc.value.code == 2  # no job ran: a setting of the sweep itself
     err = capsys.readouterr().err
     assert "Traceback" in err  # GRUD_DEBUG=1 shows it
-    assert err.strip().splitlines()[-1] == "error: the sweep stopped: ValueError: No trials are completed yet."
+    last = err.strip().splitlines()[-1]
+    assert last == "error: the sweep stopped before any job ran: ValueError: No trials are completed yet."
+    assert "grud-aggregate" not in last  # no folder to point at
