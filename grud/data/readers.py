@@ -45,11 +45,12 @@ Semantics (all readers):
 from __future__ import annotations
 
 import logging
+import math
 import re
 import warnings
 from os import PathLike
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -105,6 +106,7 @@ def read_long_csv(
     max_hours: float | None = None,
     *,
     label_id_column: str | None = None,
+    label_map: dict | None = None,
     value_ranges=None,
     delimiter: str | None = None,
     allow_missing_variables: bool = False,
@@ -122,6 +124,8 @@ def read_long_csv(
         static_variables: variable names that are per-series constants.
         max_hours: keep only rows at most this many hours after each series' time 0.
         label_id_column: id column of ``labels`` (default: ``id_column``).
+        label_map: ``{text: class code}`` for text outcomes in ``label_column`` (``{"Expired": 1,
+            "Alive": 0}``); numbers there are read as they are. None: every label is a number.
         value_ranges: ``None``, a built-in table name, a CSV path or ``{variable: (min, max)}``.
         delimiter: ``None`` (sniff), or one of ``,`` ``;`` ``\\t`` ``|``.
         allow_missing_variables: a static variable that never appears in ``variable_column`` is
@@ -146,7 +150,7 @@ def read_long_csv(
     columns = dict(id_column=id_column, time_column=time_column, variable_column=variable_column,
                    value_column=value_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                          delimiter, cache)
+                          delimiter, cache, label_map)
     opts["allow_missing_variables"] = _check_allow_missing(allow_missing_variables)
     opts["known_variables"] = None if known_variables is None else _name_list(known_variables, "known_variables")
     return _read_table("long", _build_long, path, opts, value_ranges, labels, label_column, cache)
@@ -164,6 +168,7 @@ def read_wide_csv(
     max_hours: float | None = None,
     *,
     label_id_column: str | None = None,
+    label_map: dict | None = None,
     value_ranges=None,
     delimiter: str | None = None,
     allow_missing_variables: bool = False,
@@ -185,7 +190,7 @@ def read_wide_csv(
     """
     columns = dict(id_column=id_column, time_column=time_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                          delimiter, cache)
+                          delimiter, cache, label_map)
     if variables is not None:
         variables = _name_list(variables, "variables")
         for v in variables:
@@ -207,7 +212,7 @@ def _read_table(kind: str, build, path, opts: dict, value_ranges, labels, label_
     path = Path(path)
     raw = read_source_bytes(path, "data file")
     ranges = load_value_ranges(value_ranges)
-    lab = _LabelSource(labels, opts["label_id_column"], label_column, "labels")
+    lab = _LabelSource(labels, opts["label_id_column"], label_column, "labels", opts["label_map"])
     options = dict(opts, kind=kind, value_ranges=fingerprint(ranges))
     key_parts = dict(input=_cache.hash_bytes(raw), labels=lab.fingerprint, options=options)
     meta = _meta(kind, path, opts, value_ranges)
@@ -269,13 +274,15 @@ def read_physionet2012(
     )
 
 
-def read_label_table(labels, id_column: str = "id", label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
+def read_label_table(labels, id_column: str = "id", label_column: str = "label",
+                     label_map: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The labels of a CSV path or DataFrame: (ids as str (L,), numeric labels (L,)).
 
     Rows without a label are left out; an id given twice with different labels is a
-    :class:`DataError` (same rules as the ``labels`` argument of the readers).
+    :class:`DataError` (same rules as the ``labels`` argument of the readers, ``label_map``
+    included).
     """
-    return _LabelSource(labels, id_column, label_column, "labels").read()
+    return _LabelSource(labels, id_column, label_column, "labels", check_label_map(label_map)).read()
 
 
 # ====================================================================== options
@@ -308,8 +315,26 @@ def _check_cache_flag(cache) -> None:
         raise ConfigError(f"cache: expected True or False, got {cache!r}")
 
 
+def check_label_map(label_map) -> dict | None:
+    """``label_map`` as ``{text: number}`` (keys stripped), or None; ConfigError otherwise."""
+    if label_map is None:
+        return None
+    if not isinstance(label_map, Mapping) or not label_map:
+        raise ConfigError(f"label_map: expected {{text: class code, ...}} (e.g. data.label_map={{Expired:1,Alive:0}}) "
+                          f"or null, got {label_map!r}")
+    out = {}
+    for k, v in label_map.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            raise ConfigError(f"label_map: {k!r} maps to {v!r}; expected a number (a class code)")
+        key = str(k).strip()
+        if not key:
+            raise ConfigError("label_map: an empty text cannot be mapped (an empty label cell means no label)")
+        out[key] = int(v) if float(v).is_integer() else float(v)
+    return out
+
+
 def _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                   delimiter, cache) -> dict:
+                   delimiter, cache, label_map=None) -> dict:
     for k, v in columns.items():
         if not isinstance(v, str) or not v.strip():
             raise ConfigError(f"{k}: expected a column name, got {v!r}")
@@ -332,6 +357,7 @@ def _check_options(columns, time_unit, label_column, static_variables, max_hours
         static_variables=static,
         max_hours=None if max_hours is None else _check_max_hours(max_hours),
         delimiter=check_delimiter(delimiter),
+        label_map=check_label_map(label_map),
     )
 
 
@@ -377,14 +403,16 @@ def _read_cached(kind: str, key_parts: dict, use_cache: bool, path: Path,
 
 # ====================================================================== labels
 #: said with a label that is not a number
-_LABEL_CODES = "(labels are numbers: for classification, class codes; map text outcomes to 0, 1, 2, ... first)"
+_LABEL_CODES = ("(labels are numbers: for classification, class codes; map text outcomes to codes with "
+                "data.label_map, e.g. data.label_map={Expired:1,Alive:0})")
 
 
 class _LabelSource:
     """A labels argument (None, path or DataFrame), checked and fingerprinted up front."""
 
-    def __init__(self, labels, id_column: str, label_column: str, what: str):
+    def __init__(self, labels, id_column: str, label_column: str, what: str, label_map: dict | None = None):
         self.id_column, self.label_column, self.what = id_column, label_column, what
+        self.label_map = label_map
         self.frame = self.raw = None
         self.fingerprint = None
         self.label = None
@@ -400,6 +428,8 @@ class _LabelSource:
                 )
             self.frame = labels[[id_column, label_column]]
             self.fingerprint = "frame:" + _cache.hash_frame(self.frame)
+            if label_map:
+                self.fingerprint += ":map:" + _cache.hash_bytes(repr(sorted(label_map.items())).encode())
             self.label = f"{what} DataFrame"
         elif isinstance(labels, (str, PathLike)):
             self.path = Path(labels)
@@ -426,7 +456,7 @@ class _LabelSource:
         if len(bad):
             raise DataError("empty id", path=table.path, line=int(lines[bad[0]]), column=self.id_column)
         try:
-            values = parse_numbers(frame[self.label_column], table.path, self.label_column, lines)
+            values = parse_numbers(self._mapped(frame[self.label_column]), table.path, self.label_column, lines)
         except DataError as exc:
             raise DataError(f"{exc.reason} {_LABEL_CODES}", path=exc.path, line=exc.line, column=exc.column) from None
         return self._dedupe(ids.to_numpy(dtype=object), values, lines, table.path)
@@ -437,6 +467,8 @@ class _LabelSource:
             col = col.astype(np.int64)
         ids = col.astype(str).str.strip().to_numpy(dtype=object)
         raw = self.frame[self.label_column]
+        if self.label_map and (pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)):
+            raw = self._mapped(raw.astype(object).where(raw.isna(), raw.astype(str)))
         if pd.api.types.is_bool_dtype(raw):
             raw = raw.astype(np.float64)
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -454,6 +486,18 @@ class _LabelSource:
         if len(inf):
             raise DataError(f"row {self.frame.index[inf[0]]!r}: infinite label", path=where, column=self.label_column)
         return self._dedupe(ids, values, None, where)
+
+    def _mapped(self, cells: pd.Series) -> pd.Series:
+        """Text cells that ``label_map`` names replaced by their codes (as text; other cells as they are)."""
+        if not self.label_map:
+            return cells
+        text = cells.astype(str).str.strip()
+        hit = text.isin(list(self.label_map)) & cells.notna()
+        if not hit.any():
+            return cells
+        out = cells.astype(object).copy()
+        out[hit] = text[hit].map(lambda k: str(self.label_map[k]))
+        return out
 
     def _dedupe(self, ids, values, lines, where) -> tuple[np.ndarray, np.ndarray]:
         keep = ~np.isnan(values)

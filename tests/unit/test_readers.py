@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from grud import DataError
+from grud.errors import ConfigError
 from grud.data import IrregularDataset, read_long_csv, read_physionet2012, read_wide_csv
 from grud.data.value_ranges import load_value_ranges
 
@@ -792,12 +793,49 @@ def test_a_text_label_says_labels_are_class_codes(tmp_path):
     data = write(tmp_path / "w.csv", "id,time,HR\n1,0,80\n2,0,70\n")
     labels = write(tmp_path / "lab.csv", "id,label\n1,home\n2,rehab\n")
     with pytest.raises(DataError, match=r"lab\.csv, line 2, column 'label': expected a number, got 'home' \(labels "
-                                        r"are numbers: for classification, class codes; map text outcomes to 0, 1, 2"):
+                                        r"are numbers: for classification, class codes; map text outcomes to codes "
+                                        r"with data\.label_map, e\.g\. data\.label_map=\{Expired:1,Alive:0\}"):
         read_wide_csv(data, labels=labels, cache=False)
     import pandas as pd
 
     with pytest.raises(DataError, match=r"expected a number, got 'home' \(labels are numbers"):
         read_wide_csv(data, labels=pd.DataFrame({"id": ["1", "2"], "label": ["home", "rehab"]}), cache=False)
+    # a map that names one outcome but not the other: the other is the error
+    with pytest.raises(DataError, match=r"line 3, column 'label': expected a number, got 'rehab'"):
+        read_wide_csv(data, labels=labels, label_map={"home": 0}, cache=False)
+
+
+@pytest.mark.parametrize("kind", ["long", "wide"])
+def test_label_map_reads_text_outcomes_as_class_codes(tmp_path, kind):
+    """eICU's hospitaldischargestatus holds 'Alive' / 'Expired', not 0 / 1."""
+    import pandas as pd
+
+    if kind == "long":
+        data = write(tmp_path / "d.csv", "id,time,variable,value\n1,0,HR,80\n2,0,HR,70\n3,0,HR,75\n4,0,HR,60\n")
+        read = read_long_csv
+    else:
+        data = write(tmp_path / "d.csv", "id,time,HR\n1,0,80\n2,0,70\n3,0,75\n4,0,60\n")
+        read = read_wide_csv
+    labels = write(tmp_path / "lab.csv", "id,status\n1,Expired\n2, Alive \n3,1\n4,\n")
+    ds = read(data, labels=labels, label_column="status", label_map={"Expired": 1, "Alive": 0}, cache=False)
+    np.testing.assert_array_equal(ds.labels[:3], [1.0, 0.0, 1.0])  # text mapped, numbers as they are
+    assert np.isnan(ds.labels[3])  # an empty cell is still no label
+    frame = pd.DataFrame({"id": ["1", "2", "3", "4"], "status": ["Expired", "Alive", "Alive", None]})
+    ds2 = read(data, labels=frame, label_column="status", label_map={"Expired": 1, "Alive": 0}, cache=False)
+    np.testing.assert_array_equal(ds2.labels[:3], [1.0, 0.0, 0.0])
+    assert np.isnan(ds2.labels[3])
+    # the map is part of what is read: the cache does not hand back a read with another map
+    a = read(data, labels=labels, label_column="status", label_map={"Expired": 1, "Alive": 0})
+    b = read(data, labels=labels, label_column="status", label_map={"Expired": 0, "Alive": 1})
+    np.testing.assert_array_equal(a.labels[:2], [1.0, 0.0])
+    np.testing.assert_array_equal(b.labels[:2], [0.0, 1.0])
+
+
+@pytest.mark.parametrize("bad", [{}, ["Expired"], {"Expired": "one"}, {"Expired": True}, {" ": 1}, "Expired"])
+def test_a_bad_label_map_is_a_config_error(tmp_path, bad):
+    data = write(tmp_path / "d.csv", "id,time,HR\n1,0,80\n")
+    with pytest.raises(ConfigError, match="label_map"):
+        read_wide_csv(data, label_map=bad, cache=False)
 
 
 def test_align_names_absent_static_variables_as_static(tmp_path, caplog):
