@@ -11,10 +11,13 @@ from grud.cli.config import CONFIG_PATH, plain, precheck
 from grud.cli.errors import report
 
 
-def hydra_entry(config_name: str, work: Callable[[dict], object]) -> Callable[[], None]:
+def hydra_entry(config_name: str, work: Callable[[dict], object],
+                aliases: dict[str, str] | None = None) -> Callable[[], None]:
     """A console-script ``main`` that composes ``config_name`` and calls ``work(plain config)``.
 
     A bad override, or any failure of ``work``, ends with one ``error: ...`` line and a non-zero exit.
+    ``aliases``: command-line arguments read as others (``task=impute`` -> ``task.name=impute``),
+    replaced in ``sys.argv`` before Hydra parses it.
     """
 
     @hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")
@@ -31,6 +34,8 @@ def hydra_entry(config_name: str, work: Callable[[dict], object]) -> Callable[[]
 
     def main() -> None:
         keep_freed_memory()
+        if aliases:
+            sys.argv[1:] = [aliases.get(a, a) for a in sys.argv[1:]]
         try:
             precheck(config_name, sys.argv[1:])
         except Exception as exc:

@@ -40,7 +40,7 @@ def run_evaluate(cfg: dict) -> dict:
         window = {k: v for k, v in task_overrides(cfg).items() if k in WINDOW_KEYS}
         frame, ds = predict_members(members, lambda stats: data_options(cfg, stats), need_labels=True,
                                     progress=False, task_overrides=window, held_out=True)  # a window key is an error there
-        metrics = classification_metrics(frame, ds, model.stats.classes)
+        metrics = classification_metrics(frame, ds, model.stats.classes, class_weights=shared_class_weights(members))
         if len(members) > 1:
             metrics["members"] = len(members)  # checkpoints averaged
         return _write(out, metrics)
@@ -63,6 +63,19 @@ def run_evaluate(cfg: dict) -> dict:
     else:
         metrics = evaluate(model, ds, task_overrides(cfg))
     return _write(out, metrics)
+
+
+def shared_class_weights(members: list):
+    """The (C,) class weights of the members' loss, when they are networks that share them (``test/loss``
+    is then theirs); None for a baseline (it reports no loss) or members weighted differently."""
+    import torch
+
+    weights = [getattr(m.module, "class_weights", None) for m in members]
+    if any(w is None for w in weights) or any(not torch.equal(w, weights[0]) for w in weights[1:]):
+        if len(members) > 1 and all(w is not None for w in weights):
+            log.info("no test/loss: the checkpoints weigh their classes differently (task.class_weight)")
+        return None
+    return weights[0].detach().cpu().double().numpy()
 
 
 def check_scoring_options(cfg: dict) -> None:
@@ -127,7 +140,11 @@ def _write(out: Path, metrics: dict) -> dict:
     return metrics
 
 
-main = hydra_entry("evaluate", run_evaluate)
+#: the issue's spelling of the imputation report, ``grud-evaluate ... task=impute``: there is no ``task``
+#: group here (the checkpoint names its task), so it is read as ``task.name=impute``
+ALIASES = {"task=impute": "task.name=impute"}
+
+main = hydra_entry("evaluate", run_evaluate, aliases=ALIASES)
 
 
 if __name__ == "__main__":

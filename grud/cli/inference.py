@@ -385,8 +385,12 @@ def forecast_window(model: LoadedModel, task_overrides: dict | None = None) -> t
     return float(window["history_hours"]), window["horizon_hours"]
 
 
-def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes) -> dict:
-    """The ``test/`` classification keys of metrics.json from a prediction frame in ``ds``'s order."""
+def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes, class_weights=None) -> dict:
+    """The ``test/`` classification keys of metrics.json from a prediction frame in ``ds``'s order.
+
+    With ``class_weights`` (C,) (a network's: its loss weighs classes so) ``test/loss`` too: the
+    weighted cross-entropy sum(w l) / sum(w) of the frame's probabilities, the loss a test epoch
+    reports (an ensemble's: that of the mean probability, as a ``task.ensemble`` run's)."""
     keep = np.isfinite(ds.labels)
     y = ds.labels[keep]
     unknown = sorted(set(np.unique(y).tolist()) - set(float(c) for c in classes))
@@ -400,9 +404,15 @@ def classification_metrics(frame: pd.DataFrame, ds: IrregularDataset, classes) -
         p = frame["probability"].to_numpy()[keep]
         res = M.binary_metrics(y, p)
         res["auroc_ci_low"], res["auroc_ci_high"] = M.bootstrap_ci(y, p, "auroc")
+        p_true = np.where(y == 1, p, 1.0 - p)
     else:
         p = frame[[f"probability_{c}" for c in classes]].to_numpy()[keep]
         res = M.multiclass_metrics(y, p)
+        p_true = p[np.arange(len(y)), y] if len(y) else np.zeros(0)
+    if class_weights is not None and len(y):
+        w = np.asarray(class_weights, np.float64)[y]
+        nll = -np.log(np.clip(np.asarray(p_true, np.float64), 1e-12, 1.0))
+        res["loss"] = float((w * nll).sum() / w.sum())
     return metric_values({f"test/{k}": v for k, v in res.items()})
 
 

@@ -177,8 +177,9 @@ def test_evaluate_on_the_training_file_scores_the_series_training_held_out(train
     m = json.loads(out.read_text())
     run_metrics = json.loads((trained_run / "metrics.json").read_text())
     assert m["test/n"] == run_metrics["n_test"] == 12
-    for key in ("test/auroc", "test/auprc", "test/brier"):
+    for key in ("test/auroc", "test/auprc", "test/brier", "test/loss"):
         assert m[key] == pytest.approx(run_metrics[key], abs=1e-5), key
+    assert sorted(k for k in run_metrics if k.startswith("test/")) == sorted(m)  # every test key of metrics.json
     # a baseline's checkpoint keeps the record too
     import grud.api
 
@@ -187,6 +188,7 @@ def test_evaluate_on_the_training_file_scores_the_series_training_held_out(train
     run(["grud-evaluate", f"checkpoint={logreg / 'checkpoints/best.ckpt'}", *data, f"output={out}"], cwd=tmp_path)
     m, run_metrics = (json.loads(f.read_text()) for f in (out, logreg / "metrics.json"))
     assert m["test/n"] == 12 and m["test/auroc"] == pytest.approx(run_metrics["test/auroc"], abs=1e-6)
+    assert "test/loss" not in m and "test/loss" not in run_metrics  # a baseline reports no loss
     # a run whose test set was another file held nothing of its training file out: said, scored whole
     from grud.cli.inference import held_out_part, load_model
     from grud.data.loading import read_dataset

@@ -109,6 +109,17 @@ def test_classification_mc_dropout_and_imputation_evaluation(export, tmp_path):
     assert rep["impute/n_hidden"] > 0
     for k in ("model", "mean", "locf"):
         assert math.isfinite(rep[f"impute/mse_{k}"]) and math.isfinite(rep[f"impute/mae_{k}"])
+    # the command line, in the spelling (task=impute) and in the config's (task.name=impute)
+    import subprocess
+
+    reports = []
+    for spelling in ("task=impute", "task.name=impute"):
+        out = tmp_path / f"{spelling.replace('=', '_')}.json"
+        proc = subprocess.run(["grud-evaluate", f"checkpoint={ckpt}", f"data.path={export / 'events.csv'}",
+                               spelling, f"output={out}"], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        reports.append(json.loads(out.read_text()))
+    assert reports[0] == reports[1] and reports[0]["impute/n_hidden"] > 0 and "impute/mae_model" in reports[0]
 
 
 def test_with_ema_the_metrics_are_those_of_the_averaged_weights_the_checkpoint_holds(export, tmp_path):
