@@ -168,8 +168,14 @@ def check_optimized_metric(cfg, direction) -> None:
     known = dict(TASK_METRICS.get(task, {}))
     if ((cfg.get("model") or {}).get("kind")) == "baseline":
         known.pop("val/loss", None)  # the scikit-learn and forecasting baselines report no loss
-    if not metric or not known:
+    if not known:
         return
+    if not metric:  # every trial would return nothing: Optuna ends with "No trials are completed yet"
+        first, way = next(iter(known.items()))
+        raise ConfigError(f"an Optuna search needs optimized_metric, the validation metric each trial returns: use "
+                          f"hparams_search=optuna (optimized_metric={first}, {way}, over optim.lr and "
+                          f"model.hidden_size; conf/hparams_search/optuna.yaml), or set optimized_metric={first} "
+                          f"hydra.sweeper.direction={way} and hydra.sweeper.params yourself")
     if metric not in known:
         raise ConfigError(f"optimized_metric={metric}: task={task} reports {', '.join(known)} on validation; "
                           f"e.g. optimized_metric={next(iter(known))} hydra.sweeper.direction={next(iter(known.values()))}")

@@ -189,6 +189,13 @@ def test_an_experiments_own_sweep_and_an_optuna_metric_are_checked_up_front():
         precheck("train", ["-m", "hparams_search=optuna", "task=forecast", "optimized_metric=val/mse"])
     precheck("train", ["-m", "hparams_search=optuna", "task=forecast", "optimized_metric=val/mse",
                        "hydra.sweeper.direction=minimize"])
+    # the bare hydra/sweeper=optuna: no objective, so every trial would return nothing and
+    # Optuna would end with "No trials are completed yet" after training them all
+    with pytest.raises(ConfigError, match=r"an Optuna search needs optimized_metric.*use hparams_search=optuna "
+                                          r"\(optimized_metric=val/auroc, maximize"):
+        precheck("train", ["-m", "hydra/sweeper=optuna"])
+    with pytest.raises(ConfigError, match=r"optimized_metric=val/mse hydra.sweeper.direction=minimize"):
+        precheck("train", ["-m", "hydra/sweeper=optuna", "task=forecast"])
 
 
 @pytest.mark.parametrize("override, message", [("optim.lr=abc", "optim.lr: expected a number > 0, got 'abc'"),
