@@ -192,7 +192,7 @@ def _parse_fast(names: list[str], bodies: list[bytes]) -> StayRows | None:
             encoding="utf-8",
             engine="c",
         )
-    except (ValueError, pd.errors.ParserError):  # UnicodeDecodeError included: the slow reader reads Latin-1
+    except (ValueError, OverflowError, pd.errors.ParserError):  # UnicodeDecodeError included: the slow reader reads Latin-1
         return None  # a bad number or time: the slow reader names the line
     if len(df) != n:
         return None

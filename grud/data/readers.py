@@ -720,6 +720,11 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
     durations = _parse_durations(arr)
     if durations is not None:
         return durations
+    elapsed = pd.Series(arr, dtype=object).astype(str).str.match(_DURATION).to_numpy(dtype=bool)
+    if elapsed.sum() * 2 > len(arr):  # mostly H:MM: the odd one out is the fault, not the first non-number
+        i = int(np.flatnonzero(~elapsed)[0])
+        raise DataError(f"expected an elapsed time H:MM (minutes 00-59) like the other rows, got {arr[i]!r}",
+                        path=table.path, line=int(lines[i]), column=column)
     hours = _parse_datetimes(arr, f"{table.path}, column {column!r}")
     bad_dt = np.flatnonzero(np.isnan(hours))
     if not len(bad_dt):

@@ -115,9 +115,14 @@ class TextTable:
         try:
             frame = self._read_csv(pos, dtype, na_values)
         except pd.errors.ParserError as exc:  # checked above, so rare: report it without a traceback
-            m = re.search(r"line (\d+)", str(exc))
+            text = str(exc)
+            quote = re.search(r"EOF inside string starting at row (\d+)", text)
+            if quote:  # pandas counts rows from 0 at the header: row r is file line r + 1
+                raise DataError("cannot parse the file: a quote (\") opened here is never closed", path=self.path,
+                                line=int(quote.group(1)) + 1) from None
+            m = re.search(r"line (\d+)", text)
             line = int(m.group(1)) if m else None
-            raise DataError(f"cannot parse the file: {str(exc).splitlines()[-1]}", path=self.path, line=line) from None
+            raise DataError(f"cannot parse the file: {text.splitlines()[-1]}", path=self.path, line=line) from None
         frame.columns = [self.columns[i] for i in frame.columns]
         categorical = [c for c in columns if dtypes.get(c) == "category"]
         if categorical:
@@ -281,7 +286,16 @@ def _check_field_counts(table: TextTable) -> np.ndarray | None:
     reader = csv.reader(io.StringIO(table.data.decode("utf-8")), delimiter=d)
     lines = []
     prev_end = 0
-    for rec in reader:
+    records = iter(reader)
+    while True:
+        try:
+            rec = next(records)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a lone carriage return inside an unquoted field
+            what = ("a carriage return (\\r) that does not end the line, inside an unquoted field"
+                    if "new-line character" in str(exc) else str(exc))
+            raise DataError(f"cannot parse the file: {what}", path=table.path, line=reader.line_num) from None
         start = prev_end + 1
         prev_end = reader.line_num
         if start == 1:

@@ -869,3 +869,32 @@ def test_prediction_reads_text_values_of_variables_the_model_does_not_know_as_un
         read_long_csv(bad, **reader, cache=False)
     with pytest.raises(DataError, match=r"got 'pending' \(variable 'Comment'\)"):
         read_long_csv(p, static_variables=["Age"], cache=False)
+
+
+def test_malformed_text_is_named_by_file_and_line(tmp_path):
+    """Four inputs an acceptance pass found escaping with a bare error or the wrong line."""
+    # a lone carriage return inside a line of a file with quotes: was Python's _csv.Error
+    cr = tmp_path / "cr.csv"
+    cr.write_bytes(b'id,time,variable,value\r\n"1",0,HR,80\r1,1,HR,81\r\n')
+    with pytest.raises(DataError, match=r"cr\.csv, line 2: cannot parse the file: a carriage return"):
+        read_long_csv(cr, cache=False)
+    # an unclosed quote in the last column: was pandas' "EOF inside string starting at row 3", no line
+    uq = write(tmp_path / "uq.csv", 'id,time,variable,value\n1,0,HR,80\n1,1,HR,"81\n2,0,HR,70\n')
+    with pytest.raises(DataError, match=r"uq\.csv, line 3: cannot parse the file: a quote .* is never closed"):
+        read_long_csv(uq, cache=False)
+    # one bad H:MM time among H:MM times: was blamed on line 2's valid '00:00'
+    for bad in ("1:75", "abc", "5"):
+        hm = write(tmp_path / "hm.csv", f"id,time,variable,value\n1,00:00,HR,80\n1,01:30,HR,81\n2,00:00,HR,70\n"
+                                        f"2,{bad},HR,71\n")
+        with pytest.raises(DataError, match=rf"hm\.csv, line 5, column 'time': expected an elapsed time H:MM .* "
+                                            rf"got '{bad}'"):
+            read_long_csv(hm, cache=False)
+
+
+def test_a_huge_physionet_time_is_named_by_its_stay_file_and_line(tmp_path):
+    """'00:99999999999999999999' raised a bare OverflowError from the fast path."""
+    d = tmp_path / "stays"
+    d.mkdir()
+    (d / "1.txt").write_text("Time,Parameter,Value\n00:00,RecordID,1\n00:07,HR,80\n00:99999999999999999999,HR,90\n")
+    with pytest.raises(DataError, match=r"1\.txt, line 4, column 'Time': expected a time HH:MM"):
+        read_physionet2012(d, cache=False)
