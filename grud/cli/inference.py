@@ -70,6 +70,10 @@ def load_model(checkpoint) -> LoadedModel:
         except (TypeError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"does not match this version of grud ({' '.join(str(exc).split())[:200]})",
                                   path=path) from None
+        bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # training stops before a non-finite step, so its checkpoints never hold these
+            raise CheckpointError(f"damaged: {len(bad)} weight tensor(s) hold NaN or inf (e.g. {bad[0]}); every "
+                                  f"prediction would be NaN", path=path)
         module.eval()
         return LoadedModel(path, task, module.stats, module=module)
     if isinstance(info, dict) and "baseline" in info:

@@ -284,3 +284,21 @@ def test_value_ranges_null_switches_the_physionet_table_off():
     assert reader_options("physionet2012", {"value_ranges": None, "max_hours": 48}) == {"value_ranges": None,
                                                                                        "max_hours": 48}
     assert "value_ranges" not in reader_options("physionet2012", {"max_hours": 48})
+
+
+def test_a_checkpoint_whose_weights_hold_nan_is_refused_not_predicted_as_nan(tmp_path):
+    """A damaged checkpoint with NaN weights made grud-predict exit 0 with every probability NaN."""
+    from grud.cli.inference import load_model
+    from grud.errors import CheckpointError
+
+    task = ClassificationTask({"name": "grud", "hidden_size": 4, "static_state": True}, tiny_stats())
+    state = task.state_dict()
+    path = tmp_path / "ok.ckpt"
+    torch.save({"hyper_parameters": dict(task.hparams), "state_dict": state, "grud": {"task": "classification"}}, path)
+    load_model(path)  # finite: loads
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state = {**state, name: state[name].clone().fill_(float("nan"))}
+    bad = tmp_path / "nan.ckpt"
+    torch.save({"hyper_parameters": dict(task.hparams), "state_dict": state, "grud": {"task": "classification"}}, bad)
+    with pytest.raises(CheckpointError, match=rf"nan\.ckpt.*damaged: 1 weight tensor\(s\) hold NaN or inf \(e\.g\. {name}\)"):
+        load_model(bad)
