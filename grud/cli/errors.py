@@ -71,6 +71,15 @@ def report(exc: BaseException, code: int = 1, message: str | None = None) -> int
     GRUD_DEBUG=1); return the exit code."""
     if debug_enabled():
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    _end_progress_line()
     sys.stderr.flush()
     print(f"error: {describe(exc) if message is None else message}", file=sys.stderr, flush=True)
     return code
+
+
+def _end_progress_line() -> None:
+    """End the line an open tqdm progress bar is drawing on (it redraws after ``\r``), so the
+    ``error:`` line starts a line of its own (``grep '^error:'`` finds it in a captured log)."""
+    tqdm = sys.modules.get("tqdm") and getattr(sys.modules.get("tqdm"), "tqdm", None)
+    if tqdm is not None and len(getattr(tqdm, "_instances", ()) or ()):
+        sys.stderr.write("\n")
