@@ -1018,7 +1018,7 @@ def _earliest(series: np.ndarray, hours: np.ndarray, n: int) -> np.ndarray:
 def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hours, ranges, lab, meta, source,
             exclude=()) -> IrregularDataset:
     times, vals, offsets, static, variables, dropped = assemble(
-        len(ids), series, hours, t0, codes, values, names, static_names, max_hours, ranges, source, exclude
+        len(ids), series, hours, t0, codes, values, names, static_names, max_hours, ranges, source, exclude, ids
     )
     if not variables:
         raise DataError(
@@ -1027,6 +1027,10 @@ def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hour
     meta = dict(meta, out_of_range=dropped)
     labels = lab.attach(ids, meta)
     return IrregularDataset(ids, variables, static_names, times, vals, offsets, static, labels, meta)
+
+
+def _series_name(ids, k) -> str:
+    return repr(str(ids[int(k)])) if ids is not None else f"#{int(k)}"
 
 
 def assemble(
@@ -1042,6 +1046,7 @@ def assemble(
     ranges=None,
     source: str = "",
     exclude: Sequence[str] = (),
+    ids: Sequence | None = None,
 ):
     """Flat measurements -> the ragged arrays of :class:`IrregularDataset` (shared by all readers).
 
@@ -1057,6 +1062,7 @@ def assemble(
         static_names: names of the S static variables (absent ones stay NaN).
         max_hours: drop measurements later than this many hours after time 0.
         ranges: resolved value-range table or ``None``.
+        ids: (n,) the series' ids, named in the errors (default: their index).
 
     Returns:
         ``times`` (N,), ``values`` (N, F) float32, ``offsets`` (n+1,), ``static`` (n, S) float32,
@@ -1080,12 +1086,14 @@ def assemble(
     # the builders of text files check these with file lines; this covers the other callers
     if len(values) and not np.all(np.abs(values) <= FLOAT32_MAX):
         i = int(np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))[0])
-        raise DataError(f"value {values[i]:g} of variable {names[codes[i]]!r} is not a finite number within "
-                        f"±{FLOAT32_MAX:.1e} (measurements are stored as float32)", path=source or None)
+        raise DataError(f"value {values[i]:g} of variable {names[codes[i]]!r} in series {_series_name(ids, series[i])} is not a "
+                        f"finite number within ±{FLOAT32_MAX:.1e} (measurements are stored as float32)",
+                        path=source or None)
     if len(rel) and rel.max() > MAX_SPAN_HOURS:
         i = int(np.argmax(rel))
-        raise DataError(f"a {names[codes[i]]!r} row is {rel[i]:.4g} hours after its series' time 0; a series may "
-                        f"span at most {MAX_SPAN_HOURS:.0e} hours (114 years)", path=source or None)
+        raise DataError(f"a {names[codes[i]]!r} row of series {_series_name(ids, series[i])} is {rel[i]:.4g} hours after the "
+                        f"series' time 0; a series may span at most {MAX_SPAN_HOURS:.0e} hours (114 years)",
+                        path=source or None)
 
     static_set, excluded = set(static_names), set(exclude)
     variables = sorted(v for v in set(names) if v not in static_set and v not in excluded)

@@ -898,3 +898,14 @@ def test_a_huge_physionet_time_is_named_by_its_stay_file_and_line(tmp_path):
     (d / "1.txt").write_text("Time,Parameter,Value\n00:00,RecordID,1\n00:07,HR,80\n00:99999999999999999999,HR,90\n")
     with pytest.raises(DataError, match=r"1\.txt, line 4, column 'Time': expected a time HH:MM"):
         read_physionet2012(d, cache=False)
+
+
+def test_physionet_errors_the_generic_checks_raise_name_the_stay(tmp_path):
+    """A value beyond float32 or a row 1e8 hours in named only the folder: the stay is named now."""
+    for name, row, fragment in (("132", "00:07,Lactate,1e39", r"value 1e\+39 of variable 'Lactate' in series '132'"),
+                                ("7", "100000000:00,Age,54", r"a 'Age' row of series '7' is 1e\+08 hours")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / f"{name}.txt").write_text(f"Time,Parameter,Value\n00:00,RecordID,{name}\n{row}\n")
+        with pytest.raises(DataError, match=fragment):
+            read_physionet2012(d, cache=False)
