@@ -61,6 +61,8 @@ def load_model(checkpoint) -> LoadedModel:
         if isinstance(hp.get("model"), dict):
             # keys a checkpoint saved before they existed does not name: the behaviour it was trained with
             hp["model"] = {**MODEL_KEYS_ADDED_LATER, **hp["model"]}
+        if isinstance(hp.get("stats"), dict):  # checked before a model is built on them
+            _refuse_unusable_stats(FittedStats.from_dict(hp["stats"]), path)
         try:
             with rebuilding_saved():
                 module = task_class(task)(**hp)
@@ -77,9 +79,16 @@ def load_model(checkpoint) -> LoadedModel:
         module.eval()
         return LoadedModel(path, task, module.stats, module=module)
     if isinstance(info, dict) and "baseline" in info:
-        return LoadedModel(path, info["task"], FittedStats.from_dict(info["stats"]), baseline=info["baseline"],
-                           baseline_state=info)
+        stats = FittedStats.from_dict(info["stats"])
+        _refuse_unusable_stats(stats, path)
+        return LoadedModel(path, info["task"], stats, baseline=info["baseline"], baseline_state=info)
     raise CheckpointError("not a grud checkpoint (no model hyperparameters or baseline state)", path=path)
+
+
+def _refuse_unusable_stats(stats: FittedStats, path) -> None:
+    problems = stats.problems()
+    if problems:
+        raise CheckpointError(f"damaged: its statistics are unusable ({'; '.join(problems)})", path=path)
 
 
 def _imputers_as_saved(module, state_dict: dict) -> None:

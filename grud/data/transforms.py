@@ -94,6 +94,29 @@ class FittedStats:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
 
+    def problems(self) -> list[str]:
+        """What makes these statistics unusable (empty when none): duplicate names, per-variable
+        fields of the wrong length, a non-positive or non-finite scale, non-finite centres. Fitted
+        statistics never have them; a damaged or hand-edited checkpoint may."""
+        out = []
+        for what, names in (("variables", self.variables), ("static_names", self.static_names)):
+            if len(set(map(str, names))) != len(names):
+                dup = next(n for n in names if list(map(str, names)).count(str(n)) > 1)
+                out.append(f"{what} name {dup!r} twice")
+        F, S = self.n_features, self.n_static
+        fields = [("value_mean", F), ("value_std", F), ("input_means", F), ("value_min", F), ("value_max", F),
+                  ("static_mean", S), ("static_std", S)]
+        fields += [(k, F) for k in ("log_value_mean", "log_value_std", "log_input_means") if len(getattr(self, k))]
+        for key, n in fields:
+            v = np.asarray(getattr(self, key), dtype=np.float64)
+            if v.shape != (n,):
+                out.append(f"{key} has {v.size} values for {n} {'static variables' if key.startswith('static') else 'variables'}")
+            elif not np.isfinite(v).all():
+                out.append(f"{key} holds NaN or inf")
+            elif key.endswith("std") and not (v > 0).all():
+                out.append(f"{key} holds a scale <= 0")
+        return out
+
     # ------------------------------------------------------------------ transforms
     @property
     def n_features(self) -> int:

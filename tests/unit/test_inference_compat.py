@@ -302,3 +302,28 @@ def test_a_checkpoint_whose_weights_hold_nan_is_refused_not_predicted_as_nan(tmp
     torch.save({"hyper_parameters": dict(task.hparams), "state_dict": state, "grud": {"task": "classification"}}, bad)
     with pytest.raises(CheckpointError, match=rf"nan\.ckpt.*damaged: 1 weight tensor\(s\) hold NaN or inf \(e\.g\. {name}\)"):
         load_model(bad)
+
+
+def test_a_checkpoint_with_unusable_statistics_is_refused(tmp_path):
+    """A negative log-space scale or a variable named twice loaded silently (hand-edited or damaged files)."""
+    from grud.cli.inference import load_model
+    from grud.data.transforms import FittedStats
+    from grud.errors import CheckpointError
+
+    stats = tiny_stats()
+    assert FittedStats.from_dict(stats).problems() == []
+    task = ClassificationTask({"name": "grud", "hidden_size": 4, "static_state": True}, stats)
+    hp = dict(task.hparams)
+    for edit, message in ((lambda d: d["log_value_std"].__setitem__(0, -1.0) if d["log_value_std"] else
+                           d["value_std"].__setitem__(0, -1.0), r"std holds a scale <= 0"),
+                          (lambda d: d["value_mean"].append(0.0), r"value_mean has \d+ values for \d+ variables")):
+        bad = {k: (list(v) if isinstance(v, list) else v) for k, v in stats.items()}
+        edit(bad)
+        assert FittedStats.from_dict(bad).problems()
+        path = tmp_path / "bad.ckpt"
+        torch.save({"hyper_parameters": {**hp, "stats": bad}, "state_dict": task.state_dict(),
+                    "grud": {"task": "classification"}}, path)
+        with pytest.raises(CheckpointError, match=rf"damaged: its statistics are unusable \(.*{message}"):
+            load_model(path)
+    twice = {**stats, "variables": [stats["variables"][0]] * len(stats["variables"])}
+    assert any("twice" in p for p in FittedStats.from_dict(twice).problems())
