@@ -80,6 +80,6 @@ def report(exc: BaseException, code: int = 1, message: str | None = None) -> int
 def _end_progress_line() -> None:
     """End the line an open tqdm progress bar is drawing on (it redraws after ``\r``), so the
     ``error:`` line starts a line of its own (``grep '^error:'`` finds it in a captured log)."""
-    tqdm = sys.modules.get("tqdm") and getattr(sys.modules.get("tqdm"), "tqdm", None)
-    if tqdm is not None and len(getattr(tqdm, "_instances", ()) or ()):
+    module = sys.modules.get("tqdm")  # never imported: no bar is open
+    if module is not None and getattr(module.tqdm, "_instances", None):
         sys.stderr.write("\n")

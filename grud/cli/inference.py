@@ -224,7 +224,8 @@ def held_out_part(ds: IrregularDataset, members: list, path) -> IrregularDataset
     if not records:
         return ds
     file = resolve_path(path, "data.path")
-    same = [r for r in records if same_file(file, r)]
+    same_as = same_file(file)
+    same = [r for r in records if same_as(r)]
     if not same:
         return ds
     held = [frozenset(map(str, r.get("test_ids") or [])) for r in same]
@@ -245,14 +246,23 @@ def held_out_part(ds: IrregularDataset, members: list, path) -> IrregularDataset
     return ds.subset(rows)
 
 
-def same_file(path: Path, record: dict) -> bool:
-    """Whether ``path`` holds the bytes of the training file ``record`` describes
-    (:func:`grud.cli.pipeline.held_out_record`): its size first, then its hash."""
+def same_file(path: Path):
+    """A test of whether ``path`` holds the bytes of the training file a record describes
+    (:func:`grud.cli.pipeline.held_out_record`): its size first, then its hash, each read once
+    however many records (ensemble members) are tested."""
     from grud.cli.pipeline import data_hash, input_bytes
 
-    if record.get("bytes") is not None and record["bytes"] != input_bytes(path):
-        return False
-    return record.get("data_hash") == data_hash([path])
+    size = input_bytes(path)
+    digest: list = []  # computed at the first record of the right size
+
+    def test(record: dict) -> bool:
+        if record.get("bytes") is not None and record["bytes"] != size:
+            return False
+        if not digest:
+            digest.append(data_hash([path]))
+        return record.get("data_hash") == digest[0]
+
+    return test
 
 
 def prepare_for_model(ds: IrregularDataset, opts: dict, stats: FittedStats) -> IrregularDataset:

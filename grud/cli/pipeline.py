@@ -45,13 +45,13 @@ def data_hash(paths) -> str:
 def data_hashes(paths) -> tuple[str, str]:
     """(:func:`data_hash` of the first path alone, :func:`data_hash` of all): one pass over the files."""
     h = hashlib.sha256()
-    first = None
+    first = h.hexdigest()[:16]  # no path at all: both are the hash of nothing
     for k, p in enumerate(paths):
         if p is not None:
             _hash_input(h, Path(p))
         if k == 0:
             first = h.hexdigest()[:16]
-    return first if first is not None else h.hexdigest()[:16], h.hexdigest()[:16]
+    return first, h.hexdigest()[:16]
 
 
 def _hash_input(h, p: Path) -> None:

@@ -427,9 +427,7 @@ class _LabelSource:
                     path=f"{what} DataFrame", column=missing[0],
                 )
             self.frame = labels[[id_column, label_column]]
-            self.fingerprint = "frame:" + _cache.hash_frame(self.frame)
-            if label_map:
-                self.fingerprint += ":map:" + _cache.hash_bytes(repr(sorted(label_map.items())).encode())
+            self.fingerprint = "frame:" + _cache.hash_frame(self.frame)  # label_map: in the key's options
             self.label = f"{what} DataFrame"
         elif isinstance(labels, (str, PathLike)):
             self.path = Path(labels)
@@ -668,15 +666,17 @@ def _parse_datetimes(strings: np.ndarray, where=None) -> np.ndarray:
     return hours[codes]
 
 
-def _parse_durations(strings: np.ndarray) -> np.ndarray | None:
-    """Hours of ``H:MM[:SS]`` elapsed-time text, or ``None`` unless every entry has that form."""
+def _parse_durations(strings: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(hours of ``H:MM[:SS]`` elapsed-time text, or ``None`` unless every entry has that form;
+    (N,) bool: the entries that have it)."""
     parts = pd.Series(strings, dtype=object).astype(str).str.extract(_DURATION)
-    if parts[0].isna().any():
-        return None
+    elapsed = parts[0].notna().to_numpy(dtype=bool)
+    if not elapsed.all():
+        return None, elapsed
     h = parts[0].astype(np.float64).to_numpy()
     m = parts[1].astype(np.float64).to_numpy()
     s = pd.to_numeric(parts[2], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
-    return h + m / 60.0 + s / 3600.0
+    return h + m / 60.0 + s / 3600.0, elapsed
 
 
 def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.ndarray, column: str) -> np.ndarray:
@@ -717,10 +717,9 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
             hint = " (date-times need time_unit 'h' or 'datetime')"
         raise DataError(f"expected a number of {_UNIT_WORDS[time_unit]}, got {arr[bad_num[0]]!r}{hint}",
                         path=table.path, line=int(lines[bad_num[0]]), column=column)
-    durations = _parse_durations(arr)
+    durations, elapsed = _parse_durations(arr)
     if durations is not None:
         return durations
-    elapsed = pd.Series(arr, dtype=object).astype(str).str.match(_DURATION).to_numpy(dtype=bool)
     if elapsed.sum() * 2 > len(arr):  # mostly H:MM: the odd one out is the fault, not the first non-number
         i = int(np.flatnonzero(~elapsed)[0])
         raise DataError(f"expected an elapsed time H:MM (minutes 00-59) like the other rows, got {arr[i]!r}",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -100,9 +101,9 @@ class FittedStats:
         statistics never have them; a damaged or hand-edited checkpoint may."""
         out = []
         for what, names in (("variables", self.variables), ("static_names", self.static_names)):
-            if len(set(map(str, names))) != len(names):
-                dup = next(n for n in names if list(map(str, names)).count(str(n)) > 1)
-                out.append(f"{what} name {dup!r} twice")
+            twice = [n for n, k in Counter(map(str, names)).items() if k > 1]
+            if twice:
+                out.append(f"{what} name {twice[0]!r} twice")
         F, S = self.n_features, self.n_static
         fields = [("value_mean", F), ("value_std", F), ("input_means", F), ("value_min", F), ("value_max", F),
                   ("static_mean", S), ("static_std", S)]
