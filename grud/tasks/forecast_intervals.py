@@ -12,7 +12,9 @@ groups are the rare, wide ones: never observed, long gaps; the variable's pooled
 dominated by its frequent, narrow groups and under-cover them). Remainders that are themselves small
 join one remainder across variables; with too few residuals for even that, its quantile is
 widened to at least that of every residual. At each level every residual thus lies in exactly one
-group whose half-width covers at least the level of the group's own residuals.
+group whose half-width covers at least the level of the group's own residuals. Variables forecast
+exactly by rule (``held``: constant in the training split, so their residuals are mostly 0) keep
+their own groups but stay out of every pooled fallback, which their zeros would narrow for others.
 
 The validation split also picks the best epoch, so the half-widths are slightly optimistic; the
 test keys of ``metrics.json`` report the coverage reached on the test split
@@ -77,8 +79,13 @@ def conformal_quantiles(residuals: np.ndarray, levels) -> np.ndarray:
 class ResidualPool:
     """Absolute validation residuals by variable and group, reduced to conformal half-widths."""
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, held=None):
+        """``held``: (F,) bools or None; variables whose residuals stay out of the shared fallback
+        (still their own groups' quantiles, and the fallback's quantile where theirs are too few)."""
         self.n_features = int(n_features)
+        self.held = np.zeros(self.n_features, bool) if held is None else np.asarray(held, bool).reshape(-1)
+        if self.held.shape != (self.n_features,):
+            raise ValueError(f"held: expected {self.n_features} flags (one per variable), got {self.held.shape[0]}")
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def add(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, group: torch.Tensor) -> None:
@@ -97,7 +104,8 @@ class ResidualPool:
         own quantile; a variable's smaller cells (empty ones too) share the quantile of their
         residuals pooled, if those reach the count; the rest share the quantile of theirs pooled
         across variables, and with fewer than the count even there, the larger of that and the
-        quantile of every residual (+inf when even every residual is too few for the level).
+        quantile of every residual (+inf when even every residual is too few for the level). The
+        ``held`` variables' residuals enter neither of the last two pools.
         """
         F, K = self.n_features, N_GROUPS
         out = np.full((len(levels), F, K), np.nan)
@@ -108,6 +116,7 @@ class ResidualPool:
         order = np.argsort(cell, kind="stable")
         ends = np.cumsum(np.bincount(cell, minlength=F * K))
         by_cell = [np.sort(r) for r in np.split(res[order], ends[:-1])]
+        shared = res[~self.held[var]]  # every residual the cross-variable fallback may draw on
         for li, level in enumerate(levels):
             need = min_count(level)
             pending, leftover = [], []  # cells whose variable's remainder is small, and its residuals
@@ -121,12 +130,13 @@ class ResidualPool:
                     out[li, f, small] = conformal_quantile(remainder, level)
                 elif small:
                     pending.append((f, small))
-                    leftover.append(remainder)
+                    if not self.held[f]:
+                        leftover.append(remainder)
             if pending:
-                rest = np.concatenate(leftover)
+                rest = np.concatenate(leftover) if leftover else np.zeros(0)
                 fill = conformal_quantile(rest, level)
                 if len(rest) < need:  # too few to stand alone: never narrower than all residuals'
-                    everything = conformal_quantile(res, level)
+                    everything = conformal_quantile(shared, level)
                     fill = everything if math.isinf(fill) else max(fill, everything)
                 for f, small in pending:
                     out[li, f, small] = fill

@@ -394,8 +394,12 @@ class ForecastTask(TaskModule):
         pred, _ = self(batch, only=batch["query_mask"])
         F = pred.shape[-1]
         target, mask = self.to_minmax(batch["query_values"]), batch["query_mask"]
-        errs = self._errors.setdefault(stage, {"model": VariableErrors(F), "locf": VariableErrors(F),
-                                               "residuals": CI.ResidualPool(F), "coverage": CI.CoverageCounts(F)})
+        errs = self._errors.get(stage)
+        if errs is None:  # the stage's first batch
+            errs = self._errors[stage] = {
+                "model": VariableErrors(F), "locf": VariableErrors(F), "coverage": CI.CoverageCounts(F),
+                # constant variables' zero residuals stay out of the other variables' pooled half-widths
+                "residuals": CI.ResidualPool(F, held=self.constant_variables.cpu().numpy())}
         errs["model"].add(self.to_minmax(pred), target, mask)
         group = CI.interval_group(batch["since_last"], batch["last_mask"])
         if stage == "val":

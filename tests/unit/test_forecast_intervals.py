@@ -62,9 +62,9 @@ def test_half_widths_cover_new_residuals_at_their_level_in_every_group():
                 assert float(inside[cell].double().mean()) == pytest.approx(level, abs=0.04), (level, f, g)
 
 
-def _pool_of(cells: dict, n_features: int) -> CI.ResidualPool:
+def _pool_of(cells: dict, n_features: int, held=None) -> CI.ResidualPool:
     """A pool holding residuals ``cells[(variable, group)]``."""
-    pool = CI.ResidualPool(n_features)
+    pool = CI.ResidualPool(n_features, held=held)
     for (f, g), r in cells.items():
         n = len(r)
         pred, target, mask = torch.zeros(1, n, n_features), torch.zeros(1, n, n_features), torch.zeros(1, n, n_features)
@@ -93,6 +93,23 @@ def test_small_groups_share_their_own_residuals_not_the_variables():
     narrow = _pool_of({(0, 1): 10 + big, (1, 2): np.full(3, 0.5)}, 2).halfwidths((0.5,))[0]
     assert (narrow[1] == CI.conformal_quantile(np.r_[10 + big, np.full(3, 0.5)], 0.5)).all()  # never narrower
     assert torch.isnan(CI.ResidualPool(2).halfwidths()).all()
+
+
+def test_held_variables_zeros_stay_out_of_the_shared_fallback():
+    """A variable forecast exactly by rule (constant in training) has residuals of 0: pooled across
+    variables they would narrow the other variables' rare groups below their level."""
+    cells = {(0, 1): np.zeros(200), (0, 3): np.zeros(25),  # held: many zeros, a small remainder
+             (1, 1): np.linspace(0.0, 1.0, 40), (1, 2): np.full(10, 5.0)}  # variable 1: remainder of 10
+    held = np.array([True, False])
+    hw = _pool_of(cells, 2, held=held).halfwidths((0.5,))[0]
+    # variable 1's remainder (10 residuals of 5) is too few alone and, without the zeros, stays 5
+    assert (hw[1, [0, 2, 3, 4, 5, 6]] == 5.0).all()
+    assert hw[0, 1] == 0.0  # the held variable's big group keeps its own (zero) quantile
+    assert (hw[0, [0, 2, 3, 4, 5, 6]] == 5.0).all()  # its small cells take the shared fallback
+    mixed = _pool_of(cells, 2).halfwidths((0.5,))[0]  # not held: 25 zeros + 10 fives give 0
+    assert (mixed[1, [0, 2]] == 0.0).all()
+    with pytest.raises(ValueError, match="expected 2 flags"):
+        CI.ResidualPool(2, held=[True])
 
 
 def test_a_rare_wide_group_is_covered_at_its_level():

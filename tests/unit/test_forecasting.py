@@ -517,3 +517,6 @@ def test_a_variable_constant_in_training_is_forecast_by_its_last_value_as_locf_d
     # training is left as it was: the decoder's own forecast, correction included
     raw = task(batch, hold_constant=False)[0][..., 1][keep[..., 1]]
     assert not torch.allclose(raw, torch.zeros_like(raw))
+    # its zero validation residuals stay out of the half-widths other variables fall back on
+    task.validation_step(batch, 0)
+    assert task._errors["val"]["residuals"].held.tolist() == [False, True]
