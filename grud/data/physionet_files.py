@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import re
 import tarfile
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from grud.data.text_tables import EMPTY_WORDS, EMPTY_SPELLINGS
+from grud.data.text_tables import EMPTY_SPELLINGS, EMPTY_WORDS, FLOAT32_MAX
 from grud.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -144,13 +145,15 @@ def _split_header(name: str, raw: bytes) -> bytes:
     return body
 
 
-def parse_stays(files: list[tuple[str, bytes]]) -> StayRows:
-    """Parse every stay file (see the module docstring). Raises :class:`DataError` on bad input."""
+def parse_stays(files: list[tuple[str, bytes]], latest_hours: float = math.inf) -> StayRows:
+    """Parse every stay file (see the module docstring). Raises :class:`DataError` on bad input,
+    naming the stay file and line: among it a value beyond float32's range (it would be stored as
+    inf) and a row more than ``latest_hours`` after admission (the reader's span limit)."""
     names = [n for n, _ in files]
     bodies = [_split_header(n, raw) for n, raw in files]
-    rows = _parse_fast(names, bodies)
+    rows = _parse_fast(names, bodies, latest_hours)
     if rows is None:
-        rows = _parse_slow(names, bodies)
+        rows = _parse_slow(names, bodies, latest_hours)
     return rows
 
 
@@ -163,7 +166,7 @@ def _record_id(name: str, body: bytes) -> str:
     return rid
 
 
-def _parse_fast(names: list[str], bodies: list[bytes]) -> StayRows | None:
+def _parse_fast(names: list[str], bodies: list[bytes], latest_hours: float) -> StayRows | None:
     counts = np.array([b.count(b"\n") for b in bodies], dtype=np.int64)
     buf = b"".join(bodies)
     n = int(counts.sum())
@@ -198,7 +201,10 @@ def _parse_fast(names: list[str], bodies: list[bytes]) -> StayRows | None:
         return None
     H, M = df["H"].to_numpy(), df["M"].to_numpy()
     values = df["V"].to_numpy(dtype=np.float64, copy=True)
-    if (H < 0).any() or (M < 0).any() or (M >= 60).any() or np.isinf(values).any():
+    if (H < 0).any() or (M < 0).any() or (M >= 60).any() or (np.abs(values) > FLOAT32_MAX).any():
+        return None  # the slow reader names the line (NaN compares False; inf is beyond the range)
+    hours = H.astype(np.float64) + M.astype(np.float64) / 60.0
+    if (hours > latest_hours).any():
         return None
     codes, uniques = pd.factorize(df["P"], use_na_sentinel=True)
     params = [str(u).strip() for u in uniques]
@@ -215,7 +221,7 @@ def _parse_fast(names: list[str], bodies: list[bytes]) -> StayRows | None:
         files=names,
         record_ids=record_ids,
         row_file=np.repeat(np.arange(len(names), dtype=np.int64), counts),
-        hours=H.astype(np.float64) + M.astype(np.float64) / 60.0,
+        hours=hours,
         parameters=params,
         codes=codes.astype(np.int64),
         values=values,
@@ -236,7 +242,7 @@ def _empty_rows(names, bodies) -> StayRows:
     )
 
 
-def _parse_slow(names: list[str], bodies: list[bytes]) -> StayRows:
+def _parse_slow(names: list[str], bodies: list[bytes], latest_hours: float) -> StayRows:
     row_file, hours, params, values = [], [], [], []
     record_ids = []
     for fi, (name, body) in enumerate(zip(names, bodies)):
@@ -274,8 +280,17 @@ def _parse_slow(names: list[str], bodies: list[bytes]) -> StayRows:
                         f"infinite value {v!r}: expected a finite number (leave the cell empty for a missing value)",
                         path=name, line=ln, column="Value",
                     )
+                if abs(val) > FLOAT32_MAX:
+                    raise DataError(f"value {v!r} of {p!r} is too large: expected a number within "
+                                    f"±{FLOAT32_MAX:.1e} (measurements are stored as float32)",
+                                    path=name, line=ln, column="Value")
+            h = int(m.group(1)) + int(m.group(2)) / 60.0
+            if h > latest_hours:
+                raise DataError(f"this {p!r} row is {h:.4g} hours after ICU admission; a stay may span at most "
+                                f"{latest_hours:.0e} hours: a corrupt time, or set max_hours",
+                                path=name, line=ln, column="Time")
             row_file.append(fi)
-            hours.append(int(m.group(1)) + int(m.group(2)) / 60.0)
+            hours.append(h)
             params.append(p)
             values.append(val)
         if not rid:

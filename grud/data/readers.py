@@ -945,7 +945,9 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
 
 
 def _build_physionet(source: StaySource, ranges, lab: _LabelSource, max_hours, meta: dict) -> IrregularDataset:
-    rows = parse_stays(source.files())
+    # a row this late is a corrupt time, named by its file and line (unless max_hours drops it anyway)
+    latest = MAX_SPAN_HOURS if max_hours is None or max_hours > MAX_SPAN_HOURS else math.inf
+    rows = parse_stays(source.files(), latest_hours=latest)
     seen: dict[str, str] = {}
     for name, rid in zip(rows.files, rows.record_ids):
         if rid in seen:

@@ -900,12 +900,16 @@ def test_a_huge_physionet_time_is_named_by_its_stay_file_and_line(tmp_path):
         read_physionet2012(d, cache=False)
 
 
-def test_physionet_errors_the_generic_checks_raise_name_the_stay(tmp_path):
-    """A value beyond float32 or a row 1e8 hours in named only the folder: the stay is named now."""
-    for name, row, fragment in (("132", "00:07,Lactate,1e39", r"value 1e\+39 of variable 'Lactate' in series '132'"),
-                                ("7", "100000000:00,Age,54", r"a 'Age' row of series '7' is 1e\+08 hours")):
+def test_physionet_errors_the_generic_checks_raise_name_the_stay_file_and_line(tmp_path):
+    """A value beyond float32 or a row 1e8 hours in named only the folder, then the series: now the
+    stay file and line, from the fast path's hand-over to the line reader."""
+    for name, row, fragment in (
+            ("132", "00:07,Lactate,1e39", r"132\.txt, line 4, column 'Value': value '1e39' of 'Lactate' is too large"),
+            ("7", "100000000:00,Age,54", r"7\.txt, line 4, column 'Time': this 'Age' row is 1e\+08 hours after")):
         d = tmp_path / name
         d.mkdir()
-        (d / f"{name}.txt").write_text(f"Time,Parameter,Value\n00:00,RecordID,{name}\n{row}\n")
+        (d / f"{name}.txt").write_text(f"Time,Parameter,Value\n00:00,RecordID,{name}\n00:00,HR,80\n{row}\n")
         with pytest.raises(DataError, match=fragment):
             read_physionet2012(d, cache=False)
+    # a window that drops such a row anyway reads the stay (as before)
+    assert len(read_physionet2012(tmp_path / "7", cache=False, max_hours=48)) == 1
