@@ -32,8 +32,8 @@ log = logging.getLogger("grud")
 
 # data options that describe how to read a file (they travel in the checkpoint for prediction)
 READER_KEYS = ("kind", "id_column", "time_column", "variable_column", "value_column", "label_column",
-               "label_id_column", "label_map", "time_unit", "static_variables", "variables", "delimiter", "max_hours",
-               "value_ranges", "grid")
+               "label_id_column", "label_map", "time_unit", "time_zero", "static_variables", "variables", "delimiter",
+               "max_hours", "value_ranges", "grid")
 
 
 def data_hash(paths) -> str:
@@ -299,7 +299,7 @@ _NUMBER_KEYS = (("seed", True, None, False, False), ("optim.lr", False, 0.0, Tru
 _SPLIT_KEYS = ("val_fraction", "folds", "fold", "test_fraction", "train_ids", "val_ids", "test_ids", "split_seed")
 _FILE_KEYS = ("kind", "path", "labels", "test_path", "test_labels")
 _LOADER_KEYS = ("batch_size", "bucket", "num_workers")
-_CSV_KEYS = ("id_column", "time_column", "label_column", "label_id_column", "label_map", "time_unit",
+_CSV_KEYS = ("id_column", "time_column", "label_column", "label_id_column", "label_map", "time_unit", "time_zero",
              "static_variables", "delimiter")
 DATA_KEYS = {
     "physionet2012": (*_FILE_KEYS, "max_hours", "value_ranges", "categorical_static", "grid", *_SPLIT_KEYS,

@@ -18,10 +18,11 @@ KINDS = ("physionet2012", "csv_long", "csv_wide")
 _READER_KEYS = {
     "physionet2012": ("max_hours", "value_ranges"),
     "csv_long": ("id_column", "time_column", "variable_column", "value_column", "time_unit", "label_column",
-                 "label_id_column", "label_map", "static_variables", "max_hours", "value_ranges", "delimiter",
-                 "allow_missing_variables", "known_variables"),
+                 "label_id_column", "label_map", "time_zero", "static_variables", "max_hours", "value_ranges",
+                 "delimiter", "allow_missing_variables", "known_variables"),
     "csv_wide": ("id_column", "time_column", "variables", "time_unit", "label_column", "label_id_column",
-                 "label_map", "static_variables", "max_hours", "value_ranges", "delimiter", "allow_missing_variables"),
+                 "label_map", "time_zero", "static_variables", "max_hours", "value_ranges", "delimiter",
+                 "allow_missing_variables"),
 }
 
 

@@ -27,6 +27,10 @@ Semantics (all readers):
   (averaged if several at that time) goes to ``static`` (NaN if never observed); they are not
   among the time-varying ``variables``. ``variables`` is sorted by name, ``static_names``
   keeps the order given; series are sorted by id (numerically when every id is an integer).
+* **time_zero**: a series' time 0 is its ``earliest`` row (default), or ``zero``, the time
+  column's own 0 (offsets from an event such as unit admission; numbers only): then time-varying
+  measurements before it are dropped (counted in the log and ``meta["before_time_zero"]``) and
+  static variables' rows are kept wherever they lie.
 * **max_hours** drops every row after that many hours since time 0 (static rows included).
 * **Span**: a series may span at most :data:`MAX_SPAN_HOURS` (10^6 hours, 114 years) from its
   time 0 (after ``max_hours``); a later row is a :class:`~grud.errors.DataError` naming it (a
@@ -107,6 +111,7 @@ def read_long_csv(
     *,
     label_id_column: str | None = None,
     label_map: dict | None = None,
+    time_zero: str = "earliest",
     value_ranges=None,
     delimiter: str | None = None,
     allow_missing_variables: bool = False,
@@ -126,6 +131,10 @@ def read_long_csv(
         label_id_column: id column of ``labels`` (default: ``id_column``).
         label_map: ``{text: class code}`` for text outcomes in ``label_column`` (``{"Expired": 1,
             "Alive": 0}``); numbers there are read as they are. None: every label is a number.
+        time_zero: ``earliest`` (a series' time 0 is its earliest row) or ``zero`` (the time
+            column's own 0, for offsets from an event such as eICU's minutes from unit admission:
+            time-varying measurements before it are dropped, static variables' rows kept; numbers
+            only, a date-time column is an error).
         value_ranges: ``None``, a built-in table name, a CSV path or ``{variable: (min, max)}``.
         delimiter: ``None`` (sniff), or one of ``,`` ``;`` ``\\t`` ``|``.
         allow_missing_variables: a static variable that never appears in ``variable_column`` is
@@ -150,7 +159,7 @@ def read_long_csv(
     columns = dict(id_column=id_column, time_column=time_column, variable_column=variable_column,
                    value_column=value_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                          delimiter, cache, label_map)
+                          delimiter, cache, label_map, time_zero)
     opts["allow_missing_variables"] = _check_allow_missing(allow_missing_variables)
     opts["known_variables"] = None if known_variables is None else _name_list(known_variables, "known_variables")
     return _read_table("long", _build_long, path, opts, value_ranges, labels, label_column, cache)
@@ -169,6 +178,7 @@ def read_wide_csv(
     *,
     label_id_column: str | None = None,
     label_map: dict | None = None,
+    time_zero: str = "earliest",
     value_ranges=None,
     delimiter: str | None = None,
     allow_missing_variables: bool = False,
@@ -190,7 +200,7 @@ def read_wide_csv(
     """
     columns = dict(id_column=id_column, time_column=time_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                          delimiter, cache, label_map)
+                          delimiter, cache, label_map, time_zero)
     if variables is not None:
         variables = _name_list(variables, "variables")
         for v in variables:
@@ -334,7 +344,7 @@ def check_label_map(label_map) -> dict | None:
 
 
 def _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                   delimiter, cache, label_map=None) -> dict:
+                   delimiter, cache, label_map=None, time_zero="earliest") -> dict:
     for k, v in columns.items():
         if not isinstance(v, str) or not v.strip():
             raise ConfigError(f"{k}: expected a column name, got {v!r}")
@@ -343,6 +353,9 @@ def _check_options(columns, time_unit, label_column, static_variables, max_hours
         raise ConfigError(f"column names must differ, got {columns}")
     if time_unit not in _ALLOWED_UNITS:
         raise ConfigError(f"time_unit: expected one of {', '.join(_ALLOWED_UNITS)}, got {time_unit!r}")
+    if time_zero not in TIME_ZERO_CHOICES:
+        raise ConfigError(f"time_zero: expected one of {', '.join(TIME_ZERO_CHOICES)} (time 0 of a series: its "
+                          f"earliest row, or the time column's own 0, e.g. offsets from admission), got {time_zero!r}")
     if not isinstance(label_column, str) or not label_column:
         raise ConfigError(f"label_column: expected a column name, got {label_column!r}")
     if label_id_column is not None and (not isinstance(label_id_column, str) or not label_id_column):
@@ -352,6 +365,7 @@ def _check_options(columns, time_unit, label_column, static_variables, max_hours
     return dict(
         columns,
         time_unit=time_unit,
+        time_zero=time_zero,
         label_column=label_column,
         label_id_column=label_id_column or columns["id_column"],
         static_variables=static,
@@ -679,8 +693,10 @@ def _parse_durations(strings: np.ndarray) -> tuple[np.ndarray | None, np.ndarray
     return h + m / 60.0 + s / 3600.0, elapsed
 
 
-def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.ndarray, column: str) -> np.ndarray:
-    """(N,) absolute hours of a time column (numbers in ``time_unit``, or date-time text)."""
+def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.ndarray, column: str,
+                    time_zero: str = "earliest") -> np.ndarray:
+    """(N,) absolute hours of a time column (numbers in ``time_unit``, or date-time text).
+    ``time_zero="zero"`` refuses date-times: their 0 is 1970, not an event of the series."""
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         nums = col.to_numpy(dtype=np.float64, na_value=np.nan)
         empty = np.flatnonzero(np.isnan(nums))
@@ -700,6 +716,7 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
         raise DataError("empty time: every row needs a time", path=table.path, line=int(lines[empty[0]]), column=column)
     arr = strings.to_numpy(dtype=object)
     if time_unit == "datetime":
+        _refuse_datetime_zero(time_zero, arr, table, lines, column)
         hours = _parse_datetimes(arr, f"{table.path}, column {column!r}")
         bad = np.flatnonzero(np.isnan(hours))
         if len(bad):
@@ -727,6 +744,7 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
     hours = _parse_datetimes(arr, f"{table.path}, column {column!r}")
     bad_dt = np.flatnonzero(np.isnan(hours))
     if not len(bad_dt):
+        _refuse_datetime_zero(time_zero, arr, table, lines, column)
         return hours
     if len(bad_dt) < len(bad_num):  # mostly date-times: report the odd one out
         i = int(bad_dt[0])
@@ -735,6 +753,13 @@ def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.
     i = int(bad_num[0])
     raise DataError(f"expected a number of hours (or a date-time, or H:MM), got {arr[i]!r}",
                     path=table.path, line=int(lines[i]), column=column)
+
+
+def _refuse_datetime_zero(time_zero: str, arr: np.ndarray, table: TextTable, lines: np.ndarray, column: str) -> None:
+    if time_zero == "zero":
+        raise DataError(f"time_zero 'zero' counts from the time column's own 0, which date-times such as {arr[0]!r} "
+                        "do not have: use time_zero 'earliest', or give times as hours (minutes, ...) since the event",
+                        path=table.path, line=int(lines[0]), column=column)
 
 
 def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[str], fixed_types: dict,
@@ -845,9 +870,9 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     check_float32_range(value, table.path, valc, lines)
     ids = _require_text(frame[idc], table, lines, idc, "id")
     var = _require_text(frame[vc], table, lines, vc, "variable name")
-    hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
+    hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc, opts["time_zero"])
     series, id_list = _series_codes(ids)
-    t0 = _earliest(series, hours, len(id_list))
+    t0 = _time_zero(series, hours, len(id_list), opts["time_zero"])
     _check_span(series, hours, t0, id_list, opts, table, lines, tc)
     _warn_long_numeric_hours(frame[tc], series, hours, t0, opts, table.path, tc)
     vcodes, vnames = pd.factorize(var)
@@ -866,9 +891,11 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
         raise DataError(f"static variable(s) {hints} never appear in column {vc!r} (data.static_variables); "
                         f"it holds {len(vnames)} variable names, e.g. {', '.join(map(repr, sorted(vnames)[:8]))}",
                         path=source, column=vc)
+    vcodes = np.asarray(vcodes, dtype=np.int64)
+    if opts["time_zero"] == "zero":
+        series, hours, vcodes, value = _drop_before_zero(series, hours, vcodes, value, vnames, static, source, meta)
     return _finish(
-        id_list, series, hours, t0, np.asarray(vcodes, dtype=np.int64), value, vnames, static, opts["max_hours"],
-        ranges, lab, meta, source,
+        id_list, series, hours, t0, vcodes, value, vnames, static, opts["max_hours"], ranges, lab, meta, source,
     )
 
 
@@ -931,17 +958,19 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
         check_finite(V[:, j], table.path, c, lines)
         check_float32_range(V[:, j], table.path, c, lines)
     ids = _require_text(frame[idc], table, lines, idc, "id")
-    hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc)
+    hours = _times_to_hours(frame[tc], opts["time_unit"], table, lines, tc, opts["time_zero"])
     series, id_list = _series_codes(ids)
-    t0 = _earliest(series, hours, len(id_list))
+    t0 = _time_zero(series, hours, len(id_list), opts["time_zero"])
     _check_span(series, hours, t0, id_list, opts, table, lines, tc)
     _warn_long_numeric_hours(frame[tc], series, hours, t0, opts, table.path, tc)
     del frame, ids, lines
     R, K = V.shape
-    return _finish(
-        id_list, np.repeat(series, K), np.repeat(hours, K), t0, np.tile(np.arange(K, dtype=np.int64), R),
-        V.reshape(-1).astype(np.float64), names, static, opts["max_hours"], ranges, lab, meta, table.path,
-    )
+    series, hours, codes = np.repeat(series, K), np.repeat(hours, K), np.tile(np.arange(K, dtype=np.int64), R)
+    values = V.reshape(-1).astype(np.float64)
+    if opts["time_zero"] == "zero":
+        series, hours, codes, values = _drop_before_zero(series, hours, codes, values, names, static, table.path, meta)
+    return _finish(id_list, series, hours, t0, codes, values, names, static, opts["max_hours"], ranges, lab, meta,
+                   table.path)
 
 
 def _build_physionet(source: StaySource, ranges, lab: _LabelSource, max_hours, meta: dict) -> IrregularDataset:
@@ -972,13 +1001,17 @@ def _check_span(series: np.ndarray, hours: np.ndarray, t0: np.ndarray, ids: list
     max_hours = opts.get("max_hours")
     if max_hours is not None and max_hours <= MAX_SPAN_HOURS:
         return  # such rows are dropped by the window anyway
-    rel = hours - t0[series]  # t0: each series' earliest time (_earliest)
+    rel = hours - t0[series]  # t0: each series' time 0 (_time_zero)
     late = np.flatnonzero(rel > MAX_SPAN_HOURS)
     if len(late):
         i = int(late[0])
-        first = int(lines[np.flatnonzero(series == series[i])[np.argmin(hours[series == series[i]])]])
+        if opts.get("time_zero") == "zero":
+            after = "its time 0 (the time column's 0, time_zero zero)"
+        else:
+            first = int(lines[np.flatnonzero(series == series[i])[np.argmin(hours[series == series[i]])]])
+            after = f"its first row (line {first})"
         raise DataError(
-            f"this row of series {ids[series[i]]!r} is {rel[i]:.4g} hours after its first row (line {first}); "
+            f"this row of series {ids[series[i]]!r} is {rel[i]:.4g} hours after {after}; "
             f"a series may span at most {MAX_SPAN_HOURS:.0e} hours (114 years): check time_unit "
             f"(now {opts.get('time_unit')!r}) or set max_hours",
             path=table.path, line=int(lines[i]), column=column,
@@ -1014,6 +1047,31 @@ def _earliest(series: np.ndarray, hours: np.ndarray, n: int) -> np.ndarray:
     t0 = np.full(n, np.inf)
     np.minimum.at(t0, series, hours)
     return t0
+
+
+#: where a CSV series' time 0 lies (the ``time_zero`` reader option)
+TIME_ZERO_CHOICES = ("earliest", "zero")
+
+
+def _time_zero(series: np.ndarray, hours: np.ndarray, n: int, time_zero: str) -> np.ndarray:
+    """(n,) each series' time 0 in absolute hours: its earliest row, or the time column's own 0."""
+    return _earliest(series, hours, n) if time_zero == "earliest" else np.zeros(n)
+
+
+def _drop_before_zero(series, hours, codes, values, names, static, source, meta: dict):
+    """Drop the time-varying measurements before time 0 (``time_zero="zero"``: pre-admission labs
+    at negative offsets); static variables' rows are kept wherever they lie. The count goes to the
+    log and to ``meta["before_time_zero"]``. Shape: series, hours, codes, values (N,) -> (N',)."""
+    is_static = np.isin(np.asarray(names, dtype=object), list(static)) if static else np.zeros(len(names), bool)
+    early = (hours < 0) & ~is_static[codes] & ~np.isnan(values)
+    n = int(early.sum())
+    meta["before_time_zero"] = n
+    if not n:
+        return series, hours, codes, values
+    log.info("%s: %d measurement(s) of %d series before time 0 dropped (time_zero zero: the time column's 0 is "
+             "time 0; static variables' rows kept)", source, n, len(np.unique(series[early])))
+    keep = ~early
+    return series[keep], hours[keep], codes[keep], values[keep]
 
 
 def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hours, ranges, lab, meta, source,

@@ -324,6 +324,31 @@ def test_classification_input_options_reach_the_checkpoint_and_prediction(clinic
     np.testing.assert_array_equal(a["probability"].to_numpy(), b["probability"].to_numpy())
 
 
+def test_time_zero_travels_in_the_checkpoint_and_drops_the_same_rows_at_prediction(tmp_path):
+    """Offsets from admission (eICU's): ``data.time_zero=zero`` at training holds at prediction."""
+    import grud.api
+
+    cols = dict(id_column="stay", time_column="offset", variable_column="name", value_column="val",
+                label_column="died")
+    events = make_long_csv(tmp_path / "events.csv", n_series=40, labels_path=tmp_path / "labels.csv", **cols)
+    frame = pd.read_csv(events)
+    frame["offset"] = frame["offset"] - 6.0  # pre-admission rows at negative offsets; Age at -6 h
+    frame.to_csv(events, index=False)
+    kept = frame[(frame["offset"] >= 0) | (frame["name"] == "Age")]
+    kept.to_csv(tmp_path / "kept.csv", index=False)
+    keys = ["data=csv_long", *(f"data.{k}={v}" for k, v in cols.items()), "data.static_variables=[Age]"]
+    out = grud.api.train([*keys, f"data.path={events}", f"data.labels={tmp_path / 'labels.csv'}",
+                          "data.time_zero=zero", "plots=false", f"hydra.run.dir={tmp_path / 'run'}", *TINY_TRAIN])
+    ckpt = torch.load(out / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["hyper_parameters"]["stats"]["reader"]["time_zero"] == "zero"
+    best = out / "checkpoints/best.ckpt"
+    full = grud.api.predict(best, [f"data.path={events}"])
+    np.testing.assert_array_equal(full["probability"].to_numpy(),
+                                  grud.api.predict(best, [f"data.path={tmp_path / 'kept.csv'}"])["probability"])
+    other = grud.api.predict(best, [f"data.path={events}", "data.time_zero=earliest"])  # the rows read back in
+    assert not np.allclose(full["probability"].to_numpy(), other["probability"].to_numpy())
+
+
 def test_a_checkpoint_saved_before_mixed_delta_existed_keeps_delta_in_hours(trained_run, tmp_path):
     from grud.cli.inference import load_model
     from grud.tasks.classification import ClassificationTask

@@ -913,3 +913,48 @@ def test_physionet_errors_the_generic_checks_raise_name_the_stay_file_and_line(t
             read_physionet2012(d, cache=False)
     # a window that drops such a row anyway reads the stay (as before)
     assert len(read_physionet2012(tmp_path / "7", cache=False, max_hours=48)) == 1
+
+
+@pytest.mark.parametrize("kind", ["long", "wide"])
+def test_time_zero_zero_counts_from_the_time_columns_own_zero(tmp_path, kind, caplog):
+    """eICU's offsets are minutes from unit admission, with pre-admission labs at negative offsets:
+    time 0 must be admission (offset 0), not each stay's earliest row."""
+    if kind == "long":
+        data = write(tmp_path / "d.csv", "id,offset,variable,value\n1,-120,HR,99\n1,-60,Age,54\n1,0,HR,80\n"
+                                         "1,90,HR,82\n2,30,HR,70\n2,-30,Glucose,200\n2,60,Glucose,150\n")
+        read = read_long_csv
+    else:
+        data = write(tmp_path / "d.csv", "id,offset,HR,Glucose,Age\n1,-120,99,,\n1,-60,,,54\n1,0,80,,\n1,90,82,,\n"
+                                         "2,30,70,,\n2,-30,,200,\n2,60,,150,\n")
+        read = read_wide_csv
+    kw = dict(time_column="offset", time_unit="min", static_variables=["Age"], cache=False)
+    first = read(data, **kw)
+    np.testing.assert_allclose(first.times, [0.0, 2.0, 3.5, 0.0, 1.0, 1.5])  # from each series' earliest row
+    with caplog.at_level(logging.INFO, logger="grud"):
+        ds = read(data, time_zero="zero", **kw)
+    np.testing.assert_allclose(ds.times, [0.0, 1.5, 0.5, 1.0])  # from offset 0; the rows before it are gone
+    i, j = ds.variables.index("HR"), ds.variables.index("Glucose")
+    np.testing.assert_array_equal(ds.values[:, i][:2], [80.0, 82.0])
+    np.testing.assert_array_equal(ds.values[2:, j], [np.nan, 150.0])
+    np.testing.assert_array_equal(ds.static[:, 0], [54.0, np.nan])  # a static row before 0 is kept
+    assert ds.meta["before_time_zero"] == 2 and ds.meta["time_zero"] == "zero"
+    assert "2 measurement(s) of 2 series before time 0 dropped" in caplog.text
+    # the option is part of the cache key: a cached read under the other option is not handed back
+    cached = dict(kw, cache=True)
+    np.testing.assert_allclose(read(data, **cached).times, first.times)
+    np.testing.assert_allclose(read(data, time_zero="zero", **cached).times, ds.times)
+
+
+def test_time_zero_zero_refuses_date_times_and_unknown_choices(tmp_path):
+    data = write(tmp_path / "d.csv", "id,time,variable,value\n1,2021-03-04 13:45,HR,80\n1,2021-03-04 14:45,HR,82\n")
+    for unit in ("h", "datetime"):
+        with pytest.raises(DataError, match=r"d\.csv, line 2, column 'time': time_zero 'zero' counts from the time "
+                                            r"column's own 0, which date-times such as '2021-03-04 13:45' do not have"):
+            read_long_csv(data, time_unit=unit, time_zero="zero", cache=False)
+    assert len(read_long_csv(data, cache=False).times) == 2  # the default reads them
+    with pytest.raises(ConfigError, match=r"time_zero: expected one of earliest, zero .* got 'admission'"):
+        read_long_csv(data, time_zero="admission", cache=False)
+    late = write(tmp_path / "late.csv", "id,time,variable,value\n1,5,HR,80\n1,2000000,HR,82\n")
+    with pytest.raises(DataError, match=r"line 3, column 'time': this row of series '1' is 2e\+06 hours after its "
+                                        r"time 0 \(the time column's 0, time_zero zero\)"):
+        read_long_csv(late, time_zero="zero", cache=False)
