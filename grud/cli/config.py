@@ -54,6 +54,50 @@ def check_group_choices(overrides: list[str]) -> None:
                 raise ConfigError(f"data={name}: no such data config{hint}; expected one of {', '.join(allowed)}")
 
 
+#: groups whose unknown keys keep Hydra's "+key=value" hint: any Lightning Trainer argument may be added
+_OPEN_GROUPS = ("trainer",)
+
+
+def unknown_key_error(config_name: str, overrides: list[str], exc: Exception):
+    """A ConfigError for Hydra's "Could not override 'model.hiden_size'. To append to your config
+    use +model.hiden_size=8", whose hint is wrong for a misspelt key or a key of another data
+    type: the key, the config it is not a key of, the closest key and (data) the data types that
+    take it. None for other errors, or a group that takes any key (trainer: Lightning's arguments)."""
+    from hydra import compose
+
+    from grud.data.text_tables import closest_name
+    from grud.errors import ConfigError
+
+    m = re.match(r"Could not override '([^']+)'", str(exc))
+    if not m or "." not in m.group(1) or m.group(1).split(".")[0] in _OPEN_GROUPS:
+        return None
+    key = m.group(1)
+    parts = key.split(".")
+    rest = [o for o in overrides if o.split("=")[0].lstrip("+~") != key]
+    try:
+        cfg = compose(config_name=config_name, overrides=rest, return_hydra_config=True)
+    except Exception:
+        return None
+    node = cfg
+    for p in parts[:-1]:
+        node = node.get(p) if hasattr(node, "get") else None
+    if not hasattr(node, "keys"):
+        return None
+    keys = [str(k) for k in node.keys()]
+    choice = (cfg.hydra.runtime.choices or {}).get(parts[0]) if len(parts) == 2 else None
+    if parts[0] == "data" and len(parts) == 2 and config_name == "train":
+        from grud.cli.pipeline import check_data_keys
+
+        try:
+            check_data_keys([parts[1]], cfg.data.get("kind") or choice)
+        except ConfigError as better:
+            return better
+    where = f"{parts[0]}={choice}" if choice else ".".join(parts[:-1])
+    close = closest_name(parts[-1], keys)
+    hint = f" (did you mean {'.'.join(parts[:-1])}.{close}?)" if close else ""
+    return ConfigError(f"{key}: not a key of {where}{hint}; its keys: {', '.join(keys)}")
+
+
 def check_parsable(overrides: list[str]) -> None:
     """Each override must parse in Hydra's grammar; one that does not is named, with the quoting
     that fixes the usual case (a glob with [ ], or a value with spaces, commas or parentheses)."""
@@ -107,9 +151,11 @@ def precheck(config_name: str, argv: list[str]) -> None:
             return compose(config_name=config_name, overrides=job + (hydra_overrides if with_hydra else []),
                            return_hydra_config=with_hydra)
         except Exception as exc:
+            exc = unknown_key_error(config_name, job, exc) or exc
             if not swept:
-                raise
-            raise ConfigError(f"the sweep's job {' '.join(swept)}: {type(exc).__name__}: {exc}") from exc
+                raise exc from None
+            what = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"the sweep's job {' '.join(swept)}: {what}") from exc
 
     def data_keys_of(cfg, swept) -> None:  # a data key no reader takes, before any job starts
         if config_name != "train":

@@ -2,7 +2,8 @@
 
 All series are kept concatenated in a few flat arrays (fast to slice, cache and batch):
 
-* ``times``   (N,)      float64, hours since the series' time 0 (its earliest row)
+* ``times``   (N,)      float64, hours since the series' time 0 (its earliest row, or
+              the time column's 0 with the readers' ``time_zero``)
 * ``values``  (N, F)    float32, NaN where a variable was not observed at that time
 * ``offsets`` (n+1,)    int64, series ``i`` owns rows ``offsets[i]:offsets[i+1]``
 * ``static``  (n, S)    float32, NaN where unknown

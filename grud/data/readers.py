@@ -11,7 +11,8 @@ Three entry points, one set of rules:
 Semantics (all readers):
 
 * **Time 0** of a series is its earliest row in the input, whatever that row holds (an empty
-  value or a static variable counts; PhysioNet: ICU admission, ``00:00``). Times become
+  value or a static variable counts; PhysioNet: ICU admission, ``00:00``), unless ``time_zero``
+  says otherwise (below). Times become
   hours since time 0. Rows may come in any order.
 * **Steps**: each step of a series is one distinct time at which any time-varying variable was
   observed; times are strictly ascending. Several measurements of one variable at the same
@@ -28,9 +29,10 @@ Semantics (all readers):
   among the time-varying ``variables``. ``variables`` is sorted by name, ``static_names``
   keeps the order given; series are sorted by id (numerically when every id is an integer).
 * **time_zero**: a series' time 0 is its ``earliest`` row (default), or ``zero``, the time
-  column's own 0 (offsets from an event such as unit admission; numbers only): then time-varying
-  measurements before it are dropped (counted in the log and ``meta["before_time_zero"]``) and
-  static variables' rows are kept wherever they lie.
+  column's own 0 (offsets from an event such as unit admission; numbers or ``H:MM``, negative
+  too, not date-times): then time-varying measurements before it are dropped (counted in the log
+  and ``meta["before_time_zero"]``; all of them is an error) and static variables' rows are kept
+  wherever they lie.
 * **max_hours** drops every row after that many hours since time 0 (static rows included).
 * **Span**: a series may span at most :data:`MAX_SPAN_HOURS` (10^6 hours, 114 years) from its
   time 0 (after ``max_hours``); a later row is a :class:`~grud.errors.DataError` naming it (a
@@ -90,7 +92,7 @@ _UNIT_WORDS = {"h": "hours", "min": "minutes", "s": "seconds", "d": "days"}
 #: PhysioNet 2012 descriptors recorded once per stay (-1 = unknown).
 PHYSIONET_STATIC = ("Age", "Gender", "Height", "ICUType")
 PHYSIONET_LABEL = "In-hospital_death"
-_DURATION = re.compile(r"^(\d+):([0-5]?\d)(?::([0-5]?\d(?:\.\d*)?))?$")
+_DURATION = re.compile(r"^(-?)(\d+):([0-5]?\d)(?::([0-5]?\d(?:\.\d*)?))?$")  # -H:MM: before time 0
 _INTEGER = re.compile(r"^[+-]?\d+$")
 #: The longest a series may last from its time 0, in hours (114 years; see the module docstring).
 MAX_SPAN_HOURS = 1e6
@@ -405,6 +407,8 @@ def _read_cached(kind: str, key_parts: dict, use_cache: bool, path: Path,
             if labels_name is not None:
                 ds.meta["labels"] = labels_name
             log_dropped(ds.meta.get("out_of_range") or {}, str(path))
+            if ds.meta.get("before_time_zero"):
+                log_before_time_zero(str(path), **ds.meta["before_time_zero"], cached=True)
             log_label_match(ds.meta)
             log.info("%s: %r (from cache)", path, ds)
             return ds
@@ -684,13 +688,14 @@ def _parse_durations(strings: np.ndarray) -> tuple[np.ndarray | None, np.ndarray
     """(hours of ``H:MM[:SS]`` elapsed-time text, or ``None`` unless every entry has that form;
     (N,) bool: the entries that have it)."""
     parts = pd.Series(strings, dtype=object).astype(str).str.extract(_DURATION)
-    elapsed = parts[0].notna().to_numpy(dtype=bool)
+    elapsed = parts[1].notna().to_numpy(dtype=bool)
     if not elapsed.all():
         return None, elapsed
-    h = parts[0].astype(np.float64).to_numpy()
-    m = parts[1].astype(np.float64).to_numpy()
-    s = pd.to_numeric(parts[2], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
-    return h + m / 60.0 + s / 3600.0, elapsed
+    sign = np.where((parts[0] == "-").to_numpy(dtype=bool), -1.0, 1.0)
+    h = parts[1].astype(np.float64).to_numpy()
+    m = parts[2].astype(np.float64).to_numpy()
+    s = pd.to_numeric(parts[3], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+    return sign * (h + m / 60.0 + s / 3600.0), elapsed
 
 
 def _times_to_hours(col: pd.Series, time_unit: str, table: TextTable, lines: np.ndarray, column: str,
@@ -1061,17 +1066,35 @@ def _time_zero(series: np.ndarray, hours: np.ndarray, n: int, time_zero: str) ->
 def _drop_before_zero(series, hours, codes, values, names, static, source, meta: dict):
     """Drop the time-varying measurements before time 0 (``time_zero="zero"``: pre-admission labs
     at negative offsets); static variables' rows are kept wherever they lie. The count goes to the
-    log and to ``meta["before_time_zero"]``. Shape: series, hours, codes, values (N,) -> (N',)."""
+    log and to ``meta["before_time_zero"]``; more than half of them dropped is warned about, all of
+    them is a :class:`DataError` (offsets of the wrong sign or unit). Shape: series, hours, codes,
+    values (N,) -> (N',)."""
     is_static = np.isin(np.asarray(names, dtype=object), list(static)) if static else np.zeros(len(names), bool)
-    early = (hours < 0) & ~is_static[codes] & ~np.isnan(values)
-    n = int(early.sum())
-    meta["before_time_zero"] = n
+    measured = ~is_static[codes] & ~np.isnan(values)
+    early = measured & (hours < 0)
+    n, total = int(early.sum()), int(measured.sum())
+    n_series = len(np.unique(series[early])) if n else 0
+    meta["before_time_zero"] = dict(dropped=n, series=n_series, measurements=total)
     if not n:
         return series, hours, codes, values
-    log.info("%s: %d measurement(s) of %d series before time 0 dropped (time_zero zero: the time column's 0 is "
-             "time 0; static variables' rows kept)", source, n, len(np.unique(series[early])))
+    if n == total:
+        raise DataError(f"time_zero zero: every one of the {n} time-varying measurements is before time 0 (the time "
+                        f"column's 0): are the times offsets from the event, in time_unit {meta.get('time_unit')!r}, "
+                        f"with later times positive? (time_zero earliest counts from each series' first row)",
+                        path=source, column=meta.get("time_column"))
+    log_before_time_zero(source, **meta["before_time_zero"])
     keep = ~early
     return series[keep], hours[keep], codes[keep], values[keep]
+
+
+def log_before_time_zero(source, dropped: int, series: int, measurements: int, cached: bool = False) -> None:
+    """Say how many measurements ``time_zero="zero"`` dropped (INFO; a warning above half of them)."""
+    if not dropped:
+        return
+    level = logging.WARNING if 2 * dropped > measurements else logging.INFO
+    log.log(level, "%s: %d of %d time-varying measurement(s), of %d series, before time 0 dropped (time_zero zero: "
+            "the time column's 0 is time 0; static variables' rows kept)%s", source, dropped, measurements, series,
+            " (cached)" if cached else "")
 
 
 def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hours, ranges, lab, meta, source,

@@ -14,7 +14,8 @@ join one remainder across variables; with too few residuals for even that, its q
 widened to at least that of every residual. At each level every residual thus lies in exactly one
 group whose half-width covers at least the level of the group's own residuals. Variables forecast
 exactly by rule (``held``: constant in the training split, so their residuals are mostly 0) keep
-their own groups but stay out of every pooled fallback, which their zeros would narrow for others.
+their own groups and stay out of the pools the other variables fall back on, which their zeros
+would narrow; their own small groups still fall back on pools that include them.
 
 The validation split also picks the best epoch, so the half-widths are slightly optimistic; the
 test keys of ``metrics.json`` report the coverage reached on the test split
@@ -105,7 +106,9 @@ class ResidualPool:
         residuals pooled, if those reach the count; the rest share the quantile of theirs pooled
         across variables, and with fewer than the count even there, the larger of that and the
         quantile of every residual (+inf when even every residual is too few for the level). The
-        ``held`` variables' residuals enter neither of the last two pools.
+        ``held`` variables' residuals enter neither of the last two pools of the other variables
+        (all residuals when the others' are too few); their own small cells take both pools with
+        them, as without ``held``.
         """
         F, K = self.n_features, N_GROUPS
         out = np.full((len(levels), F, K), np.nan)
@@ -116,7 +119,7 @@ class ResidualPool:
         order = np.argsort(cell, kind="stable")
         ends = np.cumsum(np.bincount(cell, minlength=F * K))
         by_cell = [np.sort(r) for r in np.split(res[order], ends[:-1])]
-        shared = res[~self.held[var]]  # every residual the cross-variable fallback may draw on
+        shared = res[~self.held[var]]  # what the other variables' fallback draws on
         for li, level in enumerate(levels):
             need = min_count(level)
             pending, leftover = [], []  # cells whose variable's remainder is small, and its residuals
@@ -130,19 +133,30 @@ class ResidualPool:
                     out[li, f, small] = conformal_quantile(remainder, level)
                 elif small:
                     pending.append((f, small))
-                    if not self.held[f]:
-                        leftover.append(remainder)
+                    leftover.append(remainder)
             if pending:
-                rest = np.concatenate(leftover) if leftover else np.zeros(0)
-                fill = conformal_quantile(rest, level)
-                if len(rest) < need:  # too few to stand alone: never narrower than all residuals'
-                    everything = conformal_quantile(shared, level)
-                    fill = everything if math.isinf(fill) else max(fill, everything)
+                # the variables forecast by rule: their zeros would narrow the others' shared fallback,
+                # so it leaves them out; their own small cells take the fallback with them (never
+                # narrower than their own residuals, which need not be 0 outside training)
+                others = [r for (f, _), r in zip(pending, leftover) if not self.held[f]]
+                fill = _fallback(others, shared if len(shared) >= need else res, level, need)
+                fill_held = _fallback(leftover, res, level, need)
                 for f, small in pending:
-                    out[li, f, small] = fill
+                    out[li, f, small] = fill_held if self.held[f] else fill
         # a higher level never gets a narrower interval (a group pooled differently at another level)
         out = np.maximum.accumulate(out, axis=0) if list(levels) == sorted(levels) else out
         return torch.tensor(out, dtype=torch.float32)
+
+
+def _fallback(remainders: list, everything: np.ndarray, level: float, need: int) -> float:
+    """The quantile of small remainders pooled; with fewer than ``need`` residuals, never narrower
+    than the quantile of ``everything`` (+inf when even that is too few for the level)."""
+    rest = np.concatenate(remainders) if remainders else np.zeros(0)
+    fill = conformal_quantile(rest, level)
+    if len(rest) < need:
+        wide = conformal_quantile(everything, level)
+        fill = wide if math.isinf(fill) else max(fill, wide)
+    return fill
 
 
 def min_count(level: float) -> int:

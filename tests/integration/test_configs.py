@@ -56,6 +56,17 @@ def test_predict_and_evaluate_configs_compose(name):
     assert cfg.data.path == "y.csv" and cfg.data.kind == "csv_wide"
 
 
+@pytest.mark.parametrize("name", ["predict", "evaluate"])
+def test_every_reader_key_a_user_may_set_at_prediction_is_declared(name):
+    """``data.time_zero=...`` and ``data.label_map=...`` at grud-predict / grud-evaluate were Hydra's
+    "Could not override" (use +data...): the README says any reader key overrides training's."""
+    from grud.data.loading import KINDS, prediction_reader_keys
+
+    cfg = _compose(name, ["checkpoint=x.ckpt", "data.path=y.csv"])
+    missing = {k for kind in KINDS for k in prediction_reader_keys(kind)} - set(cfg.data)
+    assert not missing
+
+
 @pytest.mark.parametrize("override, node, cls", [
     ("hydra/launcher=joblib", "launcher", "JoblibLauncher"),
     ("hydra/launcher=submitit_local", "launcher", "LocalLauncher"),

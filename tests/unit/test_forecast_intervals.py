@@ -105,9 +105,18 @@ def test_held_variables_zeros_stay_out_of_the_shared_fallback():
     # variable 1's remainder (10 residuals of 5) is too few alone and, without the zeros, stays 5
     assert (hw[1, [0, 2, 3, 4, 5, 6]] == 5.0).all()
     assert hw[0, 1] == 0.0  # the held variable's big group keeps its own (zero) quantile
-    assert (hw[0, [0, 2, 3, 4, 5, 6]] == 5.0).all()  # its small cells take the shared fallback
+    assert (hw[0, [0, 2, 3, 4, 5, 6]] == 0.0).all()  # its own small cells pool with its zeros, as before
     mixed = _pool_of(cells, 2).halfwidths((0.5,))[0]  # not held: 25 zeros + 10 fives give 0
     assert (mixed[1, [0, 2]] == 0.0).all()
+    # constant in training need not mean constant later: a held variable's own residuals of 5 keep
+    # its small cells at least that wide (they were 0.94, from the other variable's alone)
+    rng = np.random.default_rng(0)
+    off = _pool_of({(0, 0): np.full(10, 5.0), (1, 1): rng.random(200), (1, 0): rng.random(20)}, 2, held=held)
+    hw = off.halfwidths((0.9,))[0]
+    assert hw[0, 0] == 5.0 and hw[1, 0] < 1.0  # the other variable's fallback without the held 5s
+    # every variable held: the fallback still has residuals to draw on (was +inf)
+    alone = _pool_of({(0, 1): rng.random(500), (0, 3): rng.random(10)}, 1, held=[True]).halfwidths((0.9,))[0]
+    assert torch.isfinite(alone).all()
     with pytest.raises(ValueError, match="expected 2 flags"):
         CI.ResidualPool(2, held=[True])
 

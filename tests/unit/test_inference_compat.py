@@ -155,12 +155,45 @@ def test_labels_coded_1_and_2_score_as_0_and_1():
     assert m["test/auroc"] == pytest.approx(5 / 6)
 
 
+@pytest.mark.parametrize("config, argv, line", [
+    ("train", ["model.hiden_size=8"], r"^model\.hiden_size: not a key of model=grud \(did you mean model\.hidden_size\?\)"),
+    ("train", ["data.time_zero=zero"], r"^data\.time_zero: not a key of data=physionet2012 \(a key of data=csv_long "
+                                       r"and data=csv_wide\)"),
+    ("train", ["data=csv_long", "data.path=x.csv", "data.tme_unit=min"],
+     r"^data\.tme_unit: not a key of data=csv_long \(did you mean data\.time_unit\?\)"),
+    ("train", ["task.head.hiden=3"], r"^task\.head\.hiden: not a key of task\.head \(did you mean task\.head\.hidden"),
+    ("predict", ["checkpoint=x.ckpt", "data.path=y.csv", "data.tme_unit=min"],
+     r"^data\.tme_unit: not a key of data \(did you mean data\.time_unit\?\)"),
+])
+def test_a_misspelt_or_foreign_key_is_named_not_sent_to_plus(config, argv, line):
+    """Hydra's "Could not override 'model.hiden_size'. To append to your config use +model.hiden_size=8"
+    sends a user with a typo (or a key of another data type) to a '+' that fails later or is ignored."""
+    from grud.cli.config import precheck
+    from grud.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=line):
+        precheck(config, argv)
+
+
+def test_a_key_of_an_open_group_keeps_hydras_plus_hint():
+    """Any Lightning Trainer argument may be added with +trainer.KEY=VALUE: that hint stays."""
+    from hydra.errors import ConfigCompositionException
+
+    from grud.cli.config import precheck
+
+    with pytest.raises(ConfigCompositionException, match=r"use \+trainer\.limit_val_batchez=2"):
+        precheck("train", ["trainer.limit_val_batchez=2"])
+    with pytest.raises(ConfigCompositionException, match=r"use \+foo\.bar=1"):
+        precheck("train", ["foo.bar=1"])  # no such node: Hydra's own message
+
+
 def test_a_multirun_grid_is_composed_before_its_first_job():
     """model=grud,logreg model.hidden_size=8: the logreg job's bad override is one error up front."""
     from grud.cli.config import _grid_jobs, precheck
     from grud.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"the sweep's job model=logreg: .*Could not override 'model.hidden_size'"):
+    with pytest.raises(ConfigError, match=r"the sweep's job model=logreg: model\.hidden_size: not a key of "
+                                          r"model=logreg; its keys: name, kind"):
         precheck("train", ["-m", "model=grud,logreg", "model.hidden_size=8"])
     precheck("train", ["-m", "model=grud,gru_mean", "seed=range(0,2)", "model.hidden_size=8"])  # every job composes
     precheck("train", ["-m", "optim.lr=interval(0.001,0.01)"])  # sampled by the sweeper: left to it

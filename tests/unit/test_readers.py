@@ -911,7 +911,8 @@ def test_physionet_errors_the_generic_checks_raise_name_the_stay_file_and_line(t
         (d / f"{name}.txt").write_text(f"Time,Parameter,Value\n00:00,RecordID,{name}\n00:00,HR,80\n{row}\n")
         with pytest.raises(DataError, match=fragment):
             read_physionet2012(d, cache=False)
-    # a window that drops such a row anyway reads the stay (as before)
+    # a window that drops such a late row reads the stay (a value beyond float32 is refused wherever it
+    # lies, in a row max_hours or value_ranges would drop too, as the CSV readers refuse it)
     assert len(read_physionet2012(tmp_path / "7", cache=False, max_hours=48)) == 1
 
 
@@ -937,12 +938,17 @@ def test_time_zero_zero_counts_from_the_time_columns_own_zero(tmp_path, kind, ca
     np.testing.assert_array_equal(ds.values[:, i][:2], [80.0, 82.0])
     np.testing.assert_array_equal(ds.values[2:, j], [np.nan, 150.0])
     np.testing.assert_array_equal(ds.static[:, 0], [54.0, np.nan])  # a static row before 0 is kept
-    assert ds.meta["before_time_zero"] == 2 and ds.meta["time_zero"] == "zero"
-    assert "2 measurement(s) of 2 series before time 0 dropped" in caplog.text
+    assert ds.meta["before_time_zero"] == {"dropped": 2, "series": 2, "measurements": 6}
+    assert ds.meta["time_zero"] == "zero"
+    assert "2 of 6 time-varying measurement(s), of 2 series, before time 0 dropped" in caplog.text
     # the option is part of the cache key: a cached read under the other option is not handed back
     cached = dict(kw, cache=True)
     np.testing.assert_allclose(read(data, **cached).times, first.times)
     np.testing.assert_allclose(read(data, time_zero="zero", **cached).times, ds.times)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="grud"):
+        np.testing.assert_allclose(read(data, time_zero="zero", **cached).times, ds.times)  # from the cache
+    assert "2 of 6 time-varying measurement(s), of 2 series, before time 0 dropped" in caplog.text  # said again
 
 
 def test_time_zero_zero_refuses_date_times_and_unknown_choices(tmp_path):
@@ -958,3 +964,25 @@ def test_time_zero_zero_refuses_date_times_and_unknown_choices(tmp_path):
     with pytest.raises(DataError, match=r"line 3, column 'time': this row of series '1' is 2e\+06 hours after its "
                                         r"time 0 \(the time column's 0, time_zero zero\)"):
         read_long_csv(late, time_zero="zero", cache=False)
+
+
+def test_time_zero_zero_with_nothing_after_zero_is_named_and_most_dropped_is_warned(tmp_path, caplog):
+    """Offsets of the wrong sign dropped every measurement: training then failed in numpy's min()."""
+    neg = write(tmp_path / "neg.csv", "id,offset,variable,value\n1,-5,HR,80\n1,-3,HR,82\n1,0,Age,50\n2,-1,HR,70\n")
+    with pytest.raises(DataError, match=r"neg\.csv, column 'offset': time_zero zero: every one of the 3 time-varying "
+                                        r"measurements is before time 0 .* in time_unit 'min'"):
+        read_long_csv(neg, time_column="offset", time_unit="min", static_variables=["Age"], time_zero="zero",
+                      cache=False)
+    most = write(tmp_path / "most.csv", "id,offset,variable,value\n1,-5,HR,80\n1,-3,HR,82\n1,2,HR,81\n")
+    with caplog.at_level(logging.INFO, logger="grud"):
+        ds = read_long_csv(most, time_column="offset", time_zero="zero", cache=False)
+    assert len(ds.times) == 1
+    assert any(r.levelno == logging.WARNING and "2 of 3 time-varying measurement(s)" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_negative_elapsed_times_read_as_before_time_zero(tmp_path):
+    """-H:MM offsets (pre-admission, as elapsed text) were 'expected a number of hours'."""
+    data = write(tmp_path / "d.csv", "id,time,variable,value\n1,-1:30,HR,80\n1,00:00,HR,81\n1,2:15,HR,82\n")
+    np.testing.assert_allclose(read_long_csv(data, cache=False).times, [0.0, 1.5, 3.75])
+    np.testing.assert_allclose(read_long_csv(data, time_zero="zero", cache=False).times, [0.0, 2.25])
