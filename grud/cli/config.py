@@ -157,14 +157,17 @@ def precheck(config_name: str, argv: list[str]) -> None:
             what = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             raise ConfigError(f"the sweep's job {' '.join(swept)}: {what}") from exc
 
-    def data_keys_of(cfg, swept) -> None:  # a data key no reader takes, before any job starts
+    def job_keys_of(cfg, swept) -> None:  # a data key no reader takes, a monitor the task lacks: before any job
         if config_name != "train":
             return
         from grud.cli.pipeline import check_data_keys
 
+        from grud.cli.pipeline import monitor_of
+
         data = cfg.get("data") or {}
         try:
             check_data_keys(list(data), data.get("kind", "physionet2012"))
+            monitor_of(cfg, (cfg.get("task") or {}).get("name", "classification"))
         except ConfigError as exc:
             if not swept:
                 raise
@@ -174,7 +177,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             base = composed(*command_line[0], with_hydra=True)
-            data_keys_of(base, command_line[0][1])
+            job_keys_of(base, command_line[0][1])
             sweeper = base.hydra.get("sweeper") or {}
             target = str(sweeper.get("_target_", ""))
             multirun = flagged or "MULTIRUN" in str(base.hydra.get("mode"))
@@ -193,7 +196,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
                 if jobs is None:
                     return
             for job, swept in jobs[1:] if jobs is command_line else jobs:
-                data_keys_of(composed(job, swept), swept)
+                job_keys_of(composed(job, swept), swept)
     finally:
         GlobalHydra.instance().clear()
 

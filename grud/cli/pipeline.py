@@ -287,6 +287,26 @@ def check_model_serves_task(model: dict, task_name: str) -> None:
         )
 
 
+def monitor_of(cfg: dict, task_name: str) -> tuple[str, str] | None:
+    """``early_stopping.monitor`` as (metric, Lightning mode), or None for the task's own
+    (``val/auroc``, ``val/mse``); a metric the task does not report on validation is a ConfigError.
+    A baseline chooses its regularisation its own way: the key is ignored there (logged)."""
+    from grud.cli.config import TASK_METRICS
+
+    metric = (cfg.get("early_stopping") or {}).get("monitor")
+    if metric is None:
+        return None
+    known = TASK_METRICS.get(task_name, {})
+    if metric not in known:
+        raise ConfigError(f"early_stopping.monitor={metric}: task={task_name} reports {', '.join(known)} on "
+                          f"validation (null: the task's own, {next(iter(known), '?')})")
+    if cfg["model"].get("kind") == "baseline":
+        log.info("early_stopping.monitor=%s: model=%s is not trained by epochs; the key applies to networks",
+                 metric, cfg["model"].get("name"))
+        return None
+    return metric, "max" if known[metric] == "maximize" else "min"
+
+
 #: numeric keys checked before any work: (key, integer?, bound, bound excluded?, null allowed?)
 _NUMBER_KEYS = (("seed", True, None, False, False), ("optim.lr", False, 0.0, True, False),
                 ("optim.weight_decay", False, 0.0, False, False), ("optim.grad_clip", False, 0.0, False, True),
@@ -505,6 +525,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
                           f"train on the observed times and set it at grud-predict")
     task_name = cfg.get("task", {}).get("name", "classification")
     check_model_serves_task(cfg["model"], task_name)
+    monitor = monitor_of(cfg, task_name)
     ckpt_dir = run_dir / "checkpoints"
     seed = int(cfg.get("seed", 0))
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -579,6 +600,8 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         resumed = None if resume_from is None else check_resumable(module, resume_from)
         # the Trainer checks its own arguments (trainer.*, ema_decay): built before anything is replaced
         # (its logger and checkpoints write nothing until fit)
+        if monitor is not None:  # early_stopping.monitor: the best epoch, early stopping and the plateau scheduler
+            module.monitor, module.monitor_mode = monitor
         trainer = make_trainer(cfg, run_dir, module.monitor, module.monitor_mode, resumed_epoch=resumed)
         clear_earlier_run(run_dir, resumed=resume_from is not None, earlier=earlier, config_text=config_text)
         from grud.models.fast import native

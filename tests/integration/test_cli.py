@@ -349,6 +349,21 @@ def test_time_zero_travels_in_the_checkpoint_and_drops_the_same_rows_at_predicti
     assert not np.allclose(full["probability"].to_numpy(), other["probability"].to_numpy())
 
 
+def test_early_stopping_monitor_picks_the_best_checkpoint_by_that_metric(clinical_export, tmp_path):
+    """``early_stopping.monitor=val/loss``: best.ckpt is the epoch of the lowest validation loss."""
+    import grud.api
+
+    out = grud.api.train([*CSV_COLUMNS, f"data.path={clinical_export / 'events.csv'}",
+                          f"data.labels={clinical_export / 'labels.csv'}", "plots=false", "early_stopping.monitor=val/loss",
+                          f"hydra.run.dir={tmp_path / 'run'}", *TINY_TRAIN, "trainer.max_epochs=6", "optim.lr=0.02"])
+    log = pd.read_csv(out / "metrics.csv")
+    val = log.dropna(subset=["val/loss"]).set_index("epoch")["val/loss"]
+    ckpt = torch.load(out / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")
+    assert len(val) == 6 and ckpt["epoch"] == int(val.idxmin())
+    kept = [c for c in ckpt["callbacks"] if c.startswith("ModelCheckpoint") and "val/loss" in c]
+    assert kept and ckpt["callbacks"][kept[0]]["best_model_score"] == pytest.approx(val.min(), rel=1e-6)
+
+
 def test_a_checkpoint_saved_before_mixed_delta_existed_keeps_delta_in_hours(trained_run, tmp_path):
     from grud.cli.inference import load_model
     from grud.tasks.classification import ClassificationTask
