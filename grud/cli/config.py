@@ -60,24 +60,43 @@ _OPEN_GROUPS = ("trainer",)
 
 def unknown_key_error(config_name: str, overrides: list[str], exc: Exception):
     """A ConfigError for Hydra's "Could not override 'model.hiden_size'. To append to your config
-    use +model.hiden_size=8", whose hint is wrong for a misspelt key or a key of another data
-    type: the key, the config it is not a key of, the closest key and (data) the data types that
-    take it. None for other errors, or a group that takes any key (trainer: Lightning's arguments)."""
+    use +model.hiden_size=8", whose hint is wrong for a misspelt key, a key of another data type,
+    or (grud-predict, grud-evaluate) a training setting, which ``+`` would have them ignore: the
+    key, the config it is not a key of, the closest key and (data) the data types that take it.
+    None for other errors, and where Hydra's hint is right: a group that takes any key (grud-train's
+    trainer: Lightning's arguments), a key a reader takes that the config does not declare
+    (``+data.split_seed``), a top-level key grud-train has no node for.
+
+    ``overrides``: the command line's, ``hydra.*`` ones included (they choose the sweeper's keys).
+    """
     from hydra import compose
 
     from grud.data.text_tables import closest_name
     from grud.errors import ConfigError
 
     m = re.match(r"Could not override '([^']+)'", str(exc))
-    if not m or "." not in m.group(1) or m.group(1).split(".")[0] in _OPEN_GROUPS:
+    if not m or "." not in m.group(1):
         return None
     key = m.group(1)
     parts = key.split(".")
-    rest = [o for o in overrides if o.split("=")[0].lstrip("+~") != key]
-    try:
-        cfg = compose(config_name=config_name, overrides=rest, return_hydra_config=True)
-    except Exception:
+    if config_name == "train" and parts[0] in _OPEN_GROUPS:
         return None
+    rest, cfg = [o for o in overrides if _override_key(o) != key], None
+    for _ in range(len(rest) + 1):  # other unknown keys of the same command line: left out too
+        try:
+            cfg = compose(config_name=config_name, overrides=rest, return_hydra_config=True)
+            break
+        except Exception as other:
+            m = re.match(r"Could not override '([^']+)'", str(other))
+            if not m:
+                return None
+            rest = [o for o in rest if _override_key(o) != m.group(1)]
+    if cfg is None:
+        return None
+    if config_name != "train" and parts[0] not in cfg:
+        app = f"grud-{config_name}"
+        return ConfigError(f"{key}: {app} does not read {parts[0]}.* (the checkpoint holds the model and how it was "
+                           f"trained); its keys: {', '.join(str(k) for k in cfg if k != 'hydra')}")
     node = cfg
     for p in parts[:-1]:
         node = node.get(p) if hasattr(node, "get") else None
@@ -92,10 +111,15 @@ def unknown_key_error(config_name: str, overrides: list[str], exc: Exception):
             check_data_keys([parts[1]], cfg.data.get("kind") or choice)
         except ConfigError as better:
             return better
+        return None  # a key the reader takes that the config does not declare: +data.split_seed is right
     where = f"{parts[0]}={choice}" if choice else ".".join(parts[:-1])
     close = closest_name(parts[-1], keys)
     hint = f" (did you mean {'.'.join(parts[:-1])}.{close}?)" if close else ""
     return ConfigError(f"{key}: not a key of {where}{hint}; its keys: {', '.join(keys)}")
+
+
+def _override_key(override: str) -> str:
+    return override.split("=")[0].lstrip("+~")
 
 
 def check_parsable(overrides: list[str]) -> None:
@@ -151,18 +175,21 @@ def precheck(config_name: str, argv: list[str]) -> None:
             return compose(config_name=config_name, overrides=job + (hydra_overrides if with_hydra else []),
                            return_hydra_config=with_hydra)
         except Exception as exc:
-            exc = unknown_key_error(config_name, job, exc) or exc
+            exc = unknown_key_error(config_name, job + hydra_overrides, exc) or exc
             if not swept:
                 raise exc from None
             what = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             raise ConfigError(f"the sweep's job {' '.join(swept)}: {what}") from exc
 
     def job_keys_of(cfg, swept) -> None:  # a data key no reader takes, a monitor the task lacks: before any job
-        if config_name != "train":
+        if config_name != "train":  # +model.hidden_size=3 at grud-predict was accepted and did nothing
+            declared = set(compose(config_name=config_name, overrides=[]))
+            extra = [str(k) for k in cfg if k not in declared and k != "hydra"]
+            if extra:
+                raise ConfigError(f"{extra[0]}: grud-{config_name} does not read it (the checkpoint holds the model "
+                                  f"and how it was trained); its keys: {', '.join(sorted(declared))}")
             return
-        from grud.cli.pipeline import check_data_keys
-
-        from grud.cli.pipeline import monitor_of
+        from grud.cli.pipeline import check_data_keys, monitor_of
 
         data = cfg.get("data") or {}
         try:

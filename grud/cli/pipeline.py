@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -158,9 +159,10 @@ def log_class_counts(*splits: IrregularDataset) -> None:
         log.info("series per class: %s", "; ".join(parts))
 
 
-def warn_few_of_a_class(ds: IrregularDataset, name: str) -> None:
+def warn_few_of_a_class(ds: IrregularDataset, name: str, monitor: str = "val/auroc") -> None:
     """Warn when a class has fewer than :data:`FEW_OF_A_CLASS` series in split ``name``: AUROC,
-    AUPRC and their bootstrap interval rest on those few (and early stopping, on the validation split)."""
+    AUPRC and their bootstrap interval rest on those few (and early stopping, on the validation
+    split, when ``monitor`` is one of them)."""
     codes, counts = label_counts(ds)
     few = [(c, n) for c, n in zip(codes, counts) if n < FEW_OF_A_CLASS]
     if few:
@@ -168,8 +170,8 @@ def warn_few_of_a_class(ds: IrregularDataset, name: str) -> None:
         log.warning("the %s split holds %s: %s/auroc and %s/auprc rest on so few and are noisy (the bootstrap "
                     "interval understates it)%s", name,
                     ", ".join(f"{n} series of class {c:g}" for c, n in few), stage, stage,
-                    "; early stopping ranks epochs by it: a larger data.val_fraction or data.folds helps"
-                    if name == "validation" else "")
+                    f"; early stopping ranks epochs by {monitor}: a larger data.val_fraction or data.folds helps"
+                    if name == "validation" and monitor in ("val/auroc", "val/auprc") else "")
 
 
 def class_counts(ds: IrregularDataset, classes: list) -> list:
@@ -290,7 +292,7 @@ def check_model_serves_task(model: dict, task_name: str) -> None:
 def monitor_of(cfg: dict, task_name: str) -> tuple[str, str] | None:
     """``early_stopping.monitor`` as (metric, Lightning mode), or None for the task's own
     (``val/auroc``, ``val/mse``); a metric the task does not report on validation is a ConfigError.
-    A baseline chooses its regularisation its own way: the key is ignored there (logged)."""
+    (A baseline chooses its regularisation its own way: a run ignores the key there.)"""
     from grud.cli.config import TASK_METRICS
 
     metric = (cfg.get("early_stopping") or {}).get("monitor")
@@ -300,11 +302,31 @@ def monitor_of(cfg: dict, task_name: str) -> tuple[str, str] | None:
     if metric not in known:
         raise ConfigError(f"early_stopping.monitor={metric}: task={task_name} reports {', '.join(known)} on "
                           f"validation (null: the task's own, {next(iter(known), '?')})")
-    if cfg["model"].get("kind") == "baseline":
-        log.info("early_stopping.monitor=%s: model=%s is not trained by epochs; the key applies to networks",
-                 metric, cfg["model"].get("name"))
-        return None
     return metric, "max" if known[metric] == "maximize" else "min"
+
+
+def monitor_name(cfg: dict, task_name: str) -> str:
+    """The validation metric a network's run ranks epochs by: ``early_stopping.monitor`` or the task's own."""
+    chosen = monitor_of(cfg, task_name)
+    if chosen is not None:
+        return chosen[0]
+    from grud.tasks.classification import ClassificationTask
+    from grud.tasks.forecasting import ForecastTask
+
+    return (ForecastTask if task_name == "forecast" else ClassificationTask).monitor
+
+
+#: the metric a checkpoint's early stopping ranked epochs by (Lightning keys its callback state by it)
+_SAVED_MONITOR = re.compile(r"^EarlyStopping\{'monitor': '([^']+)'")
+
+
+def saved_monitor(checkpoint: dict) -> str | None:
+    """``early_stopping.monitor`` of the run that wrote ``checkpoint`` (None when it has no such state)."""
+    for key in checkpoint.get("callbacks") or {}:
+        m = _SAVED_MONITOR.match(str(key))
+        if m:
+            return m.group(1)
+    return None
 
 
 #: numeric keys checked before any work: (key, integer?, bound, bound excluded?, null allowed?)
@@ -408,6 +430,9 @@ def resume_checkpoint(cfg: dict, run_dir: Path, fresh_if_none: bool = False) -> 
     differ = [f"task={saved_task} (asked {task})"] if saved_task and saved_task != task else []
     differ += [f"model.{k}={model[k]} (asked {cfg['model'].get(k)})" for k in _RESUME_KEYS
                if k in model and k in cfg["model"] and model[k] != cfg["model"][k]]
+    was = saved_monitor(saved)  # the best checkpoint, patience and the scheduler's state are kept by it
+    if was is not None and saved_task in (None, task) and was != monitor_name(cfg, task):
+        differ.append(f"early_stopping.monitor={was} (asked {monitor_name(cfg, task)})")
     if differ:
         raise ConfigError(f"resume=true: {last} was trained with {', '.join(differ)}: resume with the "
                           f"interrupted run's overrides, or use another hydra.run.dir")
@@ -526,6 +551,9 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
     task_name = cfg.get("task", {}).get("name", "classification")
     check_model_serves_task(cfg["model"], task_name)
     monitor = monitor_of(cfg, task_name)
+    if monitor is not None and cfg["model"].get("kind") == "baseline":
+        log.info("early_stopping.monitor=%s: model=%s is not trained by epochs; the key applies to networks",
+                 monitor[0], cfg["model"].get("name"))
     ckpt_dir = run_dir / "checkpoints"
     seed = int(cfg.get("seed", 0))
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -563,11 +591,12 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         for name, ds in (("validation", val), ("test", test)):
             seen, _ = label_counts(ds)
             if len(seen) > 1:
-                warn_few_of_a_class(ds, name)
+                warn_few_of_a_class(ds, name, monitor_name(cfg, task_name))
             if len(ds) and len(seen) == 1:
                 log.warning("the %s split holds labels of one class only (%g): %s/auroc and /auprc are undefined "
                             "(null in metrics.json)%s", name, float(seen[0]), STAGE_OF[name],
-                            "; early stopping and the best checkpoint cannot rank epochs by it" if name == "validation"
+                            "; early stopping and the best checkpoint cannot rank epochs by it"
+                            if name == "validation" and monitor_name(cfg, task_name) in ("val/auroc", "val/auprc")
                             else "")
     stats = fit_stats(train)
     stats.reader = reader_options_of(data)

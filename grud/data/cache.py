@@ -28,7 +28,7 @@ from grud.data.dataset import IrregularDataset
 log = logging.getLogger(__name__)
 
 #: Bump when the readers' output for the same input and options changes.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 _META_KEY = "meta_json"
 
 

@@ -199,6 +199,11 @@ def test_resume_with_another_model_is_refused_before_the_config_is_replaced(expo
     with pytest.raises(ConfigError, match=r"resume=true: .*last.ckpt was trained with model.name=gru_mean \(asked grud\)"):
         _train(export, run, ["model=grud", *SMALL, "resume=true"])
     assert (run / "config.yaml").read_text() == before
+    # another early_stopping.monitor: its best checkpoint, patience and plateau scheduler were kept by val/auroc
+    with pytest.raises(ConfigError, match=r"trained with early_stopping\.monitor=val/auroc \(asked val/loss\)"):
+        _train(export, run, ["model=gru_mean", *SMALL, "resume=true", "early_stopping.monitor=val/loss"])
+    assert resume_checkpoint({"resume": True, "model": {"name": "gru_mean"}, "early_stopping": {"monitor": "val/auroc"}},
+                             run) == run / "checkpoints" / "last.ckpt"  # the same metric, named: resumes
     # a sweep's job that never started has nothing to resume: it starts afresh; a single run says so
     assert resume_checkpoint({"resume": True, "model": {}}, tmp_path / "never", fresh_if_none=True) is None
     with pytest.raises(DataError, match="no checkpoint to resume"):

@@ -175,6 +175,25 @@ def test_a_misspelt_or_foreign_key_is_named_not_sent_to_plus(config, argv, line)
         precheck(config, argv)
 
 
+@pytest.mark.parametrize("config, argv, line", [
+    ("train", ["model.hiden_size=8", "optim.lrr=1"], r"^model\.hiden_size: not a key of model=grud"),  # two at once
+    ("train", ["hydra/sweeper=optuna", "hydra.sweeper.n_trails=2"],
+     r"^hydra\.sweeper\.n_trails: not a key of hydra\.sweeper \(did you mean hydra\.sweeper\.n_trials\?\)"),
+    ("predict", ["checkpoint=x.ckpt", "data.path=y.csv", "model.hidden_size=3"],
+     r"^model\.hidden_size: grud-predict does not read model\.\* \(the checkpoint holds the model"),
+    ("evaluate", ["checkpoint=x.ckpt", "data.path=y.csv", "trainer.max_epochs=3"],
+     r"^trainer\.max_epochs: grud-evaluate does not read trainer\.\*"),
+    ("predict", ["checkpoint=x.ckpt", "data.path=y.csv", "+model.hidden_size=3"],  # was accepted and ignored
+     r"^model: grud-predict does not read it"),
+])
+def test_keys_a_command_does_not_read_are_named(config, argv, line):
+    from grud.cli.config import precheck
+    from grud.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=line):
+        precheck(config, argv)
+
+
 def test_a_key_of_an_open_group_keeps_hydras_plus_hint():
     """Any Lightning Trainer argument may be added with +trainer.KEY=VALUE: that hint stays."""
     from hydra.errors import ConfigCompositionException
@@ -185,6 +204,9 @@ def test_a_key_of_an_open_group_keeps_hydras_plus_hint():
         precheck("train", ["trainer.limit_val_batchez=2"])
     with pytest.raises(ConfigCompositionException, match=r"use \+foo\.bar=1"):
         precheck("train", ["foo.bar=1"])  # no such node: Hydra's own message
+    with pytest.raises(ConfigCompositionException, match=r"use \+data\.split_seed=3"):
+        precheck("train", ["data.split_seed=3"])  # a key the reader takes, undeclared: '+' is right
+    precheck("train", ["+data.split_seed=3"])
 
 
 def test_a_multirun_grid_is_composed_before_its_first_job():

@@ -379,8 +379,10 @@ def test_a_split_with_few_series_of_a_class_is_warned_about_and_class_counts_are
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # 10 positives: enough
         warn_few_of_a_class(ds.subset(range(8)), "validation")
         warn_few_of_a_class(ds.subset(range(8)), "test")
+        warn_few_of_a_class(ds.subset(range(8)), "validation", monitor="val/loss")  # early stopping is not by it
     assert "series per class: training 0: 30, 1: 10; validation 0: 6, 1: 2" in caplog.text
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 2
+    assert len(warned) == 3
     assert warned[0].startswith("the validation split holds 6 series of class 0, 2 series of class 1: val/auroc")
-    assert "early stopping ranks epochs by it" in warned[0] and "early stopping" not in warned[1]
+    assert "early stopping ranks epochs by val/auroc" in warned[0] and "early stopping" not in warned[1]
+    assert warned[2].startswith("the validation split holds 6") and "early stopping" not in warned[2]
