@@ -588,15 +588,16 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
                     else missing_labels_reason(test))
             raise DataError(f"the test split has no labels (classification scores it): {hint}")
         log_class_counts(train, val, test)
+        ranked_by = monitor_name(cfg, task_name)
         for name, ds in (("validation", val), ("test", test)):
             seen, _ = label_counts(ds)
             if len(seen) > 1:
-                warn_few_of_a_class(ds, name, monitor_name(cfg, task_name))
+                warn_few_of_a_class(ds, name, ranked_by)
             if len(ds) and len(seen) == 1:
                 log.warning("the %s split holds labels of one class only (%g): %s/auroc and /auprc are undefined "
                             "(null in metrics.json)%s", name, float(seen[0]), STAGE_OF[name],
                             "; early stopping and the best checkpoint cannot rank epochs by it"
-                            if name == "validation" and monitor_name(cfg, task_name) in ("val/auroc", "val/auprc")
+                            if name == "validation" and ranked_by in ("val/auroc", "val/auprc")
                             else "")
     stats = fit_stats(train)
     stats.reader = reader_options_of(data)

@@ -136,7 +136,7 @@ def read_long_csv(
         time_zero: ``earliest`` (a series' time 0 is its earliest row) or ``zero`` (the time
             column's own 0, for offsets from an event such as eICU's minutes from unit admission:
             time-varying measurements before it are dropped, static variables' rows kept; numbers
-            only, a date-time column is an error).
+            or ``H:MM`` (``-1:30`` is before it), a date-time column is an error).
         value_ranges: ``None``, a built-in table name, a CSV path or ``{variable: (min, max)}``.
         delimiter: ``None`` (sniff), or one of ``,`` ``;`` ``\\t`` ``|``.
         allow_missing_variables: a static variable that never appears in ``variable_column`` is
