@@ -156,6 +156,11 @@ def average_forecast_frames(frames: list[pd.DataFrame], mc_samples: int = 0) -> 
     return out
 
 
+#: series per chunk of :func:`predict_members_in_chunks` (grud-predict's memory: the prediction rows
+#: of this many series at a time, not of the whole file)
+CHUNK_SERIES = 1024
+
+
 def predict_members(members: list, options_for: Callable, mc_samples: int = 0, batch_size: int = 256,
                     task_overrides: dict | None = None, need_labels: bool = False, progress: bool = True,
                     interval: str = "mc", interval_level: float = 0.9, held_out: bool = False):
@@ -166,10 +171,41 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
     and ``interval_level``: see :func:`grud.cli.inference.predict_frame`. ``held_out``: of the
     members' training file, only the series training held out (:func:`grud.cli.inference.held_out_part`).
     """
-    from grud.cli.inference import held_out_part, predict_frame, prepare_for_model, read_raw
+    prepared, first_ds, overrides = _prepare(members, options_for, task_overrides, need_labels, held_out)
+    frame = _predict_chunk(prepared, None, mc_samples, batch_size, overrides, progress, interval, interval_level)
+    return frame, first_ds
+
+
+def predict_members_in_chunks(members: list, options_for: Callable, mc_samples: int = 0, batch_size: int = 256,
+                              task_overrides: dict | None = None, progress: bool = True, interval: str = "mc",
+                              interval_level: float = 0.9, chunk_series: int | None = None):
+    """(dataset, iterator of frames): :func:`predict_members`' frame for ``chunk_series`` series at a
+    time (default :data:`CHUNK_SERIES`), in the dataset's order, so the frames concatenated are its
+    frame and a caller writing them as they come holds one chunk's rows at a time (a forecast grid
+    over a large export holds hundreds of millions)."""
+    prepared, first_ds, overrides = _prepare(members, options_for, task_overrides, False, False)
+    size = int(chunk_series or CHUNK_SERIES)
+    n = len(first_ds)
+    if any(len(ds) != n for _, ds in prepared):  # the members' series differ: one frame, as predict_members
+        starts = [0]
+        size = max(n, 1)
+    else:
+        starts = list(range(0, max(n, 1), size))
+
+    def frames():
+        for a in starts:
+            chunk = None if len(starts) == 1 else np.arange(a, min(a + size, n))
+            yield _predict_chunk(prepared, chunk, mc_samples, batch_size, overrides, progress, interval,
+                                 interval_level)
+
+    return first_ds, frames()
+
+
+def _prepare(members: list, options_for: Callable, task_overrides, need_labels: bool, held_out: bool):
+    """([(member, its dataset)], the first member's dataset, the task overrides every member follows)."""
+    from grud.cli.inference import held_out_part, prepare_for_model, read_raw
 
     forecast = members[0].task != "classification"
-    keep_draws = forecast and len(members) > 1 and int(mc_samples) > 0  # pooled below
     if forecast and len(members) > 1:  # every member forecasts the first one's window (as grud-evaluate scores)
         from grud.cli.inference import forecast_window
 
@@ -179,7 +215,7 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
             log.info("the ensemble forecasts its first member's window (%g h, horizon %s h); members trained on %s "
                      "follow it", history, horizon, ", ".join(f"{h:g} / {z} h" for h, z in sorted(others, key=str)))
         task_overrides = {**(task_overrides or {}), "history_hours": history, "horizon_hours": horizon}
-    frames, first_ds, files = [], None, {}
+    prepared, files = [], {}
     for m in members:
         opts = options_for(m.stats)
         key = repr(sorted((k, repr(v)) for k, v in opts.items() if k != "grid"))
@@ -187,13 +223,25 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
             files[key] = read_raw(opts, need_labels=need_labels)
             if held_out:
                 files[key] = held_out_part(files[key], members, opts["path"])
-        ds = prepare_for_model(files[key], opts, m.stats)
-        first_ds = ds if first_ds is None else first_ds
-        frames.append(predict_frame(m, ds, mc_samples=mc_samples, batch_size=batch_size,
+        prepared.append((m, prepare_for_model(files[key], opts, m.stats)))
+    return prepared, prepared[0][1], task_overrides
+
+
+def _predict_chunk(prepared: list, chunk, mc_samples, batch_size, task_overrides, progress, interval,
+                   interval_level) -> pd.DataFrame:
+    """The (averaged) frame of the series at positions ``chunk`` (None: all) of every member's dataset."""
+    from grud.cli.inference import predict_frame
+
+    forecast = prepared[0][0].task != "classification"
+    keep_draws = forecast and len(prepared) > 1 and int(mc_samples) > 0  # pooled below
+    frames = []
+    for m, ds in prepared:
+        part = ds if chunk is None else ds.subset(chunk)
+        frames.append(predict_frame(m, part, mc_samples=mc_samples, batch_size=batch_size,
                                     task_overrides=task_overrides, progress=progress, keep_draws=keep_draws,
                                     interval=interval, interval_level=interval_level))
     if len(frames) == 1:
-        return frames[0], first_ds
+        return frames[0]
     if forecast:
-        return average_forecast_frames(frames, mc_samples=mc_samples), first_ds
-    return average_probability_frames(frames, mc_samples=mc_samples), first_ds
+        return average_forecast_frames(frames, mc_samples=mc_samples)
+    return average_probability_frames(frames, mc_samples=mc_samples)

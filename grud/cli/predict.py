@@ -57,22 +57,47 @@ def batch_size(cfg: dict) -> int:
     return size
 
 
+def write_frames(path, frames) -> tuple[int, int]:
+    """Write the prediction frames, one after another, as one CSV at ``path`` (atomically: a
+    temporary file renamed once every frame is written; an error leaves ``path`` as it was).
+    Each frame is written and dropped before the next is made, so a caller holds one chunk's rows.
+    Returns (rows, distinct ids): a series' rows never span two frames."""
+    from grud.atomic_files import atomic_write
+
+    counts = [0, 0]
+
+    def write(tmp: str) -> None:
+        columns = None
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            for frame in frames:
+                if columns is None:
+                    columns = list(frame.columns)
+                elif list(frame.columns) != columns:
+                    raise RuntimeError(f"prediction chunks with other columns: {list(frame.columns)} after {columns}")
+                frame.to_csv(f, index=False, header=f.tell() == 0, float_format="%.6f",
+                             lineterminator="\n")
+                counts[0] += len(frame)
+                counts[1] += frame.iloc[:, 0].nunique() if len(frame) else 0
+
+    atomic_write(path, write)
+    return counts[0], counts[1]
+
+
 def run_predict(cfg: dict) -> Path:
-    from grud.cli.checkpoint_ensemble import load_members, predict_members
-    from grud.cli.files import atomic_write_csv, output_file
+    from grud.cli.checkpoint_ensemble import load_members, predict_members_in_chunks
+    from grud.cli.files import output_file
 
     out = output_file(cfg.get("output"), "predictions.csv")  # before any work
     # one checkpoint, or several checkpoints averaged (probabilities or forecasts) (a list or a glob pattern)
     members = load_members(cfg["checkpoint"])
-    frame, ds = predict_members(members, lambda stats: data_options(cfg, stats),
-                                mc_samples=whole_number(cfg, "mc_samples"),
-                                batch_size=batch_size(cfg), task_overrides=task_overrides(cfg),
-                                interval=str(cfg.get("interval") or "mc"),
-                                interval_level=float(cfg.get("interval_level") or 0.9))
-    atomic_write_csv(out, frame, float_format="%.6f")
-    with_rows = frame.iloc[:, 0].nunique() if len(frame) else 0
-    log.info("wrote %d rows for %d series to %s", len(frame), with_rows, out)
-    absent = len(ds) - with_rows
+    ds, frames = predict_members_in_chunks(members, lambda stats: data_options(cfg, stats),
+                                           mc_samples=whole_number(cfg, "mc_samples"),
+                                           batch_size=batch_size(cfg), task_overrides=task_overrides(cfg),
+                                           interval=str(cfg.get("interval") or "mc"),
+                                           interval_level=float(cfg.get("interval_level") or 0.9))
+    written = write_frames(out, frames)
+    log.info("wrote %d rows for %d series to %s", written[0], written[1], out)
+    absent = len(ds) - written[1]
     if absent > 0:  # forecasting: a series with no query in the window has no row
         log.info("%d series have no row: nothing observed in the forecast window (task.history_hours / "
                  "task.horizon_hours), or set task.forecast_grid_hours for a future grid", absent)

@@ -513,6 +513,35 @@ def test_a_checkpoint_saved_before_static_state_existed_starts_from_the_zero_sta
     assert pd.read_csv(out)["probability"].between(0, 1).all()
 
 
+def _chunks_give_the_whole_frame(ckpts, data_path):
+    """grud-predict (and grud.api.predict) predict a few thousand series at a time: the chunks'
+    frames, one after another, are the whole file's frame, for one checkpoint and for the mean of
+    several."""
+    import grud.api
+    import grud.cli.checkpoint_ensemble as ensemble
+    from grud.cli.checkpoint_ensemble import load_members, predict_members
+
+    def options(stats):
+        from grud.cli.inference import prediction_data_options
+
+        return prediction_data_options(stats.reader, {"path": data_path.split("=", 1)[1]}, {"path"}, False,
+                                       trained_variables=stats.variables)
+
+    for members in ([ckpts[0]], ckpts):
+        whole, ds = predict_members(load_members(members), options, progress=False)
+        _, frames = ensemble.predict_members_in_chunks(load_members(members), options, progress=False, chunk_series=7)
+        frames = list(frames)
+        assert len(frames) == -(-len(ds) // 7) > 1
+        pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), whole)
+    old = ensemble.CHUNK_SERIES
+    try:
+        ensemble.CHUNK_SERIES = 7
+        chunked = grud.api.predict(list(ckpts), [data_path])
+    finally:
+        ensemble.CHUNK_SERIES = old
+    pd.testing.assert_frame_equal(chunked, grud.api.predict(list(ckpts), [data_path]))
+
+
 def test_a_fold_sweep_predicts_and_evaluates_as_one_averaged_model(clinical_export, tmp_path):
     sweep = tmp_path / "cv"
     data = [f"data.path={clinical_export / 'events.csv'}", f"data.labels={clinical_export / 'labels.csv'}"]
@@ -525,6 +554,7 @@ def test_a_fold_sweep_predicts_and_evaluates_as_one_averaged_model(clinical_expo
 
     singles = [grud.api.predict(c, [data[0]]) for c in ckpts]
     assert not np.allclose(singles[0]["probability"], singles[1]["probability"])  # two different models
+    _chunks_give_the_whole_frame(ckpts, data[0])
     out = tmp_path / "pred.csv"
     run(["grud-predict", f"checkpoint='{sweep}/*/checkpoints/best.ckpt'", data[0], f"output={out}"], cwd=tmp_path)
     pred = pd.read_csv(out, dtype={"subject_id": str})
@@ -563,6 +593,7 @@ def test_forecast_checkpoints_predict_and_evaluate_as_their_mean_forecast(clinic
                             run_dir=tmp_path / f"s{s}") / "checkpoints/best.ckpt" for s in (0, 1)]
     singles = [grud.api.predict(c, [data[0]]) for c in ckpts]
     assert not np.allclose(singles[0]["prediction"], singles[1]["prediction"])  # two different models
+    _chunks_give_the_whole_frame(ckpts, data[0])
     out = tmp_path / "pred.csv"
     run(["grud-predict", f"checkpoint='{tmp_path}/s*/checkpoints/best.ckpt'", data[0], f"output={out}"],
         cwd=tmp_path)

@@ -74,3 +74,31 @@ def test_grud_evaluate_prints_the_json_its_file_holds_undefined_metrics_as_null(
     printed = capsys.readouterr().out
     assert json.loads(printed) == json.loads((tmp_path / "e.json").read_text()) == \
         {"test/auroc": None, "test/brier": 0.25, "test/n": 3}
+
+
+def test_prediction_chunks_are_written_as_one_csv_and_a_failure_leaves_the_old_file(tmp_path):
+    """grud-predict writes its chunks as they come: one header, the rows in order, as one frame's
+    CSV; an error after some chunks (the third here) leaves the earlier output whole."""
+    import pandas as pd
+
+    from grud.cli.predict import write_frames
+
+    frames = [pd.DataFrame({"id": ["a", "a", "b"], "probability": [0.1, 0.25, 0.5]}),
+              pd.DataFrame({"id": pd.Series([], dtype=object), "probability": pd.Series([], dtype=float)}),
+              pd.DataFrame({"id": ["c"], "probability": [1 / 3]})]
+    out = tmp_path / "pred.csv"
+    assert write_frames(out, iter(frames)) == (4, 3)
+    whole = pd.concat(frames, ignore_index=True)
+    assert out.read_text() == whole.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+
+    def failing():
+        yield frames[0]
+        yield frames[2]
+        raise RuntimeError("disk on fire")
+
+    before = out.read_bytes()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_frames(out, failing())
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["pred.csv"]
+    with pytest.raises(RuntimeError, match="other columns"):
+        write_frames(out, iter([frames[0], frames[0].rename(columns={"probability": "p"})]))
