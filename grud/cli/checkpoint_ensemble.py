@@ -193,9 +193,10 @@ def predict_members_in_chunks(members: list, options_for: Callable, mc_samples: 
         starts = list(range(0, max(n, 1), size))
 
     def frames():
-        for a in starts:
+        for i, a in enumerate(starts):
             chunk = None if len(starts) == 1 else np.arange(a, min(a + size, n))
-            yield _predict_chunk(prepared, chunk, mc_samples, batch_size, overrides, progress, interval,
+            bar = progress and (f"predict {i + 1}/{len(starts)}" if len(starts) > 1 else True)  # which chunk
+            yield _predict_chunk(prepared, chunk, mc_samples, batch_size, overrides, bar, interval,
                                  interval_level)
 
     return first_ds, frames()

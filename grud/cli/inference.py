@@ -306,7 +306,7 @@ def split_by_entries(batches: list, query_counts, n_features: int, budget: int =
     return out
 
 
-def _batches(enc, batch_size: int, progress: bool):
+def _batches(enc, batch_size: int, progress):
     sampler = BucketBatchSampler(enc.lengths, batch_size, shuffle=False, bucket=True)
     batches = list(sampler)
     if hasattr(enc, "query_counts"):  # forecasting: bound the decoder's memory
@@ -314,7 +314,7 @@ def _batches(enc, batch_size: int, progress: bool):
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="predict", unit="batch", leave=False)
+        batches = tqdm(batches, desc=progress if isinstance(progress, str) else "predict", unit="batch", leave=False)
     for b in batches:
         yield enc.collate(b)
 
@@ -325,7 +325,7 @@ def id_column_of(model: LoadedModel) -> str:
 
 
 def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0, batch_size: int = 256,
-                  task_overrides: dict | None = None, progress: bool = True, keep_draws: bool = False,
+                  task_overrides: dict | None = None, progress: bool | str = True, keep_draws: bool = False,
                   interval: str = "mc", interval_level: float = 0.9) -> pd.DataFrame:
     """Predictions for every series of ``ds`` as a DataFrame (raw units; see README).
 
@@ -333,6 +333,7 @@ def predict_frame(model: LoadedModel, ds: IrregularDataset, mc_samples: int = 0,
     pooling the draws of an ensemble's members. ``interval`` (forecasting): ``mc`` = ``lower`` /
     ``upper`` from the MC-dropout draws (with ``mc_samples``), ``conformal`` = the forecast -+ the
     checkpoint's conformal half-width at ``interval_level`` (:mod:`grud.tasks.forecast_intervals`).
+    ``progress``: a progress bar over the batches (a text: its label, e.g. which chunk).
     """
     id_column = ds.meta.get("id_column") or id_column_of(model)  # the input's, as it was read
     task_overrides = task_overrides or {}
