@@ -144,7 +144,7 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
     integers when every id is a whole number written without leading zeros (as ``pd.read_csv``
     reads the output file), else as text exactly as written.
     """
-    from grud.cli.checkpoint_ensemble import load_members, predict_members_in_chunks
+    from grud.cli.checkpoint_ensemble import load_members, predict_members
     from grud.cli.files import atomic_write_csv
     from grud.cli.inference import prediction_data_options, window_value
 
@@ -183,9 +183,9 @@ def predict(checkpoint, data_overrides: list[str] | None = None, output=None, mc
     def options(stats):
         return prediction_data_options(stats.reader, given, explicit, group, trained_variables=stats.variables)
 
-    _, frames = predict_members_in_chunks(members, options, mc_samples=mc_samples, task_overrides=tasks,
-                                          progress=False, interval=interval, interval_level=interval_level)
-    frame = pd.concat(list(frames), ignore_index=True)  # what grud-predict writes chunk by chunk
+    frame, _ = predict_members(members, options,
+                               mc_samples=mc_samples, task_overrides=tasks, progress=False,
+                               interval=interval, interval_level=interval_level)
     if output is not None:
         atomic_write_csv(Path(output), frame, float_format="%.6f")
     return _ids_as_read_back(frame)

@@ -193,11 +193,16 @@ def predict_members_in_chunks(members: list, options_for: Callable, mc_samples: 
         starts = list(range(0, max(n, 1), size))
 
     def frames():
+        from grud.data.forecast_batching import whole_file_grid_warning
+
+        grid_warning = {"n": n, "warned": False}  # a large forecast grid: warned once, for the whole file
         for i, a in enumerate(starts):
             chunk = None if len(starts) == 1 else np.arange(a, min(a + size, n))
             bar = progress and (f"predict {i + 1}/{len(starts)}" if len(starts) > 1 else True)  # which chunk
-            yield _predict_chunk(prepared, chunk, mc_samples, batch_size, overrides, bar, interval,
-                                 interval_level)
+            with whole_file_grid_warning(grid_warning):
+                frame = _predict_chunk(prepared, chunk, mc_samples, batch_size, overrides, bar, interval,
+                                       interval_level)
+            yield frame
 
     return first_ds, frames()
 

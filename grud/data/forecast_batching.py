@@ -37,6 +37,8 @@ Shape:
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 
@@ -54,6 +56,21 @@ GRID_TOLERANCE_HOURS = 1e-6
 #: a future grid with more (series, time, variable) entries than this is warned about: each is an
 #: output row (a 0.1 h grid over 80 h of 57 variables for 4,000 series is 182 M rows)
 LARGE_GRID_ENTRIES = 20_000_000
+#: set while the series of one file are encoded in chunks (:func:`whole_file_grid_warning`): the
+#: file's series count, and whether the large-grid warning was given for it
+_GRID_SCOPE: contextvars.ContextVar = contextvars.ContextVar("grid_scope", default=None)
+
+
+@contextlib.contextmanager
+def whole_file_grid_warning(state: dict):
+    """Inside, a :class:`ForecastDataset` built on a chunk of a file warns about a large future grid
+    with the whole file's series count, once for the file: ``state`` = ``{"n": series in the file,
+    "warned": False}``, one dict shared by every chunk's ``with``."""
+    token = _GRID_SCOPE.set(state)
+    try:
+        yield
+    finally:
+        _GRID_SCOPE.reset(token)
 
 
 def _hours(key: str, value, expected: str, positive: bool) -> float:
@@ -169,10 +186,14 @@ class ForecastDataset(torch.utils.data.Dataset):
         else:
             g = self.grid_hours
             K = int(math.floor(self.horizon_hours / g + 1e-9))
-            if n * K * F > LARGE_GRID_ENTRIES:  # each becomes an output row (and decoder activations)
+            scope = _GRID_SCOPE.get()
+            total = n if scope is None else scope["n"]
+            if total * K * F > LARGE_GRID_ENTRIES and not (scope and scope["warned"]):  # each an output row
                 log.warning("task.forecast_grid_hours=%g over %g h: %d series x %d times x %d variables = %.3g forecast "
-                            "rows (several GB as a frame); a coarser grid or a shorter task.horizon_hours makes fewer",
-                            g, self.horizon_hours, n, K, F, n * K * F)
+                            "rows (several GB as a frame or a file); a coarser grid or a shorter task.horizon_hours "
+                            "makes fewer", g, self.horizon_hours, total, K, F, total * K * F)
+                if scope is not None:
+                    scope["warned"] = True
             self.query_offsets = (np.arange(n + 1) * K).astype(np.int64)
             self.query_times = (H + np.tile(np.arange(1, K + 1), n) * g).astype(np.float64)
             sums_z = np.zeros((n * K, F), np.float64)

@@ -134,6 +134,14 @@ def test_a_grid_of_very_many_forecast_rows_is_warned_about(monkeypatch, caplog):
         caplog.clear()
         ForecastDataset(ds, fit_stats(ds), 24.0, 6.0, grid_hours=1.0)  # 12 rows
     assert "forecast rows" not in caplog.text
+    # grud-predict encodes a file chunk by chunk: one warning, with the whole file's series count
+    caplog.clear()
+    state = {"n": 50, "warned": False}
+    with caplog.at_level(logging.WARNING, logger="grud"):
+        for _ in range(3):  # three chunks of one series, each 24 rows alone: below the bar
+            with fb.whole_file_grid_warning(state):
+                ForecastDataset(ds, fit_stats(ds), 24.0, 6.0, grid_hours=0.5)
+    assert caplog.text.count("forecast rows") == 1 and "50 series x 12 times x 2 variables = 1.2e+03" in caplog.text
 
 
 def test_since_last_counts_from_the_last_history_observation_or_from_time_zero(data):
