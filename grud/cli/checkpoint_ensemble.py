@@ -171,9 +171,9 @@ def predict_members(members: list, options_for: Callable, mc_samples: int = 0, b
     and ``interval_level``: see :func:`grud.cli.inference.predict_frame`. ``held_out``: of the
     members' training file, only the series training held out (:func:`grud.cli.inference.held_out_part`).
     """
-    prepared, first_ds, overrides = _prepare(members, options_for, task_overrides, need_labels, held_out)
+    prepared, overrides = _prepare(members, options_for, task_overrides, need_labels, held_out)
     frame = _predict_chunk(prepared, None, mc_samples, batch_size, overrides, progress, interval, interval_level)
-    return frame, first_ds
+    return frame, prepared[0][1]
 
 
 def predict_members_in_chunks(members: list, options_for: Callable, mc_samples: int = 0, batch_size: int = 256,
@@ -183,32 +183,29 @@ def predict_members_in_chunks(members: list, options_for: Callable, mc_samples: 
     time (default :data:`CHUNK_SERIES`), in the dataset's order, so the frames concatenated are its
     frame and a caller writing them as they come holds one chunk's rows at a time (a forecast grid
     over a large export holds hundreds of millions)."""
-    prepared, first_ds, overrides = _prepare(members, options_for, task_overrides, False, False)
-    size = int(chunk_series or CHUNK_SERIES)
-    n = len(first_ds)
-    if any(len(ds) != n for _, ds in prepared):  # the members' series differ: one frame, as predict_members
-        starts = [0]
-        size = max(n, 1)
+    prepared, overrides = _prepare(members, options_for, task_overrides, False, False)
+    size, n = int(chunk_series or CHUNK_SERIES), len(prepared[0][1])
+    if n > size and all(len(ds) == n for _, ds in prepared):  # else one piece, as predict_members
+        chunks = [np.arange(a, min(a + size, n)) for a in range(0, n, size)]
     else:
-        starts = list(range(0, max(n, 1), size))
+        chunks = [None]
 
     def frames():
         from grud.data.forecast_batching import whole_file_grid_warning
 
         grid_warning = {"n": n, "warned": False}  # a large forecast grid: warned once, for the whole file
-        for i, a in enumerate(starts):
-            chunk = None if len(starts) == 1 else np.arange(a, min(a + size, n))
-            bar = progress and (f"predict {i + 1}/{len(starts)}" if len(starts) > 1 else True)  # which chunk
+        for i, chunk in enumerate(chunks):
+            bar = progress and (f"predict {i + 1}/{len(chunks)}" if len(chunks) > 1 else True)  # which chunk
             with whole_file_grid_warning(grid_warning):
                 frame = _predict_chunk(prepared, chunk, mc_samples, batch_size, overrides, bar, interval,
                                        interval_level)
             yield frame
 
-    return first_ds, frames()
+    return prepared[0][1], frames()
 
 
 def _prepare(members: list, options_for: Callable, task_overrides, need_labels: bool, held_out: bool):
-    """([(member, its dataset)], the first member's dataset, the task overrides every member follows)."""
+    """([(member, its dataset)], the task overrides every member follows)."""
     from grud.cli.inference import held_out_part, prepare_for_model, read_raw
 
     forecast = members[0].task != "classification"
@@ -230,7 +227,7 @@ def _prepare(members: list, options_for: Callable, task_overrides, need_labels: 
             if held_out:
                 files[key] = held_out_part(files[key], members, opts["path"])
         prepared.append((m, prepare_for_model(files[key], opts, m.stats)))
-    return prepared, prepared[0][1], task_overrides
+    return prepared, task_overrides
 
 
 def _predict_chunk(prepared: list, chunk, mc_samples, batch_size, task_overrides, progress, interval,

@@ -94,9 +94,7 @@ def unknown_key_error(config_name: str, overrides: list[str], exc: Exception):
     if cfg is None:
         return None
     if config_name != "train" and parts[0] not in cfg:
-        app = f"grud-{config_name}"
-        return ConfigError(f"{key}: {app} does not read {parts[0]}.* (the checkpoint holds the model and how it was "
-                           f"trained); its keys: {', '.join(str(k) for k in cfg if k != 'hydra')}")
+        return not_read_here(config_name, f"{key}: grud-{config_name} does not read {parts[0]}.*", cfg)
     node = cfg
     for p in parts[:-1]:
         node = node.get(p) if hasattr(node, "get") else None
@@ -116,6 +114,15 @@ def unknown_key_error(config_name: str, overrides: list[str], exc: Exception):
     close = closest_name(parts[-1], keys)
     hint = f" (did you mean {'.'.join(parts[:-1])}.{close}?)" if close else ""
     return ConfigError(f"{key}: not a key of {where}{hint}; its keys: {', '.join(keys)}")
+
+
+def not_read_here(config_name: str, what: str, cfg):
+    """The ConfigError for a key grud-predict / grud-evaluate does not read (``what`` names it),
+    listing the keys ``cfg`` (that command's config) has."""
+    from grud.errors import ConfigError
+
+    return ConfigError(f"{what} (the checkpoint holds the model and how it was trained); its keys: "
+                       f"{', '.join(str(k) for k in cfg if k != 'hydra')}")
 
 
 def _override_key(override: str) -> str:
@@ -183,11 +190,11 @@ def precheck(config_name: str, argv: list[str]) -> None:
 
     def job_keys_of(cfg, swept) -> None:  # a data key no reader takes, a monitor the task lacks: before any job
         if config_name != "train":  # +model.hidden_size=3 at grud-predict was accepted and did nothing
-            declared = set(compose(config_name=config_name, overrides=[]))
-            extra = [str(k) for k in cfg if k not in declared and k != "hydra"]
+            declared = compose(config_name=config_name, overrides=[])
+            names = set(declared)  # not "in declared": a DictConfig says no for a key whose value is ???
+            extra = [str(k) for k in cfg if k not in names and k != "hydra"]
             if extra:
-                raise ConfigError(f"{extra[0]}: grud-{config_name} does not read it (the checkpoint holds the model "
-                                  f"and how it was trained); its keys: {', '.join(sorted(declared))}")
+                raise not_read_here(config_name, f"{extra[0]}: grud-{config_name} does not read it", declared)
             return
         from grud.cli.pipeline import check_data_keys, monitor_of
 

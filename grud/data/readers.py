@@ -896,11 +896,9 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
         raise DataError(f"static variable(s) {hints} never appear in column {vc!r} (data.static_variables); "
                         f"it holds {len(vnames)} variable names, e.g. {', '.join(map(repr, sorted(vnames)[:8]))}",
                         path=source, column=vc)
-    vcodes = np.asarray(vcodes, dtype=np.int64)
-    if opts["time_zero"] == "zero":
-        series, hours, vcodes, value = _drop_before_zero(series, hours, vcodes, value, vnames, static, source, meta)
     return _finish(
-        id_list, series, hours, t0, vcodes, value, vnames, static, opts["max_hours"], ranges, lab, meta, source,
+        id_list, series, hours, t0, np.asarray(vcodes, dtype=np.int64), value, vnames, static, opts["max_hours"],
+        ranges, lab, meta, source, before_zero=opts["time_zero"] == "zero",
     )
 
 
@@ -970,12 +968,11 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     _warn_long_numeric_hours(frame[tc], series, hours, t0, opts, table.path, tc)
     del frame, ids, lines
     R, K = V.shape
-    series, hours, codes = np.repeat(series, K), np.repeat(hours, K), np.tile(np.arange(K, dtype=np.int64), R)
-    values = V.reshape(-1).astype(np.float64)
-    if opts["time_zero"] == "zero":
-        series, hours, codes, values = _drop_before_zero(series, hours, codes, values, names, static, table.path, meta)
-    return _finish(id_list, series, hours, t0, codes, values, names, static, opts["max_hours"], ranges, lab, meta,
-                   table.path)
+    return _finish(
+        id_list, np.repeat(series, K), np.repeat(hours, K), t0, np.tile(np.arange(K, dtype=np.int64), R),
+        V.reshape(-1).astype(np.float64), names, static, opts["max_hours"], ranges, lab, meta, table.path,
+        before_zero=opts["time_zero"] == "zero",
+    )
 
 
 def _build_physionet(source: StaySource, ranges, lab: _LabelSource, max_hours, meta: dict) -> IrregularDataset:
@@ -1098,7 +1095,12 @@ def log_before_time_zero(source, dropped: int, series: int, measurements: int, c
 
 
 def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hours, ranges, lab, meta, source,
-            exclude=()) -> IrregularDataset:
+            exclude=(), before_zero: bool = False) -> IrregularDataset:
+    """The dataset of the readers' flat rows; ``before_zero`` (``time_zero="zero"``): time-varying
+    measurements before time 0 dropped first (:func:`_drop_before_zero`, which records them in ``meta``)."""
+    if before_zero:
+        series, hours, codes, values = _drop_before_zero(series, hours, codes, values, names, static_names, source,
+                                                         meta)
     times, vals, offsets, static, variables, dropped = assemble(
         len(ids), series, hours, t0, codes, values, names, static_names, max_hours, ranges, source, exclude, ids
     )
