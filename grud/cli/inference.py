@@ -12,6 +12,7 @@ import torch
 from grud.cli.checkpoint import safe_load
 from grud.cli.metric_values import metric_values
 from grud.data.batching import BucketBatchSampler, to_grid
+from grud.data.categorical import check_no_text_static
 from grud.data.dataset import IrregularDataset
 from grud.data.loading import read_dataset
 from grud.data.transforms import FittedStats
@@ -273,7 +274,10 @@ def prepare_for_model(ds: IrregularDataset, opts: dict, stats: FittedStats) -> I
         from grud.data.categorical import one_hot_static
 
         ds = one_hot_static(ds, stats.static_categories)
-    return ds.align(stats.variables, stats.static_names)
+    ds = ds.align(stats.variables, stats.static_names)
+    check_no_text_static(ds, "the checkpoint reads {name!r} as a number (it was not in data.categorical_static "
+                             "at training): give the numbers training had")
+    return ds
 
 
 #: at most this many (series, query, variable) entries in one forecast prediction batch: the

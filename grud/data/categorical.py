@@ -13,6 +13,12 @@ prediction encodes new data with them:
   it into the training mean, the baselines into their missing-value indicator);
 * a code the training split never had gets 0 in every column (and one warning per variable).
 
+Codes may be numbers or text (``Gender`` as ``F`` / ``M``: the readers keep such a variable's
+texts in ``meta["static_text"]``); a code is matched by its text, so a number code ``3`` and a
+text code ``3`` are the same category, and a new file's texts need not be those of training.
+A text-coded variable is not a quantity: :func:`check_no_text_static` refuses one that is not
+encoded before statistics are fitted or a model reads it.
+
 Shape:
     ``IrregularDataset.static`` (n, S) -> (n, S - C + sum of category counts) for C categorical variables.
 """
@@ -23,9 +29,9 @@ import logging
 import numpy as np
 
 from grud.data.dataset import IrregularDataset
-from grud.errors import ConfigError
+from grud.errors import ConfigError, DataError
 
-__all__ = ["fit_static_categories", "one_hot_static", "one_hot_names", "MAX_CATEGORIES"]
+__all__ = ["fit_static_categories", "one_hot_static", "one_hot_names", "check_no_text_static", "MAX_CATEGORIES"]
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +39,58 @@ log = logging.getLogger(__name__)
 MAX_CATEGORIES = 50
 
 
-def _code(value: float) -> str:
-    return f"{value:g}"
+def _code(value) -> str:
+    """A category's name: a text code as it is, a number as ``%g`` (``3.0`` -> ``3``)."""
+    return value if isinstance(value, str) else f"{float(value):g}"
+
+
+def _key(value):
+    """What a code is matched by: its number when it reads as one (``3``, ``3.0`` and the text
+    ``"3"`` are one category), else its text."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return float(value)
 
 
 def one_hot_names(name: str, codes: list) -> list[str]:
     """Column names of a one-hot encoded variable: ``<name>=<code>``."""
-    return [f"{name}={_code(float(c))}" for c in codes]
+    return [f"{name}={_code(c)}" for c in codes]
+
+
+def text_static(ds: IrregularDataset) -> dict:
+    """``{name: sorted texts}`` of ``ds``'s static variables held as text codes (see the readers)."""
+    texts = ds.meta.get("static_text") or {}
+    return {n: list(texts[n]) for n in ds.static_names if n in texts}
+
+
+def _codes_of(ds: IrregularDataset, name: str, column: np.ndarray) -> np.ndarray:
+    """(n,) object array: each series' code (a float, or its text when ``name`` is held as text
+    codes), None where unknown."""
+    texts = text_static(ds).get(name)
+    out = np.full(len(column), None, dtype=object)
+    known = np.isfinite(column)
+    if texts is not None:
+        out[known] = np.asarray(texts, dtype=object)[column[known].astype(np.int64)]
+    else:
+        out[known] = column[known].tolist()
+    return out
+
+
+def check_no_text_static(ds: IrregularDataset, advice: str | None = None) -> None:
+    """Raise :class:`grud.DataError` when ``ds`` still holds a static variable as text codes: its
+    numbers are positions in a list of texts, not quantities, so it must be one-hot encoded.
+    ``advice`` ends the message (``{name}`` is the variable); default: the CLI's key."""
+    texts = text_static(ds)
+    if texts:
+        name, words = next(iter(texts.items()))
+        shown = ", ".join(repr(w) for w in words[:4]) + (", ..." if len(words) > 4 else "")
+        advice = advice or ("list it in data.categorical_static too (one 0/1 column per code of the training "
+                            "split), or recode it to numbers")
+        raise DataError(f"static variable {name!r} holds text ({shown}), not numbers: "
+                        + advice.format(name=name), path=ds.meta.get("path"))
 
 
 def fit_static_categories(train: IrregularDataset, names, key: str = "data.categorical_static") -> dict:
@@ -62,7 +113,14 @@ def fit_static_categories(train: IrregularDataset, names, key: str = "data.categ
         if codes.size > MAX_CATEGORIES:
             raise ConfigError(f"{key}: {n!r} has {codes.size} distinct values in the training split (at most "
                               f"{MAX_CATEGORIES} for a categorical variable); is it a quantity?")
-        out[n] = [float(c) for c in codes]
+        texts = text_static(train).get(n)
+        if texts is None:
+            out[n] = [float(c) for c in codes]
+        else:
+            chosen = {}  # one category per key: the text "1.0" is the text "1"
+            for text in sorted(texts[int(c)] for c in codes):
+                chosen.setdefault(_key(text), text)
+            out[n] = list(chosen.values())
     return out
 
 
@@ -82,16 +140,20 @@ def one_hot_static(ds: IrregularDataset, categories: dict) -> IrregularDataset:
             cols.append(ds.static[:, j:j + 1])
             new_names.append(n)
             continue
-        codes = np.asarray(categories[n], dtype=np.float64)
+        codes = categories[n]
         x = ds.static[:, j].astype(np.float64)
         known = np.isfinite(x)
-        onehot = (x[:, None] == codes[None, :]).astype(np.float32)
+        names_of = _codes_of(ds, n, x)
+        position = {_key(c): k for k, c in enumerate(codes)}
+        at = np.array([position.get(_key(v), -1) if v is not None else -1 for v in names_of], dtype=np.int64)
+        onehot = np.zeros((len(x), len(codes)), dtype=np.float32)
+        onehot[np.flatnonzero(at >= 0), at[at >= 0]] = 1.0
         onehot[~known] = np.nan
-        unseen = known & ~onehot.any(axis=1)
+        unseen = known & (at < 0)
         if unseen.any():
             log.warning("static variable %s: %d series have a value the training split never had (%s); "
                         "encoded as none of its %d categories", n, int(unseen.sum()),
-                        ", ".join(sorted({_code(v) for v in x[unseen]})[:5]), len(codes))
+                        ", ".join(sorted({_code(v) for v in names_of[unseen]})[:5]), len(codes))
         cols.append(onehot)
         new_names += one_hot_names(n, categories[n])
     static = np.concatenate(cols, axis=1) if cols else ds.static[:, :0]

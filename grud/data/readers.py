@@ -28,6 +28,10 @@ Semantics (all readers):
   (averaged if several at that time) goes to ``static`` (NaN if never observed); they are not
   among the time-varying ``variables``. ``variables`` is sorted by name, ``static_names``
   keeps the order given; series are sorted by id (numerically when every id is an integer).
+  A static variable whose values are not all numbers (a sex of ``F`` / ``M``, a unit name) is
+  read as text codes: ``static`` holds each value's index among the variable's sorted distinct
+  texts, ``meta["static_text"][name]`` those texts, and the earliest row's code is kept (not a
+  mean). Such a variable is only usable one-hot encoded (:mod:`grud.data.categorical`).
 * **time_zero**: a series' time 0 is its ``earliest`` row (default), or ``zero``, the time
   column's own 0 (offsets from an event such as unit admission; numbers or ``H:MM``, negative
   too, not date-times): then time-varying measurements before it are dropped (counted in the log
@@ -128,7 +132,8 @@ def read_long_csv(
         time_unit: ``h``, ``min``, ``s``, ``d`` or ``datetime`` (see the module docstring).
         labels: ``None``, a CSV path or a DataFrame with ``label_id_column`` and ``label_column``.
         label_column: the label column of ``labels``.
-        static_variables: variable names that are per-series constants.
+        static_variables: variable names that are per-series constants (numbers, or text codes
+            such as ``F`` / ``M``: see the module docstring).
         max_hours: keep only rows at most this many hours after each series' time 0.
         label_id_column: id column of ``labels`` (default: ``id_column``).
         label_map: ``{text: class code}`` for text outcomes in ``label_column`` (``{"Expired": 1,
@@ -769,26 +774,47 @@ def _refuse_datetime_zero(time_zero: str, arr: np.ndarray, table: TextTable, lin
 
 def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[str], fixed_types: dict,
                         variable_column: str | None = None, static: tuple = (),
-                        known: list | None = None) -> tuple[pd.DataFrame, dict]:
+                        known: list | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """Read ``fixed`` columns (strings / given types) and ``value_columns`` as float64.
 
     Tries pandas' typed parser first; if a value does not parse, re-reads the value columns
-    as text to name the first bad line (and, in a long file, its ``variable_column`` entry,
-    saying so when it is one of the ``static`` variables, whose codes must be numbers too).
-    With ``known`` (a long file at prediction), values of variables not in it are read
-    leniently: text there is unobserved, counted in the log. Returns the frame and
-    ``{column: float64 array}``.
+    as text to name the first bad line (and, in a long file, its ``variable_column`` entry).
+    A ``static`` variable (a long file's rows of it, or a wide file's column) whose values are
+    not all numbers is read as text codes (:func:`_text_codes`: the index of each value among
+    the variable's sorted distinct texts). With ``known`` (a long file at prediction), values of
+    variables not in it are read leniently: text there is unobserved, counted in the log.
+    Returns the frame, ``{column: float64 array}`` and ``{static variable: its sorted texts}``
+    for the variables read as text codes.
     """
     dtypes = dict(fixed_types)
     dtypes.update({c: "float64" for c in value_columns})
     try:
         frame = table.read_columns(fixed + value_columns, dtypes)
         nums = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in value_columns}
-        return frame, nums
+        return frame, nums, {}
     except (ValueError, OverflowError):
         pass
     frame = table.read_columns(fixed + value_columns, dict(fixed_types))
     lines = table.line_of(np.arange(len(frame)))
+    coded, code_cells = {}, {}  # static name -> texts; value column -> [(rows, codes)]
+    if static and variable_column is not None:  # long: the rows of each static variable
+        names = frame[variable_column].astype(str).str.strip().to_numpy(dtype=object)
+        for c in value_columns:
+            for s in static:
+                rows = np.flatnonzero(names == s)
+                if len(rows) and read_numbers(frame[c].iloc[rows])[1].any():
+                    codes, coded[s] = _text_codes(frame[c].iloc[rows])
+                    code_cells.setdefault(c, []).append((rows, codes))
+    elif static:  # wide: the static columns
+        for c in value_columns:
+            if c in static and read_numbers(frame[c])[1].any():
+                codes, coded[c] = _text_codes(frame[c])
+                code_cells.setdefault(c, []).append((np.arange(len(frame)), codes))
+    for c, cells in code_cells.items():  # parsed apart from the numbers
+        rows = np.concatenate([r for r, _ in cells])
+        text = frame[c].astype(object).copy()
+        text.iloc[rows] = ""
+        frame[c] = text
     if known is not None and variable_column is not None:
         names = frame[variable_column].astype(str).str.strip()
         other = ~names.isin(set(known)).to_numpy()
@@ -812,11 +838,29 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
             raise exc
         row = int(np.searchsorted(lines, exc.line))
         name = str(frame[variable_column].iloc[row]).strip()
-        what = (f"static variable {name!r}: static values, categorical codes included, must be numbers "
-                f"(1, 2, ...; recode text such as 'Female' before reading)" if name in static
-                else f"variable {name!r}")
-        raise DataError(f"{exc.reason} ({what})", path=exc.path, line=exc.line, column=exc.column) from None
-    return frame, nums
+        rows = np.flatnonzero((frame[variable_column].astype(str).str.strip() == name).to_numpy())
+        _, text = read_numbers(frame[exc.column].iloc[rows])
+        nonempty = ~is_empty_cell(frame[exc.column].iloc[rows])
+        hint = ("; a per-series code held as text may be read as a static variable: list it in static_variables "
+                "and categorical_static" if name not in static and text[nonempty].all() and text.sum() > 1 else "")
+        raise DataError(f"{exc.reason} (variable {name!r}{hint})", path=exc.path, line=exc.line,
+                        column=exc.column) from None
+    for c, cells in code_cells.items():
+        for rows, codes in cells:
+            nums[c][rows] = codes
+    return frame, nums, coded
+
+
+def _text_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """A static variable's values as text codes: (N,) float64 index of each (stripped) value
+    among the sorted distinct texts, NaN for an empty cell, and those texts. A number is its text
+    as written (``1`` and ``1.0`` are two codes)."""
+    empty = is_empty_cell(col)
+    text = col.astype(str).str.strip().to_numpy(dtype=object)
+    texts = sorted(set(text[~empty]))
+    codes = np.full(len(text), np.nan)
+    codes[~empty] = pd.Index(texts).get_indexer(text[~empty])
+    return codes, texts
 
 
 def _drop_blank_rows(frame: pd.DataFrame, text_columns: list[str], other_empty: np.ndarray) -> np.ndarray:
@@ -861,10 +905,12 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     del raw
     idc, tc, vc, valc = opts["id_column"], opts["time_column"], opts["variable_column"], opts["value_column"]
     table.require([idc, tc, vc, valc])
-    frame, nums = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None, idc: "category", vc: "category"},
+    frame, nums, coded = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None, idc: "category", vc: "category"},
                                       variable_column=vc, static=tuple(opts["static_variables"]),
                                       known=opts.get("known_variables"))
     table.data = b""  # parsed: free the file's bytes
+    if coded:
+        meta["static_text"] = coded
     value = nums[valc]
     keep = _drop_blank_rows(frame, [idc, tc, vc], np.isnan(value))
     if not len(keep):
@@ -942,7 +988,8 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     if not [n for n in names if n not in static] and not static:
         raise DataError("no variable columns besides the id and time columns", path=table.path, line=1)
     try:
-        frame, nums = _read_value_columns(table, [idc, tc], names, {tc: None, idc: "category"})
+        frame, nums, coded = _read_value_columns(table, [idc, tc], names, {tc: None, idc: "category"},
+                                                 static=tuple(static))
     except DataError as exc:
         if opts["variables"] is not None or exc.column is None or exc.column in static:
             raise
@@ -951,6 +998,8 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
                         f"data.variables=[...], or leave it out of the file)",
                         path=exc.path, line=exc.line, column=exc.column) from None
     table.data = b""  # parsed: free the file's bytes
+    if coded:
+        meta["static_text"] = coded
     V = np.stack([nums[c] for c in names], axis=1) if names else np.zeros((len(frame), 0))
     keep = _drop_blank_rows(frame, [idc, tc], np.isnan(V).all(axis=1))
     if not len(keep):
@@ -1102,7 +1151,8 @@ def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hour
         series, hours, codes, values = _drop_before_zero(series, hours, codes, values, names, static_names, source,
                                                          meta)
     times, vals, offsets, static, variables, dropped = assemble(
-        len(ids), series, hours, t0, codes, values, names, static_names, max_hours, ranges, source, exclude, ids
+        len(ids), series, hours, t0, codes, values, names, static_names, max_hours, ranges, source, exclude, ids,
+        text_static=tuple(meta.get("static_text", ())),
     )
     if not variables:
         raise DataError(
@@ -1131,6 +1181,7 @@ def assemble(
     source: str = "",
     exclude: Sequence[str] = (),
     ids: Sequence | None = None,
+    text_static: Sequence[str] = (),
 ):
     """Flat measurements -> the ragged arrays of :class:`IrregularDataset` (shared by all readers).
 
@@ -1147,6 +1198,8 @@ def assemble(
         max_hours: drop measurements later than this many hours after time 0.
         ranges: resolved value-range table or ``None``.
         ids: (n,) the series' ids, named in the errors (default: their index).
+        text_static: static variables whose values are text codes: the earliest row's code is
+            kept (the first in file order at that time, not a mean; disagreeing codes are logged).
 
     Returns:
         ``times`` (N,), ``values`` (N, F) float32, ``offsets`` (n+1,), ``static`` (n, S) float32,
@@ -1206,7 +1259,16 @@ def assemble(
         sums = np.bincount(gid, weights=v)
         cnt = np.bincount(gid)
         head = np.r_[True, gid[1:] != gid[:-1]]
-        static[s[head], c[head]] = (sums[gid[head]] / cnt[gid[head]]).astype(np.float32)
+        first = sums[gid[head]] / cnt[gid[head]]
+        coded = np.isin(np.arange(S), [spos[n] for n in text_static if n in spos])
+        if coded.any():  # a code: the first row's (file order: lexsort is stable), never a mean of codes
+            first = np.where(coded[c[head]], v[head], first)
+            differ = coded[c] & (v != v[head][gid])
+            if differ.any():
+                log.warning("%s: %d series have different codes of a static variable (%s) at its earliest time: "
+                            "the first row's is kept", source or "data", len(np.unique(s[differ])),
+                            ", ".join(sorted({static_names[j] for j in c[differ]})))
+        static[s[head], c[head]] = first.astype(np.float32)
     del st
 
     # ---- time-varying: one step per distinct (series, time); mean per (step, variable)

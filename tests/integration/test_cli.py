@@ -493,6 +493,54 @@ def test_categorical_static_is_one_hot_with_training_codes_in_models_baselines_a
     assert "the training split never had (7)" in proc.stderr
 
 
+def test_a_static_code_held_as_text_is_one_hot_by_its_text_in_training_and_prediction(clinical_export, tmp_path):
+    """An export's unit names (MICU, SICU, CCU) are static codes as text: one 0/1 column per name of
+    the training split; grud-predict matches a new file's texts by name (its own sorted list
+    differs), and without categorical_static the text is an error naming the variable and key."""
+    import grud.api
+    from grud.errors import DataError
+
+    names = ["MICU", "SICU", "CCU"]
+    events = _with_unit(clinical_export / "events.csv", tmp_path / "events.csv", lambda i: names[i % 3])
+    columns = [c for c in CSV_COLUMNS if not c.startswith("data.static_variables")]
+    common = [*columns, f"data.path={events}", f"data.labels={clinical_export / 'labels.csv'}",
+              "data.static_variables=[Age,Unit]", "plots=false", *[o for o in TINY_TRAIN if not o.startswith("model.")]]
+    with pytest.raises(DataError, match=r"events.csv: static variable 'Unit' holds text \('CCU', 'MICU', 'SICU'\), "
+                                        r"not numbers: list it in data.categorical_static too"):
+        grud.api.train([*common, "model=logreg"], run_dir=tmp_path / "refused")
+    out = grud.api.train([*common, "data.categorical_static=[Unit]", "model=grud", "model.hidden_size=8"],
+                         run_dir=tmp_path / "run")
+    stats = torch.load(out / "checkpoints/best.ckpt", weights_only=True, map_location="cpu")["hyper_parameters"]["stats"]
+    assert stats["static_categories"] == {"Unit": ["CCU", "MICU", "SICU"]}
+    assert stats["static_names"] == ["Age", "Unit=CCU", "Unit=MICU", "Unit=SICU"]
+    # a new file without any CCU and with a name training never had: codes 0, 1 there are MICU and SICU
+    new = _with_unit(clinical_export / "events.csv", tmp_path / "new.csv",
+                     lambda i: "Neuro ICU" if i == 0 else ["MICU", "SICU"][i % 2])
+    pred_out = tmp_path / "pred.csv"
+    proc = run(["grud-predict", f"checkpoint={out / 'checkpoints/best.ckpt'}", f"data.path={new}",
+                f"output={pred_out}"], cwd=tmp_path)
+    assert "1 series have a value the training split never had (Neuro ICU)" in proc.stderr
+    from grud.cli.inference import load_model, prepare_for_model
+    from grud.data.readers import read_long_csv
+
+    model = load_model(out / "checkpoints/best.ckpt")
+    ds = read_long_csv(new, id_column="subject_id", time_column="charttime", variable_column="label",
+                       value_column="valuenum", static_variables=["Age", "Unit"], cache=False)
+    enc = prepare_for_model(ds, {}, model.stats)
+    units = enc.static[:, 1:]
+    assert np.isnan(units).sum() == 0 and units[0].sum() == 0 and (units[1:].sum(axis=1) == 1).all()
+    np.testing.assert_array_equal(units[1:, 1], [float(i % 2 == 0) for i in range(1, len(ds))])  # MICU column
+    pred = pd.read_csv(pred_out)
+    assert len(pred) == 60 and pred["probability"].between(0, 1).all()
+    # a checkpoint that read Unit as a number refuses text there
+    numeric = _with_unit(clinical_export / "events.csv", tmp_path / "numeric.csv", lambda i: float(i % 3 + 1))
+    num_out = grud.api.train([*common, f"data.path={numeric}", "model=logreg"], run_dir=tmp_path / "num")
+    proc = run(["grud-predict", f"checkpoint={num_out / 'checkpoints/best.ckpt'}", f"data.path={new}",
+                f"output={tmp_path / 'p2.csv'}"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: ") and "static variable 'Unit' holds text" in proc.stderr and "the checkpoint reads 'Unit' as a number" in proc.stderr
+
+
 def test_a_checkpoint_saved_before_static_state_existed_starts_from_the_zero_state(trained_run, tmp_path,
                                                                                    clinical_export):
     from grud.cli.inference import load_model

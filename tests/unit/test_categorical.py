@@ -51,3 +51,48 @@ def test_mistakes_name_the_key_and_what_was_expected():
     many = _ds([float(i) for i in range(MAX_CATEGORIES + 1)])
     with pytest.raises(ConfigError, match=rf"'ICUType' has {MAX_CATEGORIES + 1} distinct values .* is it a quantity"):
         fit_static_categories(many, ["ICUType"])
+
+
+def _text_ds(texts, codes):
+    """A dataset whose ICUType is held as text codes (as the readers give a column of names)."""
+    ds = _ds(codes)
+    return IrregularDataset(ds.ids, ds.variables, ds.static_names, ds.times, ds.values, ds.offsets, ds.static,
+                            ds.labels, {"static_text": {"ICUType": list(texts)}, "path": "units.csv"})
+
+
+def test_text_codes_come_from_the_training_split_and_match_by_text_across_files(caplog):
+    texts = ["CCU", "MICU", "SICU"]
+    full = _text_ds(texts, [1.0, 2.0, 1.0, 0.0])
+    train = full.subset([0, 1, 2])  # CCU only outside training
+    cats = fit_static_categories(train, ["ICUType"])
+    assert cats == {"ICUType": ["MICU", "SICU"]}
+    assert one_hot_static(train, cats).static_names == ["Age", "ICUType=MICU", "ICUType=SICU"]
+    # another file's list of texts differs: matched by the text, not its position
+    other = _text_ds(["MICU", "Neuro", "SICU"], [2.0, 1.0, 0.0, np.nan])
+    with caplog.at_level(logging.WARNING):
+        enc = one_hot_static(other, cats)
+    np.testing.assert_array_equal(enc.static[:3, 1:], [[0, 1], [0, 0], [1, 0]])
+    assert np.isnan(enc.static[3, 1:]).all()
+    assert "1 series have a value the training split never had (Neuro)" in caplog.text
+    # a number code and its text are one category: numbers fitted, texts given (and the reverse)
+    np.testing.assert_array_equal(one_hot_static(_text_ds(["1", "3.0"], [0.0, 1.0]), {"ICUType": [1.0, 3.0]}).static[:, 1:],
+                                  [[1, 0], [0, 1]])
+    np.testing.assert_array_equal(one_hot_static(_ds([3.0, 1.0]), {"ICUType": ["1", "3"]}).static[:, 1:],
+                                  [[0, 1], [1, 0]])
+    # "1" and "1.0" in one file are one category (named by the first text)
+    assert fit_static_categories(_text_ds(["1", "1.0", "F"], [0.0, 1.0, 2.0]), ["ICUType"]) == {"ICUType": ["1", "F"]}
+
+
+def test_text_codes_are_refused_where_they_would_be_read_as_quantities():
+    from grud.data.categorical import check_no_text_static
+    from grud.errors import DataError
+
+    ds = _text_ds(["CCU", "MICU"], [0.0, 1.0])
+    with pytest.raises(DataError, match=r"units.csv: static variable 'ICUType' holds text \('CCU', 'MICU'\), not "
+                                        r"numbers: one-hot encode it first: one_hot_static\(ds, fit_static_categories"):
+        fit_stats(ds)
+    with pytest.raises(DataError, match="list it in data.categorical_static too"):
+        check_no_text_static(ds)
+    enc = one_hot_static(ds, fit_static_categories(ds, ["ICUType"]))
+    check_no_text_static(enc)  # encoded: nothing left as text
+    assert fit_stats(enc).static_names == ["Age", "ICUType=CCU", "ICUType=MICU"]
