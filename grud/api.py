@@ -46,14 +46,20 @@ def _compose(config_name: str, overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from grud.cli.config import CONFIG_MODULE, check_group_choices
+    from grud.cli.config import CONFIG_MODULE, check_group_choices, unknown_key_error
     from grud.errors import ConfigError
 
     check_group_choices(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=False)
+            try:
+                return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=False)
+            except (HydraException, OmegaConfBaseException) as exc:  # a misspelt key: named as the CLI names it
+                named = unknown_key_error(config_name, list(overrides), exc)
+                if named is None:
+                    raise
+                raise named from None
     except (HydraException, OmegaConfBaseException) as exc:  # a bad override: the CLI's one error line
         raise ConfigError(f"{type(exc).__name__}: {exc}") from exc
     finally:

@@ -136,6 +136,23 @@ def reader_options_of(data: dict) -> dict:
 #: fewer series of a class than this in the validation or test split: its AUROC is warned about
 FEW_OF_A_CLASS = 10
 
+#: fewer optimiser steps than this in a whole training run are warned about
+FEW_STEPS = 100
+
+
+def warn_few_steps(n_train: int, batch_size: int, max_epochs) -> None:
+    """Warn when ``trainer.max_epochs`` allows fewer than :data:`FEW_STEPS` optimiser steps: on a
+    small export (300 series, 5 batches an epoch) two epochs leave a network near its start, and
+    a comparison with the baselines then says little about the model."""
+    if max_epochs is None or max_epochs < 0 or n_train == 0:
+        return
+    batches = -(-n_train // max(batch_size, 1))
+    if batches * max_epochs < FEW_STEPS:
+        log.warning("training takes at most %d optimiser steps (trainer.max_epochs=%d x %d batches of %d of the %d "
+                    "training series): a network barely moves from its start in so few; raise trainer.max_epochs "
+                    "(early stopping ends training when validation stops improving) or lower data.batch_size",
+                    batches * max_epochs, max_epochs, batches, batch_size, n_train)
+
 
 #: the metric prefix of each evaluated split
 STAGE_OF = {"validation": "val", "test": "test"}
@@ -653,6 +670,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         dm = GrudDataModule(train, val, test, stats, module.encode_dataset, batch_size=int(data.get("batch_size", 64)),
                             bucket=bool(data.get("bucket", True)), num_workers=int(data.get("num_workers", 0)),
                             seed=seed, train_streams=members)
+        warn_few_steps(len(train), int(data.get("batch_size", 64)), trainer.max_epochs)
         if resumed is not None:
             log.info("resuming from %s (epoch %d)", resume_from, resumed)
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None,

@@ -109,7 +109,8 @@ def fit_static_categories(train: IrregularDataset, names, key: str = "data.categ
         col = train.static[:, train.static_names.index(n)]
         codes = np.unique(col[np.isfinite(col)])
         if codes.size == 0:
-            raise ConfigError(f"{key}: {n!r} has no known value in the training split")
+            raise ConfigError(f"{key}: {n!r} has no known value in the training split (its values are empty, or "
+                              f"it never appears; a code is read from the value column only, text codes included)")
         if codes.size > MAX_CATEGORIES:
             raise ConfigError(f"{key}: {n!r} has {codes.size} distinct values in the training split (at most "
                               f"{MAX_CATEGORIES} for a categorical variable); is it a quantity?")

@@ -837,12 +837,17 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         if variable_column is None or exc.line is None:
             raise exc
         row = int(np.searchsorted(lines, exc.line))
-        name = str(frame[variable_column].iloc[row]).strip()
-        rows = np.flatnonzero((frame[variable_column].astype(str).str.strip() == name).to_numpy())
+        all_names = frame[variable_column].astype(str).str.strip()
+        name = str(all_names.iloc[row])
+        rows = np.flatnonzero((all_names == name).to_numpy())
         _, text = read_numbers(frame[exc.column].iloc[rows])
         nonempty = ~is_empty_cell(frame[exc.column].iloc[rows])
-        hint = ("; a per-series code held as text may be read as a static variable: list it in static_variables "
-                "and categorical_static" if name not in static and text[nonempty].all() and text.sum() > 1 else "")
+        hint = ""
+        if name not in static and text[nonempty].all() and text.sum() > 1:  # a column of codes, not a stray word
+            listed = closest_name(name, [s for s in static if s not in set(all_names.unique())])
+            hint = (f"; static_variables lists {listed!r}, which the file never holds: did you mean {name!r}?"
+                    if listed else "; a per-series code held as text may be read as a static variable: list it "
+                    "in static_variables and categorical_static")
         raise DataError(f"{exc.reason} (variable {name!r}{hint})", path=exc.path, line=exc.line,
                         column=exc.column) from None
     for c, cells in code_cells.items():

@@ -196,6 +196,20 @@ def test_each_data_groups_keys_are_the_keys_a_run_reads_and_another_is_an_error(
                                                         "max_hours": 48}, {"path", "grid", "max_hours"}, False)
 
 
+def test_the_notebook_api_names_a_misspelt_key_as_the_cli_does(tmp_path):
+    """grud.api.train passed Hydra's "To append to your config use +data.val_fractoin" through."""
+    import grud.api
+    from grud.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^data\.val_fractoin: not a key of data=physionet2012 \(did you mean "
+                                          r"data\.val_fraction\?\)"):
+        grud.api.train(["data.val_fractoin=0.3"], run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"^model\.hiden_size: not a key of model=grud \(did you mean "
+                                          r"model\.hidden_size\?\)"):
+        grud.api.train(["model.hiden_size=3"], run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_each_task_groups_keys_are_the_keys_training_reads_and_another_is_an_error():
     """`+task.value_transform=log` on a forecaster was accepted and did nothing."""
     import yaml

@@ -386,3 +386,21 @@ def test_a_split_with_few_series_of_a_class_is_warned_about_and_class_counts_are
     assert warned[0].startswith("the validation split holds 6 series of class 0, 2 series of class 1: val/auroc")
     assert "early stopping ranks epochs by val/auroc" in warned[0] and "early stopping" not in warned[1]
     assert warned[2].startswith("the validation split holds 6") and "early stopping" not in warned[2]
+
+
+def test_a_run_of_few_optimiser_steps_is_warned_about(caplog):
+    """A user's 300-series export with trainer.max_epochs=2 took 10 steps: GRU-D stayed at its start
+    (Brier score equal across seeds to 1e-6) and lost to logreg, with nothing said."""
+    import logging
+
+    from grud.cli.pipeline import FEW_STEPS, warn_few_steps
+
+    with caplog.at_level(logging.WARNING, logger="grud"):
+        warn_few_steps(300, 64, 2)
+    assert "training takes at most 10 optimiser steps (trainer.max_epochs=2 x 5 batches of 64 of the 300" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="grud"):
+        warn_few_steps(3200, 64, 40)  # the embedded data's default run: 2,000 steps
+        warn_few_steps(64 * FEW_STEPS, 64, 1)
+        warn_few_steps(300, 64, -1)  # no epoch limit
+    assert caplog.text == ""

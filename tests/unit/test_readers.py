@@ -779,6 +779,9 @@ def test_a_text_value_in_a_long_file_names_its_variable_unless_it_is_a_static_co
                                         r"a per-series code held as text may be read as a static variable: list it in "
                                         r"static_variables and categorical_static\)"):
         read_long_csv(p, cache=False)
+    with pytest.raises(DataError, match=r"got 'Female' \(variable 'Gender'; static_variables lists 'Gendre', which "
+                                        r"the file never holds: did you mean 'Gender'\?\)"):
+        read_long_csv(p, static_variables=["Gendre"], cache=False)
     fixed = write(tmp_path / "l2.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender,1\n2,0,HR,high\n")
     with pytest.raises(DataError, match=r"line 4, column 'value': expected a number, got 'high' \(variable 'HR'\)"):
         read_long_csv(fixed, static_variables=["Gender"], cache=False)
