@@ -12,8 +12,24 @@ def test_the_lightning_leafspec_warning_is_silenced_and_others_still_show():
         silence_known_warnings()
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec) "
                       "and treespec.is_leaf()` instead.", FutureWarning)
+        warnings.warn("The number of training batches (2) is smaller than the logging interval "
+                      "Trainer(log_every_n_steps=10). Set a lower value for log_every_n_steps if you want to see "
+                      "logs for the training epoch.", UserWarning)
         warnings.warn("something a user must see", UserWarning)
     assert [str(w.message) for w in caught] == ["something a user must see"]
+
+
+def test_lightnings_cloud_logger_tip_is_dropped_and_its_other_lines_kept(caplog):
+    import logging
+
+    silence_known_warnings()
+    silence_known_warnings()  # twice: one filter
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):
+        logger.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
+        logger.info("GPU available: False, used: False")
+    assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
 
 
 def test_an_undefined_metric_is_a_grud_log_line_and_other_warnings_keep_pythons_form(caplog):
