@@ -22,7 +22,6 @@ import grud
 from grud.cli.files import atomic_write_json
 from grud.cli.metric_values import metric_values
 from grud.data.batching import to_grid
-from grud.data.categorical import check_no_text_static
 from grud.data.dataset import IrregularDataset
 from grud.data.loading import read_dataset, resolve_path
 from grud.data.readers import missing_labels_reason
@@ -34,8 +33,8 @@ log = logging.getLogger("grud")
 
 # data options that describe how to read a file (they travel in the checkpoint for prediction)
 READER_KEYS = ("kind", "id_column", "time_column", "variable_column", "value_column", "label_column",
-               "label_id_column", "label_map", "time_unit", "time_zero", "static_variables", "variables", "delimiter",
-               "max_hours", "value_ranges", "grid")
+               "label_id_column", "label_map", "time_unit", "time_zero", "static_variables", "categorical_static",
+               "variables", "delimiter", "max_hours", "value_ranges", "grid")
 
 
 def data_hash(paths) -> str:
@@ -587,8 +586,6 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
 
         categories = fit_static_categories(train, list(data["categorical_static"]))
         train, val, test = (one_hot_static(d, categories) for d in (train, val, test))
-    for ds in (train, test):  # a static variable read as text codes must be one of them
-        check_no_text_static(ds)
     if task_name == "classification":
         for name, ds in (("training", train), ("validation", val), ("test", test)):
             lab = ds.labels if ds.labels is not None else np.zeros(0)

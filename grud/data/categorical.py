@@ -27,8 +27,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 
 from grud.data.dataset import IrregularDataset
+from grud.data.text_tables import read_numbers
 from grud.errors import ConfigError, DataError
 
 __all__ = ["fit_static_categories", "one_hot_static", "one_hot_names", "check_no_text_static", "MAX_CATEGORIES"]
@@ -45,13 +47,12 @@ def _code(value) -> str:
 
 
 def _key(value):
-    """What a code is matched by: its number when it reads as one (``3``, ``3.0`` and the text
-    ``"3"`` are one category), else its text."""
+    """What a code is matched by: its number when it reads as one, as the readers read numbers
+    (``3``, ``3.0`` and the text ``"3"`` are one category; ``TRUE`` / ``FALSE``, any case, are 1
+    / 0), else its text (case kept: ``f`` is not ``F``)."""
     if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
+        number, unparsed = read_numbers(pd.Series([value]))
+        return value if unparsed[0] or np.isnan(number[0]) else float(number[0])
     return float(value)
 
 
@@ -66,9 +67,9 @@ def text_static(ds: IrregularDataset) -> dict:
     return {n: list(texts[n]) for n in ds.static_names if n in texts}
 
 
-def _codes_of(ds: IrregularDataset, name: str, column: np.ndarray) -> np.ndarray:
-    """(n,) object array: each series' code (a float, or its text when ``name`` is held as text
-    codes), None where unknown."""
+def _series_codes(ds: IrregularDataset, name: str, column: np.ndarray) -> np.ndarray:
+    """(n,) object array: each series' code of static variable ``name`` (a float, or its text when
+    ``name`` is held as text codes), None where unknown."""
     texts = text_static(ds).get(name)
     out = np.full(len(column), None, dtype=object)
     known = np.isfinite(column)
@@ -79,16 +80,15 @@ def _codes_of(ds: IrregularDataset, name: str, column: np.ndarray) -> np.ndarray
     return out
 
 
-def check_no_text_static(ds: IrregularDataset, advice: str | None = None) -> None:
+def check_no_text_static(ds: IrregularDataset, advice: str = "one-hot encode it first: one_hot_static(ds, "
+                         "fit_static_categories(train, [{name!r}])) (grud.data.categorical)") -> None:
     """Raise :class:`grud.DataError` when ``ds`` still holds a static variable as text codes: its
     numbers are positions in a list of texts, not quantities, so it must be one-hot encoded.
-    ``advice`` ends the message (``{name}`` is the variable); default: the CLI's key."""
+    ``advice`` ends the message (``{name}`` is the variable)."""
     texts = text_static(ds)
     if texts:
         name, words = next(iter(texts.items()))
         shown = ", ".join(repr(w) for w in words[:4]) + (", ..." if len(words) > 4 else "")
-        advice = advice or ("list it in data.categorical_static too (one 0/1 column per code of the training "
-                            "split), or recode it to numbers")
         raise DataError(f"static variable {name!r} holds text ({shown}), not numbers: "
                         + advice.format(name=name), path=ds.meta.get("path"))
 
@@ -111,9 +111,6 @@ def fit_static_categories(train: IrregularDataset, names, key: str = "data.categ
         if codes.size == 0:
             raise ConfigError(f"{key}: {n!r} has no known value in the training split (its values are empty, or "
                               f"it never appears; a code is read from the value column only, text codes included)")
-        if codes.size > MAX_CATEGORIES:
-            raise ConfigError(f"{key}: {n!r} has {codes.size} distinct values in the training split (at most "
-                              f"{MAX_CATEGORIES} for a categorical variable); is it a quantity?")
         texts = text_static(train).get(n)
         if texts is None:
             out[n] = [float(c) for c in codes]
@@ -122,6 +119,9 @@ def fit_static_categories(train: IrregularDataset, names, key: str = "data.categ
             for text in sorted(texts[int(c)] for c in codes):
                 chosen.setdefault(_key(text), text)
             out[n] = list(chosen.values())
+        if len(out[n]) > MAX_CATEGORIES:
+            raise ConfigError(f"{key}: {n!r} has {len(out[n])} distinct values in the training split (at most "
+                              f"{MAX_CATEGORIES} for a categorical variable); is it a quantity?")
     return out
 
 
@@ -144,9 +144,9 @@ def one_hot_static(ds: IrregularDataset, categories: dict) -> IrregularDataset:
         codes = categories[n]
         x = ds.static[:, j].astype(np.float64)
         known = np.isfinite(x)
-        names_of = _codes_of(ds, n, x)
+        series_codes = _series_codes(ds, n, x)
         position = {_key(c): k for k, c in enumerate(codes)}
-        at = np.array([position.get(_key(v), -1) if v is not None else -1 for v in names_of], dtype=np.int64)
+        at = np.array([position.get(_key(v), -1) if v is not None else -1 for v in series_codes], dtype=np.int64)
         onehot = np.zeros((len(x), len(codes)), dtype=np.float32)
         onehot[np.flatnonzero(at >= 0), at[at >= 0]] = 1.0
         onehot[~known] = np.nan
@@ -154,7 +154,7 @@ def one_hot_static(ds: IrregularDataset, categories: dict) -> IrregularDataset:
         if unseen.any():
             log.warning("static variable %s: %d series have a value the training split never had (%s); "
                         "encoded as none of its %d categories", n, int(unseen.sum()),
-                        ", ".join(sorted({_code(v) for v in names_of[unseen]})[:5]), len(codes))
+                        ", ".join(sorted({_code(v) for v in series_codes[unseen]})[:5]), len(codes))
         cols.append(onehot)
         new_names += one_hot_names(n, categories[n])
     static = np.concatenate(cols, axis=1) if cols else ds.static[:, :0]

@@ -18,18 +18,19 @@ KINDS = ("physionet2012", "csv_long", "csv_wide")
 _READER_KEYS = {
     "physionet2012": ("max_hours", "value_ranges"),
     "csv_long": ("id_column", "time_column", "variable_column", "value_column", "time_unit", "label_column",
-                 "label_id_column", "label_map", "time_zero", "static_variables", "max_hours", "value_ranges",
-                 "delimiter", "allow_missing_variables", "known_variables"),
+                 "label_id_column", "label_map", "time_zero", "static_variables", "categorical_static", "max_hours",
+                 "value_ranges", "delimiter", "allow_missing_variables", "known_variables"),
     "csv_wide": ("id_column", "time_column", "variables", "time_unit", "label_column", "label_id_column",
-                 "label_map", "time_zero", "static_variables", "max_hours", "value_ranges", "delimiter",
-                 "allow_missing_variables"),
+                 "label_map", "time_zero", "static_variables", "categorical_static", "max_hours", "value_ranges",
+                 "delimiter", "allow_missing_variables"),
 }
 
 
 def prediction_reader_keys(kind: str) -> tuple:
     """The reader options of ``kind`` a user may set at prediction (``allow_missing_variables`` and
-    ``known_variables`` are set by prediction itself)."""
-    return tuple(k for k in _READER_KEYS.get(kind, ()) if k not in ("allow_missing_variables", "known_variables"))
+    ``known_variables`` are set by prediction itself, ``categorical_static`` comes from the checkpoint)."""
+    return tuple(k for k in _READER_KEYS.get(kind, ())
+                 if k not in ("allow_missing_variables", "known_variables", "categorical_static"))
 
 
 def source_root() -> Path:

@@ -28,10 +28,13 @@ Semantics (all readers):
   (averaged if several at that time) goes to ``static`` (NaN if never observed); they are not
   among the time-varying ``variables``. ``variables`` is sorted by name, ``static_names``
   keeps the order given; series are sorted by id (numerically when every id is an integer).
-  A static variable whose values are not all numbers (a sex of ``F`` / ``M``, a unit name) is
-  read as text codes: ``static`` holds each value's index among the variable's sorted distinct
-  texts, ``meta["static_text"][name]`` those texts, and the earliest row's code is kept (not a
-  mean). Such a variable is only usable one-hot encoded (:mod:`grud.data.categorical`).
+* **categorical_static** (static variables that are codes, such as an ICU type): the earliest
+  row's code is kept, never a mean of codes (several at that time: the first row's, logged).
+  Their values may be text (a sex of ``F`` / ``M``, a unit's name): a variable with any value that
+  is not a number is read as text codes, ``static`` holding each value's index among its sorted
+  distinct texts and ``meta["static_text"][name]`` those texts (value ranges are not applied to
+  the indices). Only usable one-hot encoded (:mod:`grud.data.categorical`). Text in any other
+  variable is an error.
 * **time_zero**: a series' time 0 is its ``earliest`` row (default), or ``zero``, the time
   column's own 0 (offsets from an event such as unit admission; numbers or ``H:MM``, negative
   too, not date-times): then time-varying measurements before it are dropped (counted in the log
@@ -98,6 +101,9 @@ PHYSIONET_STATIC = ("Age", "Gender", "Height", "ICUType")
 PHYSIONET_LABEL = "In-hospital_death"
 _DURATION = re.compile(r"^(-?)(\d+):([0-5]?\d)(?::([0-5]?\d(?:\.\d*)?))?$")  # -H:MM: before time 0
 _INTEGER = re.compile(r"^[+-]?\d+$")
+#: said of a static variable's text value that is not read as a code
+STATIC_TEXT_RULE = ("static variable {name!r}: text codes such as 'F' / 'M' are read only for a variable listed in "
+                    "categorical_static at training")
 #: The longest a series may last from its time 0, in hours (114 years; see the module docstring).
 MAX_SPAN_HOURS = 1e6
 
@@ -118,6 +124,7 @@ def read_long_csv(
     label_id_column: str | None = None,
     label_map: dict | None = None,
     time_zero: str = "earliest",
+    categorical_static: Sequence[str] | None = None,
     value_ranges=None,
     delimiter: str | None = None,
     allow_missing_variables: bool = False,
@@ -132,8 +139,10 @@ def read_long_csv(
         time_unit: ``h``, ``min``, ``s``, ``d`` or ``datetime`` (see the module docstring).
         labels: ``None``, a CSV path or a DataFrame with ``label_id_column`` and ``label_column``.
         label_column: the label column of ``labels``.
-        static_variables: variable names that are per-series constants (numbers, or text codes
-            such as ``F`` / ``M``: see the module docstring).
+        static_variables: variable names that are per-series constants (numbers).
+        categorical_static: those of ``static_variables`` that are codes, not quantities: their
+            values may be text (``F`` / ``M``; see the module docstring), and a series' earliest
+            row's code is kept rather than a mean.
         max_hours: keep only rows at most this many hours after each series' time 0.
         label_id_column: id column of ``labels`` (default: ``id_column``).
         label_map: ``{text: class code}`` for text outcomes in ``label_column`` (``{"Expired": 1,
@@ -166,7 +175,7 @@ def read_long_csv(
     columns = dict(id_column=id_column, time_column=time_column, variable_column=variable_column,
                    value_column=value_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                          delimiter, cache, label_map, time_zero)
+                          delimiter, cache, label_map, time_zero, categorical_static)
     opts["allow_missing_variables"] = _check_allow_missing(allow_missing_variables)
     opts["known_variables"] = None if known_variables is None else _name_list(known_variables, "known_variables")
     return _read_table("long", _build_long, path, opts, value_ranges, labels, label_column, cache)
@@ -186,6 +195,7 @@ def read_wide_csv(
     label_id_column: str | None = None,
     label_map: dict | None = None,
     time_zero: str = "earliest",
+    categorical_static: Sequence[str] | None = None,
     value_ranges=None,
     delimiter: str | None = None,
     allow_missing_variables: bool = False,
@@ -207,7 +217,7 @@ def read_wide_csv(
     """
     columns = dict(id_column=id_column, time_column=time_column)
     opts = _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                          delimiter, cache, label_map, time_zero)
+                          delimiter, cache, label_map, time_zero, categorical_static)
     if variables is not None:
         variables = _name_list(variables, "variables")
         for v in variables:
@@ -351,7 +361,7 @@ def check_label_map(label_map) -> dict | None:
 
 
 def _check_options(columns, time_unit, label_column, static_variables, max_hours, label_id_column,
-                   delimiter, cache, label_map=None, time_zero="earliest") -> dict:
+                   delimiter, cache, label_map=None, time_zero="earliest", categorical_static=None) -> dict:
     for k, v in columns.items():
         if not isinstance(v, str) or not v.strip():
             raise ConfigError(f"{k}: expected a column name, got {v!r}")
@@ -368,6 +378,11 @@ def _check_options(columns, time_unit, label_column, static_variables, max_hours
     if label_id_column is not None and (not isinstance(label_id_column, str) or not label_id_column):
         raise ConfigError(f"label_id_column: expected a column name or None, got {label_id_column!r}")
     static = [] if static_variables is None else _name_list(static_variables, "static_variables")
+    categorical = [] if categorical_static is None else _name_list(categorical_static, "categorical_static")
+    unknown = [c for c in categorical if c not in static]
+    if unknown:
+        raise ConfigError(f"categorical_static: {', '.join(map(repr, unknown))} not among the static variables "
+                          f"({', '.join(static) or 'none'}); list them in static_variables too")
     _check_cache_flag(cache)
     return dict(
         columns,
@@ -376,6 +391,7 @@ def _check_options(columns, time_unit, label_column, static_variables, max_hours
         label_column=label_column,
         label_id_column=label_id_column or columns["id_column"],
         static_variables=static,
+        categorical_static=list(dict.fromkeys(categorical)),
         max_hours=None if max_hours is None else _check_max_hours(max_hours),
         delimiter=check_delimiter(delimiter),
         label_map=check_label_map(label_map),
@@ -773,15 +789,15 @@ def _refuse_datetime_zero(time_zero: str, arr: np.ndarray, table: TextTable, lin
 
 
 def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[str], fixed_types: dict,
-                        variable_column: str | None = None, static: tuple = (),
+                        variable_column: str | None = None, static: tuple = (), categorical: tuple = (),
                         known: list | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """Read ``fixed`` columns (strings / given types) and ``value_columns`` as float64.
 
     Tries pandas' typed parser first; if a value does not parse, re-reads the value columns
     as text to name the first bad line (and, in a long file, its ``variable_column`` entry).
-    A ``static`` variable (a long file's rows of it, or a wide file's column) whose values are
-    not all numbers is read as text codes (:func:`_text_codes`: the index of each value among
-    the variable's sorted distinct texts). With ``known`` (a long file at prediction), values of
+    A ``categorical`` static variable (a long file's rows of it, or a wide file's column) whose
+    values are not all numbers is read as text codes (:func:`_text_codes`: the index of each
+    value among the variable's sorted distinct texts). With ``known`` (a long file at prediction), values of
     variables not in it are read leniently: text there is unobserved, counted in the log.
     Returns the frame, ``{column: float64 array}`` and ``{static variable: its sorted texts}``
     for the variables read as text codes.
@@ -796,24 +812,22 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         pass
     frame = table.read_columns(fixed + value_columns, dict(fixed_types))
     lines = table.line_of(np.arange(len(frame)))
-    coded, code_cells = {}, {}  # static name -> texts; value column -> [(rows, codes)]
-    if static and variable_column is not None:  # long: the rows of each static variable
-        names = frame[variable_column].astype(str).str.strip().to_numpy(dtype=object)
-        for c in value_columns:
-            for s in static:
-                rows = np.flatnonzero(names == s)
-                if len(rows) and read_numbers(frame[c].iloc[rows])[1].any():
-                    codes, coded[s] = _text_codes(frame[c].iloc[rows])
-                    code_cells.setdefault(c, []).append((rows, codes))
-    elif static:  # wide: the static columns
-        for c in value_columns:
-            if c in static and read_numbers(frame[c])[1].any():
-                codes, coded[c] = _text_codes(frame[c])
-                code_cells.setdefault(c, []).append((np.arange(len(frame)), codes))
-    for c, cells in code_cells.items():  # parsed apart from the numbers
-        rows = np.concatenate([r for r, _ in cells])
+    row_names = None if variable_column is None else frame[variable_column].astype(str).str.strip()
+    texts_of, positions = {}, {}  # categorical name -> its texts; value column -> [(rows, text positions)]
+    for c in value_columns:
+        for name in categorical:
+            if row_names is not None:  # long: the rows of the variable
+                rows = np.flatnonzero((row_names == name).to_numpy())
+            elif c == name:  # wide: its column
+                rows = np.arange(len(frame))
+            else:
+                continue
+            if len(rows) and read_numbers(frame[c].iloc[rows])[1].any():
+                at, texts_of[name] = _text_codes(frame[c].iloc[rows])
+                positions.setdefault(c, []).append((rows, at))
+    for c, cells in positions.items():  # parsed apart from the numbers
         text = frame[c].astype(object).copy()
-        text.iloc[rows] = ""
+        text.iloc[np.concatenate([rows for rows, _ in cells])] = ""
         frame[c] = text
     if known is not None and variable_column is not None:
         names = frame[variable_column].astype(str).str.strip()
@@ -837,23 +851,30 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         if variable_column is None or exc.line is None:
             raise exc
         row = int(np.searchsorted(lines, exc.line))
-        all_names = frame[variable_column].astype(str).str.strip()
-        name = str(all_names.iloc[row])
-        rows = np.flatnonzero((all_names == name).to_numpy())
-        _, text = read_numbers(frame[exc.column].iloc[rows])
-        nonempty = ~is_empty_cell(frame[exc.column].iloc[rows])
-        hint = ""
-        if name not in static and text[nonempty].all() and text.sum() > 1:  # a column of codes, not a stray word
-            listed = closest_name(name, [s for s in static if s not in set(all_names.unique())])
-            hint = (f"; static_variables lists {listed!r}, which the file never holds: did you mean {name!r}?"
-                    if listed else "; a per-series code held as text may be read as a static variable: list it "
-                    "in static_variables and categorical_static")
-        raise DataError(f"{exc.reason} (variable {name!r}{hint})", path=exc.path, line=exc.line,
-                        column=exc.column) from None
-    for c, cells in code_cells.items():
-        for rows, codes in cells:
-            nums[c][rows] = codes
-    return frame, nums, coded
+        name = str(row_names.iloc[row])
+        if name in static:
+            what = STATIC_TEXT_RULE.format(name=name)
+        else:
+            what = f"variable {name!r}" + _text_code_hint(name, frame[exc.column], row_names, static)
+        raise DataError(f"{exc.reason} ({what})", path=exc.path, line=exc.line, column=exc.column) from None
+    for c, cells in positions.items():
+        for rows, at in cells:
+            nums[c][rows] = at
+    return frame, nums, texts_of
+
+
+def _text_code_hint(name: str, values: pd.Series, row_names: pd.Series, static) -> str:
+    """For a long file's time-varying variable whose every value is text (a code, not a stray
+    word): the static name it may have been meant as, or how to read it as a code; else ``""``."""
+    rows = np.flatnonzero((row_names == name).to_numpy())
+    _, text = read_numbers(values.iloc[rows])
+    if text.sum() < 2 or not text[~is_empty_cell(values.iloc[rows])].all():
+        return ""
+    listed = closest_name(name, [s for s in static if s not in set(row_names.unique())])
+    if listed:
+        return f"; static_variables lists {listed!r}, which the file never holds: did you mean {name!r}?"
+    return ("; a per-series code held as text may be read as a static variable: list it in static_variables "
+            "and categorical_static")
 
 
 def _text_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -910,12 +931,13 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     del raw
     idc, tc, vc, valc = opts["id_column"], opts["time_column"], opts["variable_column"], opts["value_column"]
     table.require([idc, tc, vc, valc])
-    frame, nums, coded = _read_value_columns(table, [idc, tc, vc], [valc], {tc: None, idc: "category", vc: "category"},
-                                      variable_column=vc, static=tuple(opts["static_variables"]),
-                                      known=opts.get("known_variables"))
+    frame, nums, texts_of = _read_value_columns(
+        table, [idc, tc, vc], [valc], {tc: None, idc: "category", vc: "category"}, variable_column=vc,
+        static=tuple(opts["static_variables"]), categorical=tuple(opts["categorical_static"]),
+        known=opts.get("known_variables"))
     table.data = b""  # parsed: free the file's bytes
-    if coded:
-        meta["static_text"] = coded
+    if texts_of:
+        meta["static_text"] = texts_of
     value = nums[valc]
     keep = _drop_blank_rows(frame, [idc, tc, vc], np.isnan(value))
     if not len(keep):
@@ -949,7 +971,7 @@ def _build_long(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
                         path=source, column=vc)
     return _finish(
         id_list, series, hours, t0, np.asarray(vcodes, dtype=np.int64), value, vnames, static, opts["max_hours"],
-        ranges, lab, meta, source, before_zero=opts["time_zero"] == "zero",
+        ranges, lab, meta, source, before_zero=opts["time_zero"] == "zero", categorical=opts["categorical_static"],
     )
 
 
@@ -993,18 +1015,24 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     if not [n for n in names if n not in static] and not static:
         raise DataError("no variable columns besides the id and time columns", path=table.path, line=1)
     try:
-        frame, nums, coded = _read_value_columns(table, [idc, tc], names, {tc: None, idc: "category"},
-                                                 static=tuple(static))
+        frame, nums, texts_of = _read_value_columns(table, [idc, tc], names, {tc: None, idc: "category"},
+                                                    static=tuple(static),
+                                                    categorical=tuple(c for c in opts["categorical_static"] if c in static))
     except DataError as exc:
-        if opts["variables"] is not None or exc.column is None or exc.column in static:
+        if exc.column is not None and exc.column in static:
+            raise DataError(f"{exc.reason} ({STATIC_TEXT_RULE.format(name=exc.column)})", path=exc.path,
+                            line=exc.line, column=exc.column) from None
+        if opts["variables"] is not None or exc.column is None:
             raise
         raise DataError(f"{exc.reason} (every column but the id, time and label columns is read as a variable: "
                         f"a text column such as comments is not one; list the variable columns with "
-                        f"data.variables=[...], or leave it out of the file)",
+                        f"data.variables=[...], or leave it out of the file; a per-series code held as text, such "
+                        f"as a unit's name, is a static variable: list it in data.static_variables and "
+                        f"data.categorical_static)",
                         path=exc.path, line=exc.line, column=exc.column) from None
     table.data = b""  # parsed: free the file's bytes
-    if coded:
-        meta["static_text"] = coded
+    if texts_of:
+        meta["static_text"] = texts_of
     V = np.stack([nums[c] for c in names], axis=1) if names else np.zeros((len(frame), 0))
     keep = _drop_blank_rows(frame, [idc, tc], np.isnan(V).all(axis=1))
     if not len(keep):
@@ -1025,7 +1053,7 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
     return _finish(
         id_list, np.repeat(series, K), np.repeat(hours, K), t0, np.tile(np.arange(K, dtype=np.int64), R),
         V.reshape(-1).astype(np.float64), names, static, opts["max_hours"], ranges, lab, meta, table.path,
-        before_zero=opts["time_zero"] == "zero",
+        before_zero=opts["time_zero"] == "zero", categorical=opts["categorical_static"],
     )
 
 
@@ -1149,15 +1177,20 @@ def log_before_time_zero(source, dropped: int, series: int, measurements: int, c
 
 
 def _finish(ids, series, hours, t0, codes, values, names, static_names, max_hours, ranges, lab, meta, source,
-            exclude=(), before_zero: bool = False) -> IrregularDataset:
+            exclude=(), before_zero: bool = False, categorical=()) -> IrregularDataset:
     """The dataset of the readers' flat rows; ``before_zero`` (``time_zero="zero"``): time-varying
-    measurements before time 0 dropped first (:func:`_drop_before_zero`, which records them in ``meta``)."""
+    measurements before time 0 dropped first (:func:`_drop_before_zero`, which records them in ``meta``);
+    ``categorical``: static variables that are codes (``meta["static_text"]`` those held as text,
+    whose positions no value range applies to)."""
     if before_zero:
         series, hours, codes, values = _drop_before_zero(series, hours, codes, values, names, static_names, source,
                                                          meta)
+    text_coded = meta.get("static_text") or {}
+    if ranges and text_coded:
+        ranges = {name: r for name, r in ranges.items() if name not in text_coded}
     times, vals, offsets, static, variables, dropped = assemble(
         len(ids), series, hours, t0, codes, values, names, static_names, max_hours, ranges, source, exclude, ids,
-        text_static=tuple(meta.get("static_text", ())),
+        categorical=categorical,
     )
     if not variables:
         raise DataError(
@@ -1186,7 +1219,7 @@ def assemble(
     source: str = "",
     exclude: Sequence[str] = (),
     ids: Sequence | None = None,
-    text_static: Sequence[str] = (),
+    categorical: Sequence[str] = (),
 ):
     """Flat measurements -> the ragged arrays of :class:`IrregularDataset` (shared by all readers).
 
@@ -1203,8 +1236,8 @@ def assemble(
         max_hours: drop measurements later than this many hours after time 0.
         ranges: resolved value-range table or ``None``.
         ids: (n,) the series' ids, named in the errors (default: their index).
-        text_static: static variables whose values are text codes: the earliest row's code is
-            kept (the first in file order at that time, not a mean; disagreeing codes are logged).
+        categorical: static variables that are codes: the earliest row's code is kept (the first
+            in file order at that time, not a mean; disagreeing codes are logged).
 
     Returns:
         ``times`` (N,), ``values`` (N, F) float32, ``offsets`` (n+1,), ``static`` (n, S) float32,
@@ -1264,16 +1297,16 @@ def assemble(
         sums = np.bincount(gid, weights=v)
         cnt = np.bincount(gid)
         head = np.r_[True, gid[1:] != gid[:-1]]
-        first = sums[gid[head]] / cnt[gid[head]]
-        coded = np.isin(np.arange(S), [spos[n] for n in text_static if n in spos])
-        if coded.any():  # a code: the first row's (file order: lexsort is stable), never a mean of codes
-            first = np.where(coded[c[head]], v[head], first)
-            differ = coded[c] & (v != v[head][gid])
+        earliest = sums[gid[head]] / cnt[gid[head]]  # the mean of the rows at the earliest time
+        is_code = np.isin(np.arange(S), [spos[n] for n in categorical if n in spos])
+        if is_code.any():  # a code: the first row's (file order: lexsort is stable), never a mean of codes
+            earliest = np.where(is_code[c[head]], v[head], earliest)
+            differ = is_code[c] & (v != v[head][gid])
             if differ.any():
                 log.warning("%s: %d series have different codes of a static variable (%s) at its earliest time: "
                             "the first row's is kept", source or "data", len(np.unique(s[differ])),
                             ", ".join(sorted({static_names[j] for j in c[differ]})))
-        static[s[head], c[head]] = first.astype(np.float32)
+        static[s[head], c[head]] = earliest.astype(np.float32)
     del st
 
     # ---- time-varying: one step per distinct (series, time); mean per (step, variable)

@@ -324,8 +324,7 @@ def fit_stats(train: IrregularDataset) -> FittedStats:
     """
     if len(train) == 0:
         raise DataError("the training split is empty: nothing to fit statistics on")
-    check_no_text_static(train, "one-hot encode it first: one_hot_static(ds, fit_static_categories(train, "
-                                "[{name!r}])) (grud.data.categorical)")
+    check_no_text_static(train)
     mean, std, lo, hi, count = _nan_stats(train.values)
     never = [v for v, c in zip(train.variables, count) if c == 0]
     s_mean, s_std, _, _, s_count = _nan_stats(train.static)  # (S,) each; S may be 0

@@ -496,7 +496,7 @@ def test_categorical_static_is_one_hot_with_training_codes_in_models_baselines_a
 def test_a_static_code_held_as_text_is_one_hot_by_its_text_in_training_and_prediction(clinical_export, tmp_path):
     """An export's unit names (MICU, SICU, CCU) are static codes as text: one 0/1 column per name of
     the training split; grud-predict matches a new file's texts by name (its own sorted list
-    differs), and without categorical_static the text is an error naming the variable and key."""
+    differs); without categorical_static the text is an error naming its line, the variable and the key."""
     import grud.api
     from grud.errors import DataError
 
@@ -505,8 +505,9 @@ def test_a_static_code_held_as_text_is_one_hot_by_its_text_in_training_and_predi
     columns = [c for c in CSV_COLUMNS if not c.startswith("data.static_variables")]
     common = [*columns, f"data.path={events}", f"data.labels={clinical_export / 'labels.csv'}",
               "data.static_variables=[Age,Unit]", "plots=false", *[o for o in TINY_TRAIN if not o.startswith("model.")]]
-    with pytest.raises(DataError, match=r"events.csv: static variable 'Unit' holds text \('CCU', 'MICU', 'SICU'\), "
-                                        r"not numbers: list it in data.categorical_static too"):
+    with pytest.raises(DataError, match=r"events.csv, line \d+, column 'valuenum': expected a number, got '(CCU|MICU|SICU)' "
+                                        r"\(static variable 'Unit': text codes such as 'F' / 'M' are read only for a "
+                                        r"variable listed in categorical_static"):
         grud.api.train([*common, "model=logreg"], run_dir=tmp_path / "refused")
     out = grud.api.train([*common, "data.categorical_static=[Unit]", "model=grud", "model.hidden_size=8"],
                          run_dir=tmp_path / "run")
@@ -525,7 +526,7 @@ def test_a_static_code_held_as_text_is_one_hot_by_its_text_in_training_and_predi
 
     model = load_model(out / "checkpoints/best.ckpt")
     ds = read_long_csv(new, id_column="subject_id", time_column="charttime", variable_column="label",
-                       value_column="valuenum", static_variables=["Age", "Unit"], cache=False)
+                       value_column="valuenum", static_variables=["Age", "Unit"], categorical_static=["Unit"], cache=False)
     enc = prepare_for_model(ds, {}, model.stats)
     units = enc.static[:, 1:]
     assert np.isnan(units).sum() == 0 and units[0].sum() == 0 and (units[1:].sum(axis=1) == 1).all()
@@ -537,8 +538,10 @@ def test_a_static_code_held_as_text_is_one_hot_by_its_text_in_training_and_predi
     num_out = grud.api.train([*common, f"data.path={numeric}", "model=logreg"], run_dir=tmp_path / "num")
     proc = run(["grud-predict", f"checkpoint={num_out / 'checkpoints/best.ckpt'}", f"data.path={new}",
                 f"output={tmp_path / 'p2.csv'}"], cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith(
-        "error: ") and "static variable 'Unit' holds text" in proc.stderr and "the checkpoint reads 'Unit' as a number" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and last.startswith("error: ") and "new.csv, line" in last \
+        and "(static variable 'Unit': text codes such as 'F' / 'M' are read only for a variable listed in " \
+            "categorical_static at training)" in last
 
 
 def test_a_checkpoint_saved_before_static_state_existed_starts_from_the_zero_state(trained_run, tmp_path,

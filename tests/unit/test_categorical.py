@@ -81,6 +81,11 @@ def test_text_codes_come_from_the_training_split_and_match_by_text_across_files(
                                   [[0, 1], [1, 0]])
     # "1" and "1.0" in one file are one category (named by the first text)
     assert fit_static_categories(_text_ds(["1", "1.0", "F"], [0.0, 1.0, 2.0]), ["ICUType"]) == {"ICUType": ["1", "F"]}
+    # TRUE / FALSE read as 1 / 0 where a column holds nothing else (as the readers read them): the same codes
+    flags = {"ICUType": ["FALSE", "TRUE", "unknown"]}
+    np.testing.assert_array_equal(one_hot_static(_ds([1.0, 0.0]), flags).static[:, 1:], [[0, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(one_hot_static(_text_ds(["f", "true"], [0.0, 1.0]), flags).static[:, 1:],
+                                  [[0, 0, 0], [0, 1, 0]])  # case of a word kept: "f" is not FALSE
 
 
 def test_text_codes_are_refused_where_they_would_be_read_as_quantities():
@@ -91,8 +96,8 @@ def test_text_codes_are_refused_where_they_would_be_read_as_quantities():
     with pytest.raises(DataError, match=r"units.csv: static variable 'ICUType' holds text \('CCU', 'MICU'\), not "
                                         r"numbers: one-hot encode it first: one_hot_static\(ds, fit_static_categories"):
         fit_stats(ds)
-    with pytest.raises(DataError, match="list it in data.categorical_static too"):
-        check_no_text_static(ds)
+    with pytest.raises(DataError, match=r"holds text \('CCU', 'MICU'\), not numbers: the model reads 'ICUType' as"):
+        check_no_text_static(ds, "the model reads {name!r} as a number")
     enc = one_hot_static(ds, fit_static_categories(ds, ["ICUType"]))
     check_no_text_static(enc)  # encoded: nothing left as text
     assert fit_stats(enc).static_names == ["Age", "ICUType=CCU", "ICUType=MICU"]

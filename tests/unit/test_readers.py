@@ -767,50 +767,65 @@ def test_minute_offsets_read_as_hours_are_warned_about(tmp_path, caplog):
     assert "median series span" not in caplog.text
 
 
-def test_a_text_value_in_a_long_file_names_its_variable_unless_it_is_a_static_code(tmp_path):
-    """eICU-style statics as text ('Female') said only 'column value: expected a number'; now a
-    static variable may hold text codes, and text elsewhere names its variable and the rule."""
+def test_a_text_value_in_a_long_file_names_its_variable_and_the_rule_for_codes(tmp_path):
+    """eICU-style statics as text ('Female') said only 'column value: expected a number'; text codes
+    are read for categorical_static variables only, so a typo in a numeric static (Age '>89') stays
+    an error naming its line, not a silent switch of Age to codes."""
     p = write(tmp_path / "l.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender,Female\n2,0,HR,high\n"
                                   "3,0,Gender,Male\n")
+    with pytest.raises(DataError, match=r"l\.csv, line 3, column 'value': expected a number, got 'Female' \(static "
+                                        r"variable 'Gender': text codes such as 'F' / 'M' are read only for a "
+                                        r"variable listed in categorical_static"):
+        read_long_csv(p, static_variables=["Gender"], cache=False)
     with pytest.raises(DataError, match=r"l\.csv, line 4, column 'value': expected a number, got 'high' "
                                         r"\(variable 'HR'\)"):
-        read_long_csv(p, static_variables=["Gender"], cache=False)
+        read_long_csv(p, static_variables=["Gender"], categorical_static=["Gender"], cache=False)
     with pytest.raises(DataError, match=r"line 3, column 'value': expected a number, got 'Female' \(variable 'Gender'; "
                                         r"a per-series code held as text may be read as a static variable: list it in "
                                         r"static_variables and categorical_static\)"):
         read_long_csv(p, cache=False)
     with pytest.raises(DataError, match=r"got 'Female' \(variable 'Gender'; static_variables lists 'Gendre', which "
                                         r"the file never holds: did you mean 'Gender'\?\)"):
-        read_long_csv(p, static_variables=["Gendre"], cache=False)
+        read_long_csv(p, static_variables=["Gendre"], categorical_static=["Gendre"], cache=False)
     fixed = write(tmp_path / "l2.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender,1\n2,0,HR,high\n")
     with pytest.raises(DataError, match=r"line 4, column 'value': expected a number, got 'high' \(variable 'HR'\)"):
         read_long_csv(fixed, static_variables=["Gender"], cache=False)
+    with pytest.raises(ConfigError, match=r"categorical_static: 'Unit' not among the static variables \(Gender\)"):
+        read_long_csv(fixed, static_variables=["Gender"], categorical_static=["Unit"], cache=False)
 
 
-def test_static_text_codes_long_and_wide(tmp_path, caplog):
-    """A static variable with text values (Gender F / M, a unit's name) is read as the index of
-    each value among its sorted distinct texts; the texts go to meta; the earliest row's code is
-    kept, never a mean (disagreeing codes at that time logged); numbers among them are texts too."""
+def test_static_codes_long_and_wide(tmp_path, caplog):
+    """A categorical static variable with text values (Gender F / M, a unit's name) is read as the
+    index of each value among its sorted distinct texts, the texts in meta; of a code variable the
+    earliest row's code is kept, never a mean (disagreeing codes at that time logged), numbers too;
+    value ranges do not touch the text positions."""
     p = write(tmp_path / "l.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender, M \n2,5,Gender,F\n"
                                   "2,0,HR,90\n2,0,Gender,M\n2,0,Gender,F\n3,0,HR,70\n3,1,Gender,1\n4,0,HR,60\n")
     with caplog.at_level(logging.WARNING):
-        ds = read_long_csv(p, static_variables=["Gender"], cache=False)
+        ds = read_long_csv(p, static_variables=["Gender"], categorical_static=["Gender"], cache=False,
+                           value_ranges={"Gender": (0, 1)})
     assert ds.meta["static_text"] == {"Gender": ["1", "F", "M"]}
     got = ds.static[:, 0]
     assert got[0] == 2 and got[1] == 2 and got[2] == 0 and np.isnan(got[3])  # series 2: M first at time 0
     assert "1 series have different codes of a static variable (Gender)" in caplog.text
-    numeric = write(tmp_path / "n.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender,1\n1,0,Gender,2\n")
-    nds = read_long_csv(numeric, static_variables=["Gender"], cache=False)
-    assert "static_text" not in nds.meta and nds.static[0, 0] == 1.5  # numbers: the mean, as before
+    numeric = write(tmp_path / "n.csv", "id,time,variable,value,\n1,0,HR,80\n1,0,ICU,3\n1,0,ICU,1\n1,0,Age,60\n"
+                                        "1,0,Age,61\n".replace(",\n", "\n"))
+    nds = read_long_csv(numeric, static_variables=["ICU", "Age"], categorical_static=["ICU"], cache=False)
+    assert "static_text" not in nds.meta
+    np.testing.assert_array_equal(nds.static, [[3, 60.5]])  # a code: the first row's; a quantity: the mean
     w = write(tmp_path / "w.csv", "id,time,HR,unit,age\n1,0,80,MICU,50\n1,1,81,SICU,\n2,0,90,,60\n2,1,91,CCU,\n")
-    wds = read_wide_csv(w, static_variables=["unit", "age"], cache=False)
+    wds = read_wide_csv(w, static_variables=["unit", "age"], categorical_static=["unit"], cache=False)
     assert wds.meta["static_text"] == {"unit": ["CCU", "MICU", "SICU"]}
     np.testing.assert_array_equal(wds.static, [[1, 50], [0, 60]])  # series 2: its first known unit
-    again = read_wide_csv(w, static_variables=["unit", "age"])  # written to the cache and read back
-    again = read_wide_csv(w, static_variables=["unit", "age"])
+    again = read_wide_csv(w, static_variables=["unit", "age"], categorical_static=["unit"])  # cached, read back
+    again = read_wide_csv(w, static_variables=["unit", "age"], categorical_static=["unit"])
     assert again.meta["static_text"] == wds.meta["static_text"]
-    with pytest.raises(DataError, match=r"line 2, column 'unit': expected a number, got 'MICU'"):
-        read_wide_csv(w, static_variables=["age"], cache=False)  # not static: a variable must be numbers
+    with pytest.raises(DataError, match=r"line 2, column 'unit': expected a number, got 'MICU' \(static variable "
+                                        r"'unit': text codes"):
+        read_wide_csv(w, static_variables=["unit", "age"], cache=False)
+    with pytest.raises(DataError, match=r"line 2, column 'unit': expected a number, got 'MICU' .*a per-series code "
+                                        r"held as text, such as a unit's name, is a static variable"):
+        read_wide_csv(w, static_variables=["age"], cache=False)
 
 
 def test_a_wide_files_first_bad_cell_is_the_first_by_line(tmp_path):
