@@ -812,12 +812,11 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         pass
     frame = table.read_columns(fixed + value_columns, dict(fixed_types))
     lines = table.line_of(np.arange(len(frame)))
-    row_names = None if variable_column is None else frame[variable_column].astype(str).str.strip()
     texts_of, positions = {}, {}  # categorical name -> its texts; value column -> [(rows, text positions)]
     for c in value_columns:
         for name in categorical:
-            if row_names is not None:  # long: the rows of the variable
-                rows = np.flatnonzero((row_names == name).to_numpy())
+            if variable_column is not None:  # long: the rows of the variable
+                rows = _rows_named(frame[variable_column], name)
             elif c == name:  # wide: its column
                 rows = np.arange(len(frame))
             else:
@@ -825,10 +824,10 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
             if len(rows) and read_numbers(frame[c].iloc[rows])[1].any():
                 at, texts_of[name] = _text_codes(frame[c].iloc[rows])
                 positions.setdefault(c, []).append((rows, at))
-    for c, cells in positions.items():  # parsed apart from the numbers
-        text = frame[c].astype(object).copy()
-        text.iloc[np.concatenate([rows for rows, _ in cells])] = ""
-        frame[c] = text
+    for c, cells in positions.items():  # parsed apart from the numbers (the column stays pandas' text)
+        blank = np.zeros(len(frame), dtype=bool)
+        blank[np.concatenate([rows for rows, _ in cells])] = True
+        frame[c] = frame[c].mask(blank, "")
     if known is not None and variable_column is not None:
         names = frame[variable_column].astype(str).str.strip()
         other = ~names.isin(set(known)).to_numpy()
@@ -851,11 +850,11 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
         if variable_column is None or exc.line is None:
             raise exc
         row = int(np.searchsorted(lines, exc.line))
-        name = str(row_names.iloc[row])
+        name = str(frame[variable_column].iloc[row]).strip()
         if name in static:
             what = STATIC_TEXT_RULE.format(name=name)
         else:
-            what = f"variable {name!r}" + _text_code_hint(name, frame[exc.column], row_names, static)
+            what = f"variable {name!r}" + _text_code_hint(name, frame[exc.column], frame[variable_column], static)
         raise DataError(f"{exc.reason} ({what})", path=exc.path, line=exc.line, column=exc.column) from None
     for c, cells in positions.items():
         for rows, at in cells:
@@ -863,14 +862,25 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
     return frame, nums, texts_of
 
 
-def _text_code_hint(name: str, values: pd.Series, row_names: pd.Series, static) -> str:
+def _rows_named(names: pd.Series, name: str) -> np.ndarray:
+    """Row indices of a long file's variable column equal to ``name`` once stripped (a category
+    column is compared through its distinct texts, not row by row)."""
+    if isinstance(names.dtype, pd.CategoricalDtype):
+        cats = pd.Index(np.asarray(names.cat.categories.astype(str), dtype=object)).str.strip()
+        return np.flatnonzero(np.isin(names.cat.codes.to_numpy(), np.flatnonzero(cats == name)))
+    return np.flatnonzero((names.astype(str).str.strip() == name).to_numpy())
+
+
+def _text_code_hint(name: str, values: pd.Series, names: pd.Series, static) -> str:
     """For a long file's time-varying variable whose every value is text (a code, not a stray
     word): the static name it may have been meant as, or how to read it as a code; else ``""``."""
-    rows = np.flatnonzero((row_names == name).to_numpy())
+    rows = _rows_named(names, name)
     _, text = read_numbers(values.iloc[rows])
     if text.sum() < 2 or not text[~is_empty_cell(values.iloc[rows])].all():
         return ""
-    listed = closest_name(name, [s for s in static if s not in set(row_names.unique())])
+    present = set(str(v).strip() for v in (names.cat.categories if isinstance(names.dtype, pd.CategoricalDtype)
+                                            else names.unique()))
+    listed = closest_name(name, [s for s in static if s not in present])
     if listed:
         return f"; static_variables lists {listed!r}, which the file never holds: did you mean {name!r}?"
     return ("; a per-series code held as text may be read as a static variable: list it in static_variables "
