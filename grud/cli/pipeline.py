@@ -625,7 +625,7 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
              ", ".join(train.static_names) or "none")
     from grud.data.suspect_variables import suspect_variable_warnings
 
-    for message in suspect_variable_warnings(train):
+    for message in suspect_variable_warnings(train, value_ranges_set=data.get("value_ranges") is not None):
         log.warning(message)
     metrics: dict = {}
     path_hash, inputs_hash = data_hashes(paths)  # the training file's (held-out record), all inputs' (metrics.json)

@@ -1,4 +1,5 @@
-"""Time-varying variables that look like something else: an outcome, a static feature or a row id.
+"""Time-varying variables that look like something else: an outcome, a static feature, a row id,
+or values no patient has (read without a table of possible values).
 
 A wide CSV makes every column a variable unless ``data.variables`` lists them, so an export's
 outcome column under another name than ``data.label_column`` (``expired`` beside a labels file's
@@ -62,8 +63,38 @@ def distinct_on_every_row(ds: IrregularDataset, min_observations: int = MIN_OBSE
     return names
 
 
-def suspect_variable_warnings(ds: IrregularDataset) -> list[str]:
-    """One message per suspect variable of ``ds`` (the training split), naming what to do."""
+#: a value beyond this many 1st-99th percentile spreads outside that range is far from the rest
+FAR_SPREADS = 10.0
+
+
+def far_values(ds: IrregularDataset, min_observations: int = MIN_OBSERVATIONS,
+               spreads: float = FAR_SPREADS) -> dict[str, tuple[int, float, float, float]]:
+    """``{variable: (count, the farthest value, 1st percentile, 99th percentile)}`` for variables
+    (at least ``min_observations`` values) with values more than ``spreads`` times the 1st-99th
+    percentile spread outside it: a heart rate of 999 among 50-130, a temperature of 370 (a
+    missing decimal point) among 35-40, what a table of possible values (``value_ranges``) drops.
+    Heavy tails of a lab pass (ALT up to 10,000 with 99 % below 1,000); a variable whose 1st and
+    99th percentiles are equal (a flag) is not judged."""
+    out = {}
+    for f, name in enumerate(ds.variables):
+        v = ds.values[:, f]
+        v = v[np.isfinite(v)].astype(np.float64)
+        if v.size < min_observations:
+            continue
+        lo, hi = np.percentile(v, [1, 99])
+        spread = hi - lo
+        if spread <= 0:
+            continue
+        far = (v < lo - spreads * spread) | (v > hi + spreads * spread)
+        if far.any():
+            worst = v[far][np.argmax(np.abs(v[far] - (lo + hi) / 2))]
+            out[name] = (int(far.sum()), float(worst), float(lo), float(hi))
+    return out
+
+
+def suspect_variable_warnings(ds: IrregularDataset, value_ranges_set: bool = True) -> list[str]:
+    """One message per suspect variable of ``ds`` (the training split), naming what to do; without
+    a table of possible values (``value_ranges_set=False``) also the variables with far values."""
     out = [f"variable {name!r} holds one value per series (in every series that observes it twice or more), "
            f"like an outcome or a static feature: if it is the outcome, drop it from the file or list the inputs "
            f"in data.variables (wide files); if it is static, give it in data.static_variables"
@@ -71,4 +102,9 @@ def suspect_variable_warnings(ds: IrregularDataset) -> list[str]:
     out += [f"variable {name!r} holds a different whole number on every row, like a row id: if it is one, drop it "
             f"from the file or list the inputs in data.variables (wide files)"
             for name in distinct_on_every_row(ds)]
+    if not value_ranges_set:
+        out += [f"variable {name!r}: {count} value(s) lie far outside the rest (e.g. {worst:g}; 98 % lie within "
+                f"{lo:g} to {hi:g}), like impossible values or another unit: give data.value_ranges (a CSV "
+                f"variable,min,max) to read values outside a variable's possible range as unobserved"
+                for name, (count, worst, lo, hi) in far_values(ds).items()]
     return out

@@ -1,10 +1,11 @@
-"""Warnings for time-varying variables that look like an outcome, a static feature or a row id."""
+"""Warnings for time-varying variables that look like an outcome, a static feature, a row id, or
+hold values no patient has."""
 from __future__ import annotations
 
 import numpy as np
 
 from grud.data.dataset import IrregularDataset, Series
-from grud.data.suspect_variables import constant_per_series, distinct_on_every_row, suspect_variable_warnings
+from grud.data.suspect_variables import constant_per_series, distinct_on_every_row, far_values, suspect_variable_warnings
 
 
 def export(n=60, steps=6, seed=0, row_id_start=1):
@@ -49,3 +50,28 @@ def test_a_variable_that_changes_within_one_series_is_not_constant_per_series():
     values = ds.values.copy()
     values[ds.offsets[5] + 1, 1] = 1 - values[ds.offsets[5] + 1, 1]  # series 5 changes its 'expired' once
     assert constant_per_series(ds.with_values(values)) == []
+
+
+def test_values_far_outside_the_rest_are_named_only_without_a_value_range_table():
+    """A user's CSV with HR 999 and Temp 370 trained without value_ranges (the CSV default) and
+    forecast temperatures up to 360 C, with nothing said."""
+    rng = np.random.default_rng(0)
+    n = 400
+    hr = rng.normal(85, 15, n)
+    hr[[5, 77]] = [999.0, 950.0]
+    temp = rng.normal(37, 0.7, n)
+    temp[9] = 370.0
+    alt = np.exp(rng.normal(3.5, 1.0, n))  # a heavy-tailed lab: up to ~30x its median, no error
+    flag = np.zeros(n)
+    flag[3] = 1.0  # a rare flag: its 1st and 99th percentiles are equal, not judged
+    values = np.stack([hr, temp, alt, flag], axis=1).astype(np.float32)
+    series = [Series(str(i), np.arange(4, dtype=float), values[4 * i:4 * i + 4], np.zeros(0, np.float32), None)
+              for i in range(n // 4)]
+    ds = IrregularDataset.from_series(series, ["HR", "Temp", "ALT", "flag"], [])
+    far = far_values(ds)
+    assert sorted(far) == ["HR", "Temp"]
+    assert far["HR"][:2] == (2, 999.0) and far["Temp"][:2] == (1, 370.0)
+    messages = suspect_variable_warnings(ds, value_ranges_set=False)
+    assert any(m.startswith("variable 'Temp': 1 value(s) lie far outside the rest (e.g. 370;") and "data.value_ranges" in m
+               for m in messages)
+    assert suspect_variable_warnings(ds) == []  # a table given: its ranges judge the values
