@@ -8,8 +8,9 @@ Writes two long files that differ only in one categorical static variable, Gende
 ``1`` (numbers: pandas' typed parser reads the value column) or as ``F`` / ``M`` (text: the value
 column is re-read as text, the Gender rows coded apart, the rest parsed as numbers), reads each
 with ``read_long_csv(..., categorical_static=["Gender"], cache=False)`` in a process of its own,
-and prints each read's wall time and peak resident memory (``getrusage``) and the text file's
-ratios to the numeric one's.
+one-hot encodes it (``fit_static_categories`` + ``one_hot_static``), and prints each read's wall
+time, the encoding's, the peak resident memory (``getrusage``) and the text file's ratios to the
+numeric one's (of the read and the memory).
 """
 from __future__ import annotations
 
@@ -23,9 +24,13 @@ from pathlib import Path
 CHILD = """
 import json, resource, sys, time
 from grud.data.readers import read_long_csv
+from grud.data.categorical import fit_static_categories, one_hot_static
 start = time.perf_counter()
 ds = read_long_csv(sys.argv[1], static_variables=["Gender"], categorical_static=["Gender"], cache=False)
-print(json.dumps({"seconds": time.perf_counter() - start, "series": len(ds),
+read = time.perf_counter() - start
+start = time.perf_counter()
+one_hot_static(ds, fit_static_categories(ds, ["Gender"]))
+print(json.dumps({"seconds": read, "encode_seconds": time.perf_counter() - start, "series": len(ds),
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -62,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         for kind, path in paths.items():
             out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
             got[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"Gender as {kind:7s}: {got[kind]['seconds']:6.2f} s, peak {got[kind]['peak_mb']:7.0f} MB "
-                  f"({got[kind]['series']} series, {args.series * (args.rows + 1):,} rows)")
+            print(f"Gender as {kind:7s}: read {got[kind]['seconds']:6.2f} s, one-hot {got[kind]['encode_seconds']:.3f} s, "
+                  f"peak {got[kind]['peak_mb']:7.0f} MB ({got[kind]['series']} series, "
+                  f"{args.series * (args.rows + 1):,} rows)")
     print(f"text / numbers: time {got['text']['seconds'] / got['numbers']['seconds']:.2f}x, "
           f"peak memory {got['text']['peak_mb'] / got['numbers']['peak_mb']:.2f}x")
     return 0

@@ -67,19 +67,6 @@ def text_static(ds: IrregularDataset) -> dict:
     return {n: list(texts[n]) for n in ds.static_names if n in texts}
 
 
-def _series_codes(ds: IrregularDataset, name: str, column: np.ndarray) -> np.ndarray:
-    """(n,) object array: each series' code of static variable ``name`` (a float, or its text when
-    ``name`` is held as text codes), None where unknown."""
-    texts = text_static(ds).get(name)
-    out = np.full(len(column), None, dtype=object)
-    known = np.isfinite(column)
-    if texts is not None:
-        out[known] = np.asarray(texts, dtype=object)[column[known].astype(np.int64)]
-    else:
-        out[known] = column[known].tolist()
-    return out
-
-
 def check_no_text_static(ds: IrregularDataset, advice: str = "one-hot encode it first: one_hot_static(ds, "
                          "fit_static_categories(train, [{name!r}])) (grud.data.categorical)") -> None:
     """Raise :class:`grud.DataError` when ``ds`` still holds a static variable as text codes: its
@@ -144,17 +131,31 @@ def one_hot_static(ds: IrregularDataset, categories: dict) -> IrregularDataset:
         codes = categories[n]
         x = ds.static[:, j].astype(np.float64)
         known = np.isfinite(x)
-        series_codes = _series_codes(ds, n, x)
         position = {_key(c): k for k, c in enumerate(codes)}
-        at = np.array([position.get(_key(v), -1) if v is not None else -1 for v in series_codes], dtype=np.int64)
+        texts = text_static(ds).get(n)
+        if texts is not None:  # positions in the file's texts: each text matched once
+            present = np.asarray(texts, dtype=object)
+            at_known = x[known].astype(np.int64)
+        else:
+            present, at_known = np.unique(x[known], return_inverse=True)
+        lookup = np.array([position.get(_key(v), -1) for v in present], dtype=np.int64)
+        at = np.full(len(x), -1, dtype=np.int64)
+        at[known] = lookup[at_known] if len(present) else -1
         onehot = np.zeros((len(x), len(codes)), dtype=np.float32)
         onehot[np.flatnonzero(at >= 0), at[at >= 0]] = 1.0
         onehot[~known] = np.nan
         unseen = known & (at < 0)
         if unseen.any():
-            log.warning("static variable %s: %d series have a value the training split never had (%s); "
-                        "encoded as none of its %d categories", n, int(unseen.sum()),
-                        ", ".join(sorted({_code(v) for v in series_codes[unseen]})[:5]), len(codes))
+            names = sorted({_code(present[k]) for k in np.unique(at_known[unseen[known]])})
+            if unseen.sum() == known.sum():
+                log.warning("static variable %s: none of the %d series with a value has a code the training split had "
+                            "(here %s; training %s): every one is encoded as none of its categories; recode "
+                            "the file's codes as training's", n, int(known.sum()), ", ".join(names[:5]),
+                            ", ".join(_code(c) for c in codes[:5]))
+            else:
+                log.warning("static variable %s: %d series have a value the training split never had (%s); "
+                            "encoded as none of its %d categories", n, int(unseen.sum()), ", ".join(names[:5]),
+                            len(codes))
         cols.append(onehot)
         new_names += one_hot_names(n, categories[n])
     static = np.concatenate(cols, axis=1) if cols else ds.static[:, :0]

@@ -102,8 +102,9 @@ PHYSIONET_LABEL = "In-hospital_death"
 _DURATION = re.compile(r"^(-?)(\d+):([0-5]?\d)(?::([0-5]?\d(?:\.\d*)?))?$")  # -H:MM: before time 0
 _INTEGER = re.compile(r"^[+-]?\d+$")
 #: said of a static variable's text value that is not read as a code
-STATIC_TEXT_RULE = ("static variable {name!r}: text codes such as 'F' / 'M' are read only for a variable listed in "
-                    "categorical_static at training")
+STATIC_TEXT_RULE = ("static variable {name!r}: a number, unless it is a code; codes held as text such as 'F' / 'M' "
+                    "are read for the variables listed in categorical_static (data.categorical_static; at prediction "
+                    "the checkpoint's)")
 #: The longest a series may last from its time 0, in hours (114 years; see the module docstring).
 MAX_SPAN_HOURS = 1e6
 

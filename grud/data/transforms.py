@@ -94,7 +94,11 @@ class FittedStats:
     @classmethod
     def from_dict(cls, d: dict) -> "FittedStats":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
+        stats = cls(**known)
+        if stats.static_categories and "categorical_static" not in stats.reader:
+            # saved before the reader took the list (session 18): its codes are those variables
+            stats.reader = {**stats.reader, "categorical_static": list(stats.static_categories)}
+        return stats
 
     def problems(self) -> list[str]:
         """What makes these statistics unusable (empty when none): duplicate names, per-variable

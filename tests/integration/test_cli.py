@@ -506,8 +506,8 @@ def test_a_static_code_held_as_text_is_one_hot_by_its_text_in_training_and_predi
     common = [*columns, f"data.path={events}", f"data.labels={clinical_export / 'labels.csv'}",
               "data.static_variables=[Age,Unit]", "plots=false", *[o for o in TINY_TRAIN if not o.startswith("model.")]]
     with pytest.raises(DataError, match=r"events.csv, line \d+, column 'valuenum': expected a number, got '(CCU|MICU|SICU)' "
-                                        r"\(static variable 'Unit': text codes such as 'F' / 'M' are read only for a "
-                                        r"variable listed in categorical_static"):
+                                        r"\(static variable 'Unit': a number, unless it is a code; codes held as text "
+                                        r"such as 'F' / 'M' are read for the variables listed in categorical_static"):
         grud.api.train([*common, "model=logreg"], run_dir=tmp_path / "refused")
     out = grud.api.train([*common, "data.categorical_static=[Unit]", "model=grud", "model.hidden_size=8"],
                          run_dir=tmp_path / "run")
@@ -540,8 +540,9 @@ def test_a_static_code_held_as_text_is_one_hot_by_its_text_in_training_and_predi
                 f"output={tmp_path / 'p2.csv'}"], cwd=tmp_path, check=False)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and last.startswith("error: ") and "new.csv, line" in last \
-        and "(static variable 'Unit': text codes such as 'F' / 'M' are read only for a variable listed in " \
-            "categorical_static at training)" in last
+        and "(static variable 'Unit': a number, unless it is a code; codes held as text such as 'F' / 'M' are " \
+            "read for the variables listed in categorical_static (data.categorical_static; at prediction the " \
+            "checkpoint's))" in last
 
 
 def test_a_checkpoint_saved_before_static_state_existed_starts_from_the_zero_state(trained_run, tmp_path,

@@ -79,6 +79,13 @@ def test_text_codes_come_from_the_training_split_and_match_by_text_across_files(
                                   [[1, 0], [0, 1]])
     np.testing.assert_array_equal(one_hot_static(_ds([3.0, 1.0]), {"ICUType": ["1", "3"]}).static[:, 1:],
                                   [[0, 1], [1, 0]])
+    # a file none of whose codes training had (numbers where training had names): said as such
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        none = one_hot_static(_ds([0.0, 1.0, np.nan]), cats)
+    assert (none.static[:2, 1:] == 0).all()
+    assert "none of the 2 series with a value has a code the training split had (here 0, 1; training MICU, SICU)" \
+        in caplog.text
     # "1" and "1.0" in one file are one category (named by the first text)
     assert fit_static_categories(_text_ds(["1", "1.0", "F"], [0.0, 1.0, 2.0]), ["ICUType"]) == {"ICUType": ["1", "F"]}
     # TRUE / FALSE read as 1 / 0 where a column holds nothing else (as the readers read them): the same codes

@@ -382,3 +382,23 @@ def test_a_checkpoint_with_unusable_statistics_is_refused(tmp_path):
             load_model(path)
     twice = {**stats, "variables": [stats["variables"][0]] * len(stats["variables"])}
     assert any("twice" in p for p in FittedStats.from_dict(twice).problems())
+
+
+def test_a_checkpoint_saved_before_the_reader_took_the_categorical_list_reads_codes_as_codes():
+    """Such a checkpoint's reader options lack categorical_static: its variables' codes were
+    averaged at prediction (1 and 3 at time 0 read as the code 2) and text codes refused."""
+    from grud.cli.inference import prediction_data_options
+    from grud.data.transforms import FittedStats
+
+    saved = dict(tiny_stats())
+    saved["reader"] = {"kind": "csv_long", "static_variables": ["Age", "Unit"]}
+    saved["static_categories"] = {"Unit": [1.0, 3.0]}
+    stats = FittedStats.from_dict(saved)
+    assert stats.reader["categorical_static"] == ["Unit"]
+    opts = prediction_data_options(stats.reader, {"path": "x.csv"}, {"path"}, False)
+    assert opts["categorical_static"] == ["Unit"]
+    # a current checkpoint's own list is kept; none without categories
+    saved["reader"]["categorical_static"] = ["Unit"]
+    assert FittedStats.from_dict(saved).reader["categorical_static"] == ["Unit"]
+    assert "categorical_static" not in FittedStats.from_dict({**saved, "static_categories": {},
+                                                              "reader": {"kind": "csv_long"}}).reader

@@ -774,8 +774,8 @@ def test_a_text_value_in_a_long_file_names_its_variable_and_the_rule_for_codes(t
     p = write(tmp_path / "l.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Gender,Female\n2,0,HR,high\n"
                                   "3,0,Gender,Male\n")
     with pytest.raises(DataError, match=r"l\.csv, line 3, column 'value': expected a number, got 'Female' \(static "
-                                        r"variable 'Gender': text codes such as 'F' / 'M' are read only for a "
-                                        r"variable listed in categorical_static"):
+                                        r"variable 'Gender': a number, unless it is a code; codes held as text such "
+                                        r"as 'F' / 'M' are read for the variables listed in categorical_static"):
         read_long_csv(p, static_variables=["Gender"], cache=False)
     with pytest.raises(DataError, match=r"l\.csv, line 4, column 'value': expected a number, got 'high' "
                                         r"\(variable 'HR'\)"):
@@ -821,7 +821,7 @@ def test_static_codes_long_and_wide(tmp_path, caplog):
     again = read_wide_csv(w, static_variables=["unit", "age"], categorical_static=["unit"])
     assert again.meta["static_text"] == wds.meta["static_text"]
     with pytest.raises(DataError, match=r"line 2, column 'unit': expected a number, got 'MICU' \(static variable "
-                                        r"'unit': text codes"):
+                                        r"'unit': a number, unless it is a code"):
         read_wide_csv(w, static_variables=["unit", "age"], cache=False)
     with pytest.raises(DataError, match=r"line 2, column 'unit': expected a number, got 'MICU' .*a per-series code "
                                         r"held as text, such as a unit's name, is a static variable"):
