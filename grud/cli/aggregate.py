@@ -58,6 +58,8 @@ __all__ = ["aggregate", "find_jobs", "read_job", "Job", "summary_markdown", "wri
 SEED_KEYS = ("seed", "resume")
 # the readable default table, in this order, for whichever of these a sweep reports
 PREFERRED_METRICS = ("test/auroc", "test/auprc", "test/brier", "test/mse", "test/mae", "test/mse_vs_locf")
+#: validation metrics shown after them in summary.md: what early stopping and Optuna choose by
+SELECTION_METRICS = ("val/auroc", "val/mse")
 # name parts (after the last "/") where larger is better / smaller is better
 _HIGHER = ("auroc", "auprc", "accuracy", "auc", "f1", "precision", "recall", "r2")
 _LOWER = ("loss", "mse", "mae", "rmse", "brier", "error", "nll", "ece", "seconds")
@@ -437,7 +439,11 @@ def _table_metrics(summary: pd.DataFrame, metrics: Sequence[str] | None, explici
     if explicit:
         return all_metrics
     preferred = [m for m in all_metrics if m in PREFERRED_METRICS]
-    return preferred if preferred else all_metrics[:4]
+    if not preferred:
+        return all_metrics[:4]
+    # the validation metric that picks each run's checkpoint (and an Optuna search's trials): a
+    # choice between models belongs to it, not to the test columns beside it
+    return preferred + [m for m in SELECTION_METRICS if m in all_metrics]
 
 
 #: metrics a multi-class run averages or sums over its classes (noted under the table)

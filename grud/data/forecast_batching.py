@@ -10,8 +10,9 @@ the model must predict every variable:
   variable; its truth is scored where ``query_mask`` is 1 (the protocol of t-PatchGNN,
   Zhang et al. ICML 2024);
 * a regular future grid (``grid_hours = g``): queries at ``history_hours + k * g`` for
-  ``k = 1 .. floor(horizon_hours / g)`` (the horizon itself is not a query: its value would
-  already be known in real use). ``query_mask`` is 0 there unless a row of the input falls
+  ``k = 1 .. floor(horizon_hours / g)`` (the first forecast is ``g`` hours ahead: the origin
+  itself is not on the grid, though an observed row exactly at it is a query above; the last
+  is the horizon's end when ``g`` divides it). ``query_mask`` is 0 there unless a row of the input falls
   exactly (1e-6 h) on a grid time, in which case its observed variables are the truth.
 
 Everything the decoder gets about the history (last values, their times, means, counts) is

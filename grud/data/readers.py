@@ -72,6 +72,8 @@ from grud.data import cache as _cache
 from grud.data.dataset import IrregularDataset
 from grud.data.physionet_files import RECORD_ID, StaySource, parse_stays
 from grud.data.text_tables import (
+    CAPPED_HINT,
+    CAPPED_VALUE,
     FLOAT32_MAX,
     TextTable,
     check_delimiter,
@@ -852,8 +854,10 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
             raise exc
         row = int(np.searchsorted(lines, exc.line))
         name = str(frame[variable_column].iloc[row]).strip()
-        if name in static:
+        if name in static and not CAPPED_VALUE.match(str(frame[exc.column].iloc[row]).strip()):
             what = STATIC_TEXT_RULE.format(name=name)
+        elif name in static:  # a capped number: the reason says what to do, not the codes' rule
+            what = f"static variable {name!r}"
         else:
             what = f"variable {name!r}" + _text_code_hint(name, frame[exc.column], frame[variable_column], static)
         raise DataError(f"{exc.reason} ({what})", path=exc.path, line=exc.line, column=exc.column) from None
@@ -1030,9 +1034,11 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
                                                     static=tuple(static),
                                                     categorical=tuple(c for c in opts["categorical_static"] if c in static))
     except DataError as exc:
-        if exc.column is not None and exc.column in static:
+        if exc.column is not None and exc.column in static and CAPPED_HINT not in exc.reason:
             raise DataError(f"{exc.reason} ({STATIC_TEXT_RULE.format(name=exc.column)})", path=exc.path,
                             line=exc.line, column=exc.column) from None
+        if exc.column is not None and exc.column in static:
+            raise
         if opts["variables"] is not None or exc.column is None:
             raise
         raise DataError(f"{exc.reason} (every column but the id, time and label columns is read as a variable: "

@@ -47,6 +47,9 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 _BOOLEANS = {"true": 1.0, "false": 0.0}
 _INK = re.compile(rb"\S")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+#: a value an export capped (an age of "> 89", a lab below its detection limit "<0.3")
+CAPPED_VALUE = re.compile(r"^[<>]=?\s*[+-]?(\d+\.?\d*|\.\d+)$")
+CAPPED_HINT = "a value capped by the export: replace it by a number, such as 90 for '> 89', before reading"
 
 
 def closest_name(name: str, names) -> str | None:
@@ -363,7 +366,8 @@ def parse_numbers(strings: pd.Series, table_path: str, column: str, lines: np.nd
     if len(bad):
         i = int(bad[0])
         got = str(strings.iloc[i]).strip()
-        hint = " (a decimal comma? write 3.5, not 3,5)" if _DECIMAL_COMMA.match(got) else ""
+        hint = (" (a decimal comma? write 3.5, not 3,5)" if _DECIMAL_COMMA.match(got)
+                else f" ({CAPPED_HINT})" if CAPPED_VALUE.match(got) else "")
         raise DataError(f"expected a number, got {got!r}{hint}", path=table_path, line=int(lines[i]), column=column)
     check_finite(nums, table_path, column, lines)
     return nums

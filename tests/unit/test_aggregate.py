@@ -104,6 +104,8 @@ def test_markdown_lists_failed_and_incomplete_jobs_with_reason(sweep, capsys):
     table, failed = md.split("## Failed jobs")
     assert "| `model=grud` | 2 |" in table
     assert " ± " in table and "test/auroc" in table
+    # the test columns, then the validation metric the checkpoints (and an Optuna search) chose by
+    assert "| group | n | test/auroc | test/auprc | test/brier | val/auroc |" in table
     lines = [ln for ln in failed.splitlines() if ln.startswith("- ")]
     assert len(lines) == 2
     assert lines[0].startswith("- `3` (failed)") and "model=gru_mean seed=1" in lines[0]
