@@ -14,8 +14,11 @@ only. Read the result back with::
     read_long_csv("set-a.csv", static_variables=["Age", "Gender", "Height", "ICUType"],
                   labels="set-a-labels.csv", value_ranges="physionet2012")
 
-which gives the same dataset as ``read_physionet2012``. Files are written to a temporary
-name in the target folder and then renamed.
+which gives the same dataset as ``read_physionet2012``. ``grud-train data=csv_long ...
+data.static_variables=[Age,Gender,Height,ICUType]`` on it equals the embedded default run only
+with the PhysioNet group's other two settings, ``data.value_ranges=physionet2012
+data.categorical_static=[ICUType]`` (session 18: the same test AUROC and epochs on seeds 0-2).
+Files are written to a temporary name in the target folder and then renamed.
 """
 from __future__ import annotations
 

@@ -623,10 +623,12 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
              len(train), len(val), len(test), stats.n_features, stats.n_static)
     log.info("variables: %s; static: %s", ", ".join(train.variables) or "none",
              ", ".join(train.static_names) or "none")
-    from grud.data.suspect_variables import suspect_variable_warnings
+    from grud.data.suspect_variables import static_code_hints, suspect_variable_warnings
 
     for message in suspect_variable_warnings(train, value_ranges_set=data.get("value_ranges") is not None):
         log.warning(message)
+    for message in static_code_hints(train):
+        log.info(message)
     metrics: dict = {}
     path_hash, inputs_hash = data_hashes(paths)  # the training file's (held-out record), all inputs' (metrics.json)
     held_out = held_out_record(paths[0], test if not data.get("test_path") else None, path_hash)

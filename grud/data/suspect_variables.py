@@ -92,6 +92,25 @@ def far_values(ds: IrregularDataset, min_observations: int = MIN_OBSERVATIONS,
     return out
 
 
+#: a static variable with this many distinct whole numbers (3 to 10) may be codes read as an amount
+CODE_COUNTS = range(3, 11)
+
+
+def static_code_hints(ds: IrregularDataset) -> list[str]:
+    """One message per static variable of ``ds`` (the training split, after the one-hot step) that
+    holds a few distinct whole numbers (PhysioNet's ICUType 1-4 converted to a CSV): read as an
+    amount, a model treats a code 4 as twice a code 2. Two values (a 0/1 flag) are fine as a number."""
+    out = []
+    for j, name in enumerate(ds.static_names):
+        v = ds.static[:, j]
+        v = np.unique(v[np.isfinite(v)])
+        if len(v) in CODE_COUNTS and np.all(v == np.round(v)):
+            out.append(f"static variable {name!r} holds {len(v)} distinct whole numbers ({', '.join(f'{x:g}' for x in v)}) "
+                       f"and is read as an amount; if they are codes (a unit, a type), list it in "
+                       f"data.categorical_static (one 0/1 column per code)")
+    return out
+
+
 def suspect_variable_warnings(ds: IrregularDataset, value_ranges_set: bool = True) -> list[str]:
     """One message per suspect variable of ``ds`` (the training split), naming what to do; without
     a table of possible values (``value_ranges_set=False``) also the variables with far values."""
@@ -105,6 +124,7 @@ def suspect_variable_warnings(ds: IrregularDataset, value_ranges_set: bool = Tru
     if not value_ranges_set:
         out += [f"variable {name!r}: {count} value(s) lie far outside the rest (e.g. {worst:g}; 98 % lie within "
                 f"{lo:g} to {hi:g}), like impossible values or another unit: give data.value_ranges (a CSV "
-                f"variable,min,max) to read values outside a variable's possible range as unobserved"
+                f"variable,min,max, or the built-in physionet2012 table for its variable names) to read values "
+                f"outside a variable's possible range as unobserved"
                 for name, (count, worst, lo, hi) in far_values(ds).items()]
     return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from grud.data.dataset import IrregularDataset, Series
-from grud.data.suspect_variables import constant_per_series, distinct_on_every_row, far_values, suspect_variable_warnings
+from grud.data.suspect_variables import (constant_per_series, distinct_on_every_row, far_values, static_code_hints,
+                                         suspect_variable_warnings)
 
 
 def export(n=60, steps=6, seed=0, row_id_start=1):
@@ -75,3 +76,17 @@ def test_values_far_outside_the_rest_are_named_only_without_a_value_range_table(
     assert any(m.startswith("variable 'Temp': 1 value(s) lie far outside the rest (e.g. 370;") and "data.value_ranges" in m
                for m in messages)
     assert suspect_variable_warnings(ds) == []  # a table given: its ranges judge the values
+
+
+def test_a_static_of_a_few_whole_numbers_is_named_as_maybe_codes():
+    """PhysioNet's ICUType (1-4) in a converted CSV went in as an amount with nothing said."""
+    rng = np.random.default_rng(0)
+    n = 50
+    static = np.stack([rng.integers(1, 5, n), rng.integers(0, 2, n), rng.normal(65, 15, n),
+                       np.r_[1.0, np.full(n - 1, np.nan)]], axis=1).astype(np.float32)
+    series = [Series(str(i), np.arange(2, dtype=float), np.ones((2, 1), np.float32), static[i], None)
+              for i in range(n)]
+    ds = IrregularDataset.from_series(series, ["HR"], ["ICUType", "Gender", "Age", "Rare"])
+    hints = static_code_hints(ds)
+    assert hints == ["static variable 'ICUType' holds 4 distinct whole numbers (1, 2, 3, 4) and is read as an amount; "
+                     "if they are codes (a unit, a type), list it in data.categorical_static (one 0/1 column per code)"]
