@@ -1034,11 +1034,11 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
                                                     static=tuple(static),
                                                     categorical=tuple(c for c in opts["categorical_static"] if c in static))
     except DataError as exc:
-        if exc.column is not None and exc.column in static and CAPPED_HINT not in exc.reason:
+        if exc.column is not None and exc.column in static:
+            if CAPPED_HINT in exc.reason:  # a capped number: the reason says what to do, not the codes' rule
+                raise
             raise DataError(f"{exc.reason} ({STATIC_TEXT_RULE.format(name=exc.column)})", path=exc.path,
                             line=exc.line, column=exc.column) from None
-        if exc.column is not None and exc.column in static:
-            raise
         if opts["variables"] is not None or exc.column is None:
             raise
         raise DataError(f"{exc.reason} (every column but the id, time and label columns is read as a variable: "
