@@ -58,8 +58,9 @@ __all__ = ["aggregate", "find_jobs", "read_job", "Job", "summary_markdown", "wri
 SEED_KEYS = ("seed", "resume")
 # the readable default table, in this order, for whichever of these a sweep reports
 PREFERRED_METRICS = ("test/auroc", "test/auprc", "test/brier", "test/mse", "test/mae", "test/mse_vs_locf")
-#: validation metrics shown after them in summary.md: what early stopping and Optuna choose by
-SELECTION_METRICS = ("val/auroc", "val/mse")
+#: the validation metric a task's runs choose their checkpoint by unless early_stopping.monitor says
+#: otherwise (shown after the test columns in summary.md)
+SELECTION_METRIC = {"classification": "val/auroc", "forecast": "val/mse"}
 # name parts (after the last "/") where larger is better / smaller is better
 _HIGHER = ("auroc", "auprc", "accuracy", "auc", "f1", "precision", "recall", "r2")
 _LOWER = ("loss", "mse", "mae", "rmse", "brier", "error", "nll", "ece", "seconds")
@@ -204,6 +205,18 @@ def _config_value(config: dict | None, dotted: str):
             return "(unset)"
         node = node[part]
     return node
+
+
+def selection_metrics(jobs: Sequence[Job]) -> list[str]:
+    """The validation metrics the completed ``jobs`` chose their checkpoints by (``monitor`` in
+    their metrics.json; for a baseline, or a record written before that key, the task's
+    :data:`SELECTION_METRIC`), in order, those the jobs report."""
+    chosen = []
+    for job in jobs:
+        monitor = job.metrics.get("monitor") or SELECTION_METRIC.get(job.metrics.get("task"), "val/auroc")
+        if _is_number(job.metrics.get(monitor)) and monitor not in chosen:
+            chosen.append(str(monitor))
+    return chosen
 
 
 def _default_metrics(jobs: Sequence[Job]) -> list[str]:
@@ -366,6 +379,7 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
 
     if metrics is None:
         metrics = _default_metrics(done)
+        metrics += [m for m in selection_metrics(done) if m not in metrics]
     else:
         metrics = list(dict.fromkeys(metrics))
         if not metrics:
@@ -410,6 +424,7 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
                                       kind="stable").reset_index(drop=True)
     summary.attrs.update({"metrics": list(metrics), "common_overrides": list(common), "sweep_dir": str(root),
                           "expected_jobs": expected, "earlier_jobs": [d.name for d in earlier],
+                          "selection_metrics": selection_metrics(done),
                           "classes": sorted({int(j.metrics["classes"]) for j in done
                                              if _is_number(j.metrics.get("classes"))})})
 
@@ -441,9 +456,9 @@ def _table_metrics(summary: pd.DataFrame, metrics: Sequence[str] | None, explici
     preferred = [m for m in all_metrics if m in PREFERRED_METRICS]
     if not preferred:
         return all_metrics[:4]
-    # the validation metric that picks each run's checkpoint (and an Optuna search's trials): a
+    # the validation metric that picked each run's checkpoint (and an Optuna search's trials): a
     # choice between models belongs to it, not to the test columns beside it
-    return preferred + [m for m in SELECTION_METRICS if m in all_metrics]
+    return preferred + [m for m in summary.attrs.get("selection_metrics", []) if m in all_metrics]
 
 
 #: metrics a multi-class run averages or sums over its classes (noted under the table)

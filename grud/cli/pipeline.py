@@ -709,6 +709,8 @@ def run_training(cfg: dict, run_dir: Path, fresh_if_none: bool = False, resume_f
         "seed": seed,
         "epochs": epochs,
         "resumed_from_epoch": resumed,
+        # the validation metric that picked best.ckpt (a network's; a baseline chooses no epoch)
+        "monitor": None if cfg["model"].get("kind") == "baseline" else module.monitor,
         "seconds": round(time.time() - start, 2),
         "data_hash": inputs_hash,
         "n_train": len(train), "n_val": len(val), "n_test": len(test),

@@ -854,10 +854,10 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
             raise exc
         row = int(np.searchsorted(lines, exc.line))
         name = str(frame[variable_column].iloc[row]).strip()
-        if name in static and not CAPPED_VALUE.match(str(frame[exc.column].iloc[row]).strip()):
+        if CAPPED_VALUE.match(str(frame[exc.column].iloc[row]).strip()):  # the reason says what to do
+            what = f"static variable {name!r}" if name in static else f"variable {name!r}"
+        elif name in static:
             what = STATIC_TEXT_RULE.format(name=name)
-        elif name in static:  # a capped number: the reason says what to do, not the codes' rule
-            what = f"static variable {name!r}"
         else:
             what = f"variable {name!r}" + _text_code_hint(name, frame[exc.column], frame[variable_column], static)
         raise DataError(f"{exc.reason} ({what})", path=exc.path, line=exc.line, column=exc.column) from None
@@ -1034,9 +1034,9 @@ def _build_wide(raw: bytes, path: Path, opts: dict, ranges, lab: _LabelSource, m
                                                     static=tuple(static),
                                                     categorical=tuple(c for c in opts["categorical_static"] if c in static))
     except DataError as exc:
+        if CAPPED_HINT in exc.reason:  # a capped number: the reason says what to do
+            raise
         if exc.column is not None and exc.column in static:
-            if CAPPED_HINT in exc.reason:  # a capped number: the reason says what to do, not the codes' rule
-                raise
             raise DataError(f"{exc.reason} ({STATIC_TEXT_RULE.format(name=exc.column)})", path=exc.path,
                             line=exc.line, column=exc.column) from None
         if opts["variables"] is not None or exc.column is None:

@@ -123,8 +123,8 @@ def suspect_variable_warnings(ds: IrregularDataset, value_ranges_set: bool = Tru
             for name in distinct_on_every_row(ds)]
     if not value_ranges_set:
         out += [f"variable {name!r}: {count} value(s) lie far outside the rest (e.g. {worst:g}; 98 % lie within "
-                f"{lo:g} to {hi:g}), like impossible values or another unit: give data.value_ranges (a CSV "
-                f"variable,min,max, or the built-in physionet2012 table for its variable names) to read values "
-                f"outside a variable's possible range as unobserved"
+                f"{lo:g} to {hi:g}), like impossible values or another unit: give data.value_ranges=RANGES.csv "
+                f"(variable,min,max; data.value_ranges=physionet2012 is the built-in table, for PhysioNet's variable "
+                f"names) to read values outside a variable's possible range as unobserved"
                 for name, (count, worst, lo, hi) in far_values(ds).items()]
     return out

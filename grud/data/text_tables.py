@@ -49,7 +49,8 @@ _INK = re.compile(rb"\S")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 #: a value an export capped (an age of "> 89", a lab below its detection limit "<0.3")
 CAPPED_VALUE = re.compile(r"^[<>]=?\s*[+-]?(\d+\.?\d*|\.\d+)$")
-CAPPED_HINT = "a value capped by the export: replace it by a number, such as 90 for '> 89', before reading"
+CAPPED_HINT = ("a value capped by the export: replace it by a number, such as its limit (90 for '> 89', 0.3 for "
+               "'<0.3'), before reading")
 
 
 def closest_name(name: str, names) -> str | None:

@@ -67,7 +67,7 @@ def test_train_writes_the_run_directory(trained_run):
     for key in ("val/auroc", "test/auroc", "test/auprc", "test/brier", "test/auroc_ci_low", "test/auroc_ci_high",
                 "epochs", "resumed_from_epoch", "seconds", "data_hash", "version/torch"):
         assert key in m, key
-    assert m["epochs"] == 2 and m["resumed_from_epoch"] is None
+    assert m["epochs"] == 2 and m["resumed_from_epoch"] is None and m["monitor"] == "val/auroc"
     assert m["classes"] == 2 and isinstance(m["test/n"], int) and m["n_test"] == m["test/n"]
     assert m["test/auroc_ci_low"] <= m["test/auroc"] <= m["test/auroc_ci_high"]
     # 3 training batches an epoch, fewer than trainer.log_every_n_steps=10: the training loss is still logged
@@ -362,6 +362,7 @@ def test_early_stopping_monitor_picks_the_best_checkpoint_by_that_metric(clinica
     assert len(val) == 6 and ckpt["epoch"] == int(val.idxmin())
     kept = [c for c in ckpt["callbacks"] if c.startswith("ModelCheckpoint") and "val/loss" in c]
     assert kept and ckpt["callbacks"][kept[0]]["best_model_score"] == pytest.approx(val.min(), rel=1e-6)
+    assert json.loads((out / "metrics.json").read_text())["monitor"] == "val/loss"  # grud-aggregate shows it
 
 
 def test_a_checkpoint_saved_before_mixed_delta_existed_keeps_delta_in_hours(trained_run, tmp_path):

@@ -363,3 +363,19 @@ def test_the_summary_says_how_a_multi_class_sweeps_auroc_is_averaged(tmp_path):
     binary = tmp_path / "binary"
     make_job(binary, "0", ["seed=0"], {"seed": 0}, metrics={"status": "ok", "test/auroc": 0.7, "classes": 2})
     assert "Multi-class" not in summary_markdown(*aggregate(binary))
+
+
+def test_the_table_shows_the_validation_metric_each_run_chose_its_checkpoint_by(tmp_path):
+    """summary.md appended val/auroc whatever early_stopping.monitor the runs used (val/auprc here)."""
+    from grud.cli.aggregate import aggregate, summary_markdown
+
+    root = tmp_path / "sweep"
+    root.mkdir()
+    for n, (model, monitor) in enumerate([("grud", "val/auprc"), ("gru_mean", "val/auprc"), ("logreg", None)]):
+        config = {"model": {"name": model}, "seed": 0, "task": {"name": "classification"}}
+        make_job(root, str(n), [f"model={model}"], config,
+                 metrics={"status": "ok", "task": "classification", "monitor": monitor, "test/auroc": 0.8,
+                          "test/auprc": 0.4, "val/auroc": 0.81, "val/auprc": 0.45})
+    summary, failures = aggregate(root)
+    assert summary.attrs["selection_metrics"] == ["val/auprc", "val/auroc"]  # logreg: the task's own
+    assert "| group | n | test/auroc | test/auprc | val/auprc | val/auroc |" in summary_markdown(summary, failures)

@@ -798,7 +798,8 @@ def test_a_capped_value_says_to_write_it_as_a_number(tmp_path):
     """eICU's age "> 89" and a lab's "<0.3" were told the rule for text codes, whose advice (list
     the quantity as categorical) led to a second error."""
     p = write(tmp_path / "cap.csv", "id,time,variable,value\n1,0,HR,80\n1,0,Age,> 89\n2,0,HR,90\n2,1,Lactate,<0.3\n")
-    hint = r"\(a value capped by the export: replace it by a number, such as 90 for '> 89', before reading\)"
+    hint = (r"\(a value capped by the export: replace it by a number, such as its limit \(90 for '> 89', 0\.3 for "
+            r"'<0\.3'\), before reading\)")
     with pytest.raises(DataError, match=rf"line 3, column 'value': expected a number, got '> 89' {hint} "
                                         rf"\(static variable 'Age'\)$"):
         read_long_csv(p, static_variables=["Age"], cache=False)
@@ -808,6 +809,11 @@ def test_a_capped_value_says_to_write_it_as_a_number(tmp_path):
     w = write(tmp_path / "capw.csv", "id,time,HR,Age\n1,0,80,> 89\n2,0,90,70\n")
     with pytest.raises(DataError, match=rf"line 2, column 'Age': expected a number, got '> 89' {hint}$"):
         read_wide_csv(w, static_variables=["Age"], cache=False)
+    with pytest.raises(DataError, match=rf"line 2, column 'Age': expected a number, got '> 89' {hint}$"):
+        read_wide_csv(w, cache=False)  # a time-varying column: not the text-column advice either
+    lab = write(tmp_path / "lab.csv", "id,time,variable,value\n1,0,HR,80\n1,1,Lactate,<0.3\n2,1,Lactate,<0.3\n")
+    with pytest.raises(DataError, match=rf"got '<0.3' {hint} \(variable 'Lactate'\)$"):
+        read_long_csv(lab, cache=False)  # every value capped: not the text-code hint
 
 
 def test_static_codes_long_and_wide(tmp_path, caplog):
