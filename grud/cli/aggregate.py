@@ -58,9 +58,6 @@ __all__ = ["aggregate", "find_jobs", "read_job", "Job", "summary_markdown", "wri
 SEED_KEYS = ("seed", "resume")
 # the readable default table, in this order, for whichever of these a sweep reports
 PREFERRED_METRICS = ("test/auroc", "test/auprc", "test/brier", "test/mse", "test/mae", "test/mse_vs_locf")
-#: the validation metric a task's runs choose their checkpoint by unless early_stopping.monitor says
-#: otherwise (shown after the test columns in summary.md)
-SELECTION_METRIC = {"classification": "val/auroc", "forecast": "val/mse"}
 # name parts (after the last "/") where larger is better / smaller is better
 _HIGHER = ("auroc", "auprc", "accuracy", "auc", "f1", "precision", "recall", "r2")
 _LOWER = ("loss", "mse", "mae", "rmse", "brier", "error", "nll", "ece", "seconds")
@@ -209,11 +206,13 @@ def _config_value(config: dict | None, dotted: str):
 
 def selection_metrics(jobs: Sequence[Job]) -> list[str]:
     """The validation metrics the completed ``jobs`` chose their checkpoints by (``monitor`` in
-    their metrics.json; for a baseline, or a record written before that key, the task's
-    :data:`SELECTION_METRIC`), in order, those the jobs report."""
+    their metrics.json; for a baseline, or a record written before that key, the task's own,
+    :func:`grud.cli.config.own_metric`), in order, those the jobs report."""
+    from grud.cli.config import own_metric
+
     chosen = []
     for job in jobs:
-        monitor = job.metrics.get("monitor") or SELECTION_METRIC.get(job.metrics.get("task"), "val/auroc")
+        monitor = job.metrics.get("monitor") or own_metric(job.metrics.get("task") or "classification")
         if _is_number(job.metrics.get(monitor)) and monitor not in chosen:
             chosen.append(str(monitor))
     return chosen
@@ -377,9 +376,10 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
     jobs = [read_job(d, root, need_config=bool(group_by)) for d in job_dirs]
     done = [j for j in jobs if j.status == STATUS_OK]
 
+    selection = selection_metrics(done)
     if metrics is None:
         metrics = _default_metrics(done)
-        metrics += [m for m in selection_metrics(done) if m not in metrics]
+        metrics += [m for m in selection if m not in metrics]
     else:
         metrics = list(dict.fromkeys(metrics))
         if not metrics:
@@ -424,7 +424,7 @@ def aggregate(sweep_dir, metrics: Sequence[str] | str | None = None,
                                       kind="stable").reset_index(drop=True)
     summary.attrs.update({"metrics": list(metrics), "common_overrides": list(common), "sweep_dir": str(root),
                           "expected_jobs": expected, "earlier_jobs": [d.name for d in earlier],
-                          "selection_metrics": selection_metrics(done),
+                          "selection_metrics": selection,
                           "classes": sorted({int(j.metrics["classes"]) for j in done
                                              if _is_number(j.metrics.get("classes"))})})
 

@@ -235,10 +235,16 @@ def precheck(config_name: str, argv: list[str]) -> None:
         GlobalHydra.instance().clear()
 
 
-#: the validation metrics each task reports (what ``optimized_metric`` may name) and their direction
+#: the validation metrics each task reports (what ``optimized_metric`` and ``early_stopping.monitor``
+#: may name) and their direction; the first is the task's own, what its runs rank epochs by by default
 TASK_METRICS = {"classification": {"val/auroc": "maximize", "val/auprc": "maximize", "val/accuracy": "maximize",
                                    "val/brier": "minimize", "val/loss": "minimize"},
                 "forecast": {"val/mse": "minimize", "val/mae": "minimize", "val/loss": "minimize"}}
+
+
+def own_metric(task: str | None) -> str | None:
+    """The validation metric ``task`` ranks epochs by unless ``early_stopping.monitor`` says otherwise."""
+    return next(iter(TASK_METRICS.get(task or "", {})), None)
 
 
 def check_optimized_metric(cfg, direction) -> None:

@@ -310,7 +310,7 @@ def monitor_of(cfg: dict, task_name: str) -> tuple[str, str] | None:
     """``early_stopping.monitor`` as (metric, Lightning mode), or None for the task's own
     (``val/auroc``, ``val/mse``); a metric the task does not report on validation is a ConfigError.
     (A baseline chooses its regularisation its own way: a run ignores the key there.)"""
-    from grud.cli.config import TASK_METRICS
+    from grud.cli.config import TASK_METRICS, own_metric
 
     metric = (cfg.get("early_stopping") or {}).get("monitor")
     if metric is None:
@@ -318,7 +318,7 @@ def monitor_of(cfg: dict, task_name: str) -> tuple[str, str] | None:
     known = TASK_METRICS.get(task_name, {})
     if metric not in known:
         raise ConfigError(f"early_stopping.monitor={metric}: task={task_name} reports {', '.join(known)} on "
-                          f"validation (null: the task's own, {next(iter(known), '?')})")
+                          f"validation (null: the task's own, {own_metric(task_name) or '?'})")
     return metric, "max" if known[metric] == "maximize" else "min"
 
 

@@ -146,15 +146,15 @@ def one_hot_static(ds: IrregularDataset, categories: dict) -> IrregularDataset:
         onehot[~known] = np.nan
         unseen = known & (at < 0)
         if unseen.any():
-            names = sorted({_code(present[k]) for k in np.unique(at_known[unseen[known]])})
+            new_codes = sorted({_code(present[k]) for k in np.unique(at_known[unseen[known]])})
             if unseen.sum() == known.sum():
                 log.warning("static variable %s: none of the %d series with a value has a code the training split had "
                             "(here %s; training %s): every one is encoded as none of its categories; recode "
-                            "the file's codes as training's", n, int(known.sum()), ", ".join(names[:5]),
+                            "the file's codes as training's", n, int(known.sum()), ", ".join(new_codes[:5]),
                             ", ".join(_code(c) for c in codes[:5]))
             else:
                 log.warning("static variable %s: %d series have a value the training split never had (%s); "
-                            "encoded as none of its %d categories", n, int(unseen.sum()), ", ".join(names[:5]),
+                            "encoded as none of its %d categories", n, int(unseen.sum()), ", ".join(new_codes[:5]),
                             len(codes))
         cols.append(onehot)
         new_names += one_hot_names(n, categories[n])

@@ -73,7 +73,6 @@ from grud.data.dataset import IrregularDataset
 from grud.data.physionet_files import RECORD_ID, StaySource, parse_stays
 from grud.data.text_tables import (
     CAPPED_HINT,
-    CAPPED_VALUE,
     FLOAT32_MAX,
     TextTable,
     check_delimiter,
@@ -854,7 +853,7 @@ def _read_value_columns(table: TextTable, fixed: list[str], value_columns: list[
             raise exc
         row = int(np.searchsorted(lines, exc.line))
         name = str(frame[variable_column].iloc[row]).strip()
-        if CAPPED_VALUE.match(str(frame[exc.column].iloc[row]).strip()):  # the reason says what to do
+        if CAPPED_HINT in exc.reason:  # a capped number: the reason says what to do
             what = f"static variable {name!r}" if name in static else f"variable {name!r}"
         elif name in static:
             what = STATIC_TEXT_RULE.format(name=name)
