@@ -379,3 +379,14 @@ def test_the_table_shows_the_validation_metric_each_run_chose_its_checkpoint_by(
     summary, failures = aggregate(root)
     assert summary.attrs["selection_metrics"] == ["val/auprc", "val/auroc"]  # logreg: the task's own
     assert "| group | n | test/auroc | test/auprc | val/auprc | val/auroc |" in summary_markdown(summary, failures)
+
+
+def test_the_tasks_own_metric_is_the_one_their_modules_rank_epochs_by():
+    """grud.cli.config.own_metric (aggregate's column, the monitor error) and the task modules'
+    ``monitor`` (what a run ranks epochs by) are two statements of one default: they must agree."""
+    from grud.cli.config import own_metric
+    from grud.tasks.classification import ClassificationTask
+    from grud.tasks.forecasting import ForecastTask
+
+    assert own_metric("classification") == ClassificationTask.monitor
+    assert own_metric("forecast") == ForecastTask.monitor
